@@ -1,0 +1,140 @@
+# streamtrain — one flat Makefile.
+#
+#   make              build everything into build/ (CUDA backend when nvcc is found)
+#   make CUDA=0       build without the CUDA backend
+#   make SAN=thread   build into build/san-thread/ with ThreadSanitizer (also: address)
+#   make test         install missing deps, build, run every test (+ TSan/ASan loader tests, fuzz smoke)
+#   make demo         install missing deps, pack Fashion-MNIST and train on it
+#   make fuzz         build the libFuzzer targets (clang) into build/fuzz/
+#   make bench        the throughput suite (not part of make test)
+
+CC       ?= cc
+SAN      ?=
+CUDA     ?= 1
+CUDA_HOME ?= /usr/local/cuda
+OPT      ?= -O2
+
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g -Wall -Wextra -Werror -Wno-format-truncation -pthread \
+               -MMD -MP -I. -I/usr/include/stb
+CFLAGS   := $(CFLAGS_BASE) $(OPT) -march=x86-64-v2 $(EXTRA_CFLAGS)
+LDLIBS   := -lzstd -lpng -lz -lxxhash -lstb -lopenblas -lm -pthread
+LDFLAGS  :=
+
+BUILD := build
+ifneq ($(SAN),)
+  BUILD  := build/san-$(SAN)
+  CFLAGS := $(CFLAGS_BASE) -O1 -fno-omit-frame-pointer -fsanitize=$(SAN)
+  LDFLAGS += -fsanitize=$(SAN)
+  CUDA   := 0
+endif
+
+# ---- CUDA detection ------------------------------------------------------
+NVCC := $(firstword $(wildcard $(CUDA_HOME)/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
+ifeq ($(CUDA),0)
+  HAVE_CUDA := 0
+else ifeq ($(NVCC),)
+  HAVE_CUDA := 0
+  $(info streamtrain: nvcc not found (looked in $(CUDA_HOME)/bin and PATH): CPU-only build)
+else
+  HAVE_CUDA := 1
+  CUDA_LIBDIR := $(dir $(NVCC))../lib64
+  $(info streamtrain: CUDA backend with $(NVCC))
+endif
+
+ifeq ($(HAVE_CUDA),1)
+  NVCCFLAGS := -O2 -std=c++17 -I. -Xcompiler -Wall,-Wextra,-Werror \
+    -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+    -gencode arch=compute_90,code=compute_90 -MMD -MP
+  CFLAGS  += -DST_HAVE_CUDA=1
+  LDLIBS  += -L$(CUDA_LIBDIR) -lcudart_static -lcublas -lcublasLt -ldl -lrt -lstdc++ \
+             -Wl,-rpath,$(abspath $(CUDA_LIBDIR))
+  CU_SRCS := $(wildcard gpu/*.cu)
+else
+  CU_SRCS :=
+endif
+
+# ---- sources (picked up by directory) ------------------------------------
+LIB_SRCS  := $(wildcard datasets/*.c loader/*.c gpu/*.c train/*.c)
+TOOL_SRCS := $(wildcard tools/*.c)
+TEST_SRCS := $(wildcard tests/test_*.c)
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(CU_SRCS:%.cu=$(BUILD)/obj/%.o)
+LIB       := $(BUILD)/libstreamtrain.a
+TOOLS     := $(TOOL_SRCS:tools/%.c=$(BUILD)/%)
+TESTS     := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+# Tests run again under TSan and ASan: everything that exercises threads.
+SAN_TESTS := $(BUILD)/tests/test_loader $(BUILD)/tests/test_order $(BUILD)/tests/test_ring
+
+.PHONY: all tools tests test demo fuzz fuzz-smoke bench deps clean san-tests
+all: tools tests
+
+tools: $(TOOLS)
+tests: $(TESTS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/%: $(BUILD)/obj/tools/%.o $(LIB)
+	$(CC) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $< $(LIB) -lcmocka $(LDLIBS) -o $@
+
+# ---- fuzzing (clang + libFuzzer) -----------------------------------------
+FUZZ_BUILD := build/fuzz
+FUZZ_LIB_SRCS := $(wildcard datasets/*.c)
+FUZZ_CFLAGS := $(CFLAGS_BASE) -O1 -fsanitize=fuzzer,address,undefined
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+
+$(FUZZ_BUILD)/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) $^ -lzstd -lpng -lz -lxxhash -lstb -lm -o $@
+
+fuzz: $(FUZZ_BINS)
+
+fuzz-smoke: fuzz
+	@for f in $(FUZZ_BINS); do \
+	  n=$$(basename $$f); mkdir -p build/fuzz/corpus-$$n; \
+	  echo "fuzz: $$n (20 s)"; \
+	  $$f -max_total_time=20 -print_final_stats=0 build/fuzz/corpus-$$n tests/fuzz/seeds/$$n 2>build/fuzz/$$n.log \
+	    || { tail -40 build/fuzz/$$n.log; exit 1; }; \
+	  tail -1 build/fuzz/$$n.log; \
+	done
+
+# ---- entry points ----------------------------------------------------------
+deps:
+	@tools/deps.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory SAN=thread san-tests
+	@$(MAKE) --no-print-directory SAN=address san-tests
+	@$(MAKE) --no-print-directory fuzz
+	@tests/run.sh $(BUILD)
+
+san-tests: $(SAN_TESTS)
+
+demo: deps
+	@$(MAKE) --no-print-directory tools
+	tools/demo.sh $(BUILD)
+
+bench: deps
+	@tools/deps.sh bench
+	@$(MAKE) --no-print-directory tools
+	bench/run.sh $(if $(QUICK),--quick)
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,241 @@
+/* datasets/codec.c — per-sample encode/decode for the raw, zstd and png
+ * codecs, and zstd dictionary training.
+ *
+ * zstd frames are written without a checksum or dictionary id (the shard
+ * index already holds an XXH3 per record and the manifest the dictionary
+ * id), with the content size, so each record is one self-contained frame
+ * and random access stays O(1).
+ */
+#include "codec.h"
+#include "pngio.h"
+#include "shard.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <zdict.h>
+#include <zstd.h>
+
+/* Samples taken (at an even stride) to train the dictionary. */
+#define CODEC_DICT_SAMPLES 8192
+
+#define ZCHECK(err, expr, what)                                              \
+    do {                                                                     \
+        size_t zc__ = (expr);                                                \
+        if (ZSTD_isError(zc__))                                              \
+            return st_seterr((err), ST_EDECODE, "%s:%d: %s: %s", __FILE__,   \
+                             __LINE__, (what), ZSTD_getErrorName(zc__));     \
+    } while (0)
+
+static size_t shape_bytes(const codec_shape *s)
+{
+    return (size_t)s->height * s->width * s->channels;
+}
+
+/* ---- dictionaries ------------------------------------------------------ */
+
+struct codec_cdict {
+    ZSTD_CDict *cd;
+};
+
+int codec_cdict_create(const void *dict, size_t len, int level,
+                       codec_cdict **out, st_error *err)
+{
+    *out = NULL;
+    codec_cdict *d = calloc(1, sizeof *d);
+    if (d == NULL) return st_seterr(err, ST_ENOMEM, "zstd: out of memory");
+    d->cd = ZSTD_createCDict(dict, len, level);
+    if (d->cd == NULL) {
+        free(d);
+        return st_seterr(err, ST_EDECODE, "zstd: cannot digest a %zu-byte "
+                         "dictionary at level %d", len, level);
+    }
+    *out = d;
+    return 0;
+}
+
+void codec_cdict_destroy(codec_cdict *d)
+{
+    if (d == NULL) return;
+    ZSTD_freeCDict(d->cd);
+    free(d);
+}
+
+int codec_train_dict(const uint8_t *samples, size_t n, size_t sample_bytes,
+                     void *dict, size_t cap, size_t *len, st_error *err)
+{
+    *len = 0;
+    size_t take = n < CODEC_DICT_SAMPLES ? n : CODEC_DICT_SAMPLES;
+    size_t total = take * sample_bytes;
+    /* zstd needs a handful of samples and a few times more data than the
+     * dictionary it builds; below that a pack is better off without one. */
+    if (take < 16 || total < 8192) return 0;
+    if (cap > total / 8) cap = total / 8;
+    size_t *sizes = malloc(take * sizeof *sizes);
+    uint8_t *buf = malloc(take * sample_bytes);
+    if (sizes == NULL || buf == NULL) {
+        free(sizes);
+        free(buf);
+        return st_seterr(err, ST_ENOMEM, "zstd: out of memory for dictionary "
+                         "training");
+    }
+    for (size_t i = 0; i < take; i++) {
+        size_t src = i * n / take; /* even stride: deterministic */
+        memcpy(buf + i * sample_bytes, samples + src * sample_bytes,
+               sample_bytes);
+        sizes[i] = sample_bytes;
+    }
+    size_t r = ZDICT_trainFromBuffer(dict, cap, buf, sizes, (unsigned)take);
+    free(sizes);
+    free(buf);
+    if (ZDICT_isError(r)) return 0; /* not trainable: pack without one */
+    *len = r;
+    return 0;
+}
+
+uint32_t codec_dict_id(const void *dict, size_t len)
+{
+    return dict ? (uint32_t)ZDICT_getDictID(dict, len) : 0;
+}
+
+/* ---- encoding ---------------------------------------------------------- */
+
+struct codec_enc {
+    codec_shape shape;
+    ZSTD_CCtx *cctx;
+    uint8_t *buf;     /* (cap) output scratch */
+    size_t cap;
+};
+
+static int enc_setup_zstd(codec_enc *e, int level, const codec_cdict *cdict,
+                          st_error *err)
+{
+    e->cctx = ZSTD_createCCtx();
+    if (e->cctx == NULL) return st_seterr(err, ST_ENOMEM, "zstd: out of memory");
+    ZCHECK(err, ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_compressionLevel, level),
+           "set level");
+    ZCHECK(err, ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_checksumFlag, 0),
+           "set checksum flag");
+    ZCHECK(err, ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_dictIDFlag, 0),
+           "set dictID flag");
+    ZCHECK(err, ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_contentSizeFlag, 1),
+           "set content size flag");
+    if (cdict) ZCHECK(err, ZSTD_CCtx_refCDict(e->cctx, cdict->cd), "ref cdict");
+    return 0;
+}
+
+int codec_enc_create(const codec_shape *shape, int level,
+                     const codec_cdict *cdict, codec_enc **out, st_error *err)
+{
+    *out = NULL;
+    codec_enc *e = calloc(1, sizeof *e);
+    if (e == NULL) return st_seterr(err, ST_ENOMEM, "codec: out of memory");
+    e->shape = *shape;
+    size_t n = shape_bytes(shape);
+    e->cap = ZSTD_compressBound(n) + n / 2 + 4096;
+    e->buf = malloc(e->cap);
+    int rc = e->buf ? 0 : st_seterr(err, ST_ENOMEM, "codec: out of memory");
+    if (rc == 0 && shape->codec == CODEC_ZSTD)
+        rc = enc_setup_zstd(e, level, cdict, err);
+    if (rc != 0) {
+        codec_enc_destroy(e);
+        return rc;
+    }
+    *out = e;
+    return 0;
+}
+
+void codec_enc_destroy(codec_enc *e)
+{
+    if (e == NULL) return;
+    ZSTD_freeCCtx(e->cctx);
+    free(e->buf);
+    free(e);
+}
+
+int codec_encode(codec_enc *e, const uint8_t *pixels, const uint8_t **out,
+                 size_t *out_len, st_error *err)
+{
+    size_t n = shape_bytes(&e->shape);
+    switch (e->shape.codec) {
+    case CODEC_RAW:
+        *out = pixels;
+        *out_len = n;
+        return 0;
+    case CODEC_ZSTD: {
+        size_t r = ZSTD_compress2(e->cctx, e->buf, e->cap, pixels, n);
+        ZCHECK(err, r, "compress");
+        *out = e->buf;
+        *out_len = r;
+        return 0;
+    }
+    case CODEC_PNG:
+        ST_TRY(pngio_encode(pixels, e->shape.width, e->shape.height,
+                            (int)e->shape.channels, &e->buf, &e->cap, out_len,
+                            err));
+        *out = e->buf;
+        return 0;
+    default:
+        return st_seterr(err, ST_EINVAL, "codec %u is unknown", e->shape.codec);
+    }
+}
+
+/* ---- decoding ---------------------------------------------------------- */
+
+struct codec_dec {
+    codec_shape shape;
+    ZSTD_DCtx *dctx;
+    const ZSTD_DDict *ddict; /* shared, owned by the pack */
+};
+
+int codec_dec_create(const codec_shape *shape, const void *ddict,
+                     codec_dec **out, st_error *err)
+{
+    *out = NULL;
+    codec_dec *d = calloc(1, sizeof *d);
+    if (d == NULL) return st_seterr(err, ST_ENOMEM, "codec: out of memory");
+    d->shape = *shape;
+    d->ddict = ddict;
+    if (shape->codec == CODEC_ZSTD && (d->dctx = ZSTD_createDCtx()) == NULL) {
+        free(d);
+        return st_seterr(err, ST_ENOMEM, "zstd: out of memory");
+    }
+    *out = d;
+    return 0;
+}
+
+void codec_dec_destroy(codec_dec *d)
+{
+    if (d == NULL) return;
+    ZSTD_freeDCtx(d->dctx);
+    free(d);
+}
+
+int codec_decode(codec_dec *d, const void *src, size_t len, uint8_t *dst,
+                 st_error *err)
+{
+    size_t n = shape_bytes(&d->shape);
+    switch (d->shape.codec) {
+    case CODEC_RAW:
+        if (len != n)
+            return st_seterr(err, ST_EDECODE, "raw record has %zu bytes, "
+                             "expected %zu", len, n);
+        memcpy(dst, src, n);
+        return 0;
+    case CODEC_ZSTD: {
+        size_t r = d->ddict
+            ? ZSTD_decompress_usingDDict(d->dctx, dst, n, src, len, d->ddict)
+            : ZSTD_decompressDCtx(d->dctx, dst, n, src, len);
+        if (ZSTD_isError(r))
+            return st_seterr(err, ST_EDECODE, "zstd: %s", ZSTD_getErrorName(r));
+        if (r != n)
+            return st_seterr(err, ST_EDECODE, "zstd frame decodes to %zu "
+                             "bytes, expected %zu", r, n);
+        return 0;
+    }
+    case CODEC_PNG:
+        return pngio_decode(src, len, d->shape.width, d->shape.height,
+                            (int)d->shape.channels, dst, err);
+    default:
+        return st_seterr(err, ST_EINVAL, "codec %u is unknown", d->shape.codec);
+    }
+}

@@ -1,0 +1,74 @@
+/* datasets/codec.h — per-sample encoders and decoders: raw, zstd (with a
+ * shared dictionary) and png.
+ *
+ * defines: codec_enc_create, codec_encode, codec_enc_destroy,
+ *          codec_dec_create, codec_decode, codec_dec_destroy,
+ *          codec_train_dict
+ *
+ * One codec_enc / codec_dec per thread: each owns its zstd context and
+ * scratch, allocated at create and reused for every sample. The zstd
+ * dictionaries (ZSTD_CDict / ZSTD_DDict) are created once and shared
+ * read-only between threads.
+ */
+#ifndef ST_CODEC_H
+#define ST_CODEC_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include "error.h"
+
+typedef struct codec_shape {
+    uint32_t codec;               /* CODEC_* */
+    uint32_t height, width, channels;
+} codec_shape;
+
+/* ---- shared dictionaries ------------------------------------------------ */
+typedef struct codec_cdict codec_cdict;
+
+/* Digests dict once for level. @return 0 or ST_EDECODE / ST_ENOMEM. */
+int codec_cdict_create(const void *dict, size_t len, int level,
+                       codec_cdict **out, st_error *err);
+void codec_cdict_destroy(codec_cdict *d); /* accepts NULL */
+
+/* Trains a zstd dictionary of at most cap bytes with ZDICT_trainFromBuffer
+ * on up to max_samples samples taken at an even stride from samples
+ * (n samples of sample_bytes each, contiguous). Deterministic.
+ * @return 0 (with *len set, possibly 0 when training is not worth it: then
+ *         the pack is written without a dictionary) or ST_ENOMEM. */
+int codec_train_dict(const uint8_t *samples, size_t n, size_t sample_bytes,
+                     void *dict, size_t cap, size_t *len, st_error *err);
+
+/* @return the dictionary id in a zstd dictionary, 0 when none. */
+uint32_t codec_dict_id(const void *dict, size_t len);
+
+/* ---- encoding ------------------------------------------------------------ */
+typedef struct codec_enc codec_enc;
+
+/* cdict may be NULL (zstd without dictionary). level applies to zstd. */
+int codec_enc_create(const codec_shape *shape, int level,
+                     const codec_cdict *cdict, codec_enc **out,
+                     st_error *err);
+void codec_enc_destroy(codec_enc *e); /* accepts NULL */
+
+/* Encodes one sample of H*W*C bytes. *out points into the encoder's own
+ * buffer, valid until the next call on e. */
+int codec_encode(codec_enc *e, const uint8_t *pixels, const uint8_t **out,
+                 size_t *out_len, st_error *err);
+
+/* ---- decoding ------------------------------------------------------------ */
+typedef struct codec_dec codec_dec;
+
+/* ddict is a ZSTD_DDict * (from pack_ddict) or NULL. */
+int codec_dec_create(const codec_shape *shape, const void *ddict,
+                     codec_dec **out, st_error *err);
+void codec_dec_destroy(codec_dec *d); /* accepts NULL */
+
+/* Decodes one record into dst, which holds exactly H*W*C bytes. A record
+ * that decodes to any other size is an error.
+ * @return 0 or ST_EDECODE with the library's message (the caller adds the
+ *         split, shard and record). */
+int codec_decode(codec_dec *d, const void *src, size_t len, uint8_t *dst,
+                 st_error *err);
+
+#endif

@@ -1,0 +1,148 @@
+/* datasets/fsutil.c — whole-file reads, atomic writes, directory fsync and
+ * tree removal. */
+#include "fsutil.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int io_err(st_error *err, const char *path, const char *what)
+{
+    int code = errno == ENOSPC || errno == EDQUOT ? ST_ENOSPC : ST_EIO;
+    return st_seterr(err, code, "%s: %s: %s", path, what, strerror(errno));
+}
+
+int fs_read_file(const char *path, size_t max, void **data, size_t *len,
+                 st_error *err)
+{
+    *data = NULL;
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return st_seterr(err, ST_ENOTFOUND, "%s: no such file", path);
+        return io_err(err, path, "cannot open");
+    }
+    struct stat st;
+    int rc = 0;
+    uint8_t *buf = NULL;
+    if (fstat(fd, &st) != 0) { rc = io_err(err, path, "stat failed"); goto out; }
+    if (!S_ISREG(st.st_mode)) {
+        rc = st_seterr(err, ST_EIO, "%s: not a regular file", path);
+        goto out;
+    }
+    if ((uint64_t)st.st_size > max) {
+        rc = st_seterr(err, ST_EFORMAT, "%s: %lld bytes is larger than the "
+                       "%zu this file may hold", path, (long long)st.st_size, max);
+        goto out;
+    }
+    size_t n = (size_t)st.st_size;
+    buf = malloc(n ? n : 1);
+    if (buf == NULL) { rc = st_seterr(err, ST_ENOMEM, "%s: out of memory", path); goto out; }
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) { rc = io_err(err, path, "read failed"); goto out; }
+        if (r == 0) break;
+        got += (size_t)r;
+    }
+    if (got != n) {
+        rc = st_seterr(err, ST_EIO, "%s: file shrank while reading", path);
+        goto out;
+    }
+    *data = buf;
+    *len = n;
+    buf = NULL;
+out:
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+int fs_fsync_dir(const char *dir, st_error *err)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return io_err(err, dir, "cannot open directory");
+    int rc = fsync(fd) == 0 ? 0 : io_err(err, dir, "fsync failed");
+    close(fd);
+    return rc;
+}
+
+void fs_parent_dir(const char *path, char *out, size_t cap)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL) {
+        snprintf(out, cap, ".");
+    } else if (slash == path) {
+        snprintf(out, cap, "/");
+    } else {
+        snprintf(out, cap, "%.*s", (int)(slash - path), path);
+    }
+}
+
+int fs_write_atomic(const char *path, const void *data, size_t len,
+                    st_error *err)
+{
+    char tmp[PATH_MAX], dir[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return io_err(err, tmp, "cannot create");
+    const char *p = data;
+    size_t left = len;
+    int rc = 0;
+    while (left > 0 && rc == 0) {
+        ssize_t n = write(fd, p, left);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            if (n == 0) errno = ENOSPC;
+            rc = io_err(err, tmp, "write failed");
+            break;
+        }
+        p += n;
+        left -= (size_t)n;
+    }
+    if (rc == 0 && fsync(fd) != 0) rc = io_err(err, tmp, "fsync failed");
+    if (close(fd) != 0 && rc == 0) rc = io_err(err, tmp, "close failed");
+    if (rc == 0 && rename(tmp, path) != 0) rc = io_err(err, path, "rename failed");
+    if (rc != 0) {
+        unlink(tmp);
+        return rc;
+    }
+    fs_parent_dir(path, dir, sizeof dir);
+    return fs_fsync_dir(dir, err);
+}
+
+int fs_rmtree(const char *dir, st_error *err)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        if (errno == ENOENT) return 0;
+        if (errno == ENOTDIR) return unlink(dir) == 0 ? 0 : io_err(err, dir, "unlink failed");
+        return io_err(err, dir, "cannot open directory");
+    }
+    int rc = 0;
+    struct dirent *e;
+    char path[PATH_MAX];
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (lstat(path, &st) != 0) continue;
+        if (S_ISDIR(st.st_mode)) {
+            if (fs_rmtree(path, err) != 0) rc = ST_EIO;
+        } else if (unlink(path) != 0) {
+            rc = io_err(err, path, "unlink failed");
+        }
+    }
+    closedir(d);
+    if (rmdir(dir) != 0 && rc == 0) rc = io_err(err, dir, "rmdir failed");
+    return rc;
+}

@@ -1,0 +1,38 @@
+/* datasets/fsutil.h — small file-system helpers shared by the pack writer,
+ * the checkpoint writer and the tools: whole-file reads, atomic writes,
+ * directory fsync and removal of a directory tree we created.
+ *
+ * defines: fs_read_file, fs_write_atomic, fs_fsync_dir, fs_rmtree,
+ *          fs_parent_dir
+ */
+#ifndef ST_FSUTIL_H
+#define ST_FSUTIL_H
+
+#include <stddef.h>
+
+#include "error.h"
+
+/* Reads all of path into a new malloc'd buffer (*data, *len), refusing
+ * files larger than max bytes.
+ * @return 0, ST_ENOTFOUND (no such file), ST_EIO or ST_EFORMAT (too big). */
+int fs_read_file(const char *path, size_t max, void **data, size_t *len,
+                 st_error *err);
+
+/* Writes data to path atomically: "path.tmp-PID", fsync, rename, fsync of
+ * the directory. A failure leaves any previous file at path untouched.
+ * @return 0 or ST_EIO / ST_ENOSPC. */
+int fs_write_atomic(const char *path, const void *data, size_t len,
+                    st_error *err);
+
+/* fsyncs a directory so that renames inside it are durable. */
+int fs_fsync_dir(const char *dir, st_error *err);
+
+/* Removes dir and everything below it (no symlinks are followed).
+ * @return 0 or ST_EIO. */
+int fs_rmtree(const char *dir, st_error *err);
+
+/* Writes the parent directory of path into out (cap bytes): "." when path
+ * has no slash. */
+void fs_parent_dir(const char *path, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,114 @@
+/* datasets/pack.h — a pack directory: reading it (pack_open) and writing it
+ * atomically (pack_writer).
+ *
+ * defines: pack_open, pack_close, pack_manifest, pack_split_find,
+ *          pack_split_samples, pack_locate, pack_shard, pack_read_record,
+ *          pack_ddict, pack_sample_bytes, pack_dict,
+ *          pack_writer_open, pack_writer_begin_split, pack_writer_add,
+ *          pack_writer_end_split, pack_writer_commit, pack_writer_abort
+ */
+#ifndef ST_PACK_H
+#define ST_PACK_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include "error.h"
+#include "manifest.h"
+#include "shard.h"
+
+/* ---- reading ---------------------------------------------------------- */
+typedef struct pack pack;
+
+/* Opens dir: parses and checks MANIFEST, loads and checks the dictionary
+ * (and builds one shared ZSTD_DDict), opens every shard of every split and
+ * cross-checks it against the manifest (size, record count, index XXH3,
+ * shape, codec, dict id). Memory: the manifest plus 24 bytes a record.
+ * @return 0 or a negative st_errcode whose message names the file. */
+int pack_open(const char *dir, pack **out, st_error *err);
+
+/* Accepts NULL. */
+void pack_close(pack *p);
+
+const manifest *pack_manifest(const pack *p);
+const char *pack_dir(const pack *p);
+
+/* @return the split's index, or -1 when the pack has no such split. */
+int pack_split_find(const pack *p, const char *name);
+uint64_t pack_split_samples(const pack *p, int split);
+uint32_t pack_split_nshards(const pack *p, int split);
+const shard *pack_shard(const pack *p, int split, uint32_t shard_no);
+
+/* Index of the first sample of shard_no within its split. */
+uint64_t pack_shard_first(const pack *p, int split, uint32_t shard_no);
+
+/* Maps sample i of a split to (shard, record). O(log shards). */
+void pack_locate(const pack *p, int split, uint64_t i, uint32_t *shard_no,
+                 uint64_t *record);
+
+/* H * W * C: the decoded size of every sample. */
+size_t pack_sample_bytes(const pack *p);
+
+/* Largest encoded record in the pack (for sizing read buffers). */
+size_t pack_max_record(const pack *p);
+
+/* The shared decoder dictionary (a ZSTD_DDict *), or NULL. Owned by p. */
+const void *pack_ddict(const pack *p);
+
+/* Raw dictionary bytes (NULL, 0 when none). Owned by p. */
+const void *pack_dict(const pack *p, size_t *len);
+
+/* ---- writing ---------------------------------------------------------- */
+typedef struct pack_writer pack_writer;
+
+typedef struct pack_writer_config {
+    uint32_t codec;               /* CODEC_* */
+    int level;
+    uint32_t height, width, channels;
+    uint64_t shard_bytes;         /* roll over to a new shard past this */
+    uint32_t nclasses;
+    const char *const *classes;   /* (nclasses), copied */
+    const void *dict;             /* zstd dictionary bytes or NULL */
+    size_t dict_len;
+    int force;                    /* replace an existing out_dir */
+} pack_writer_config;
+
+/* Creates a temporary directory beside out_dir (".NAME.tmp-XXXXXX") where
+ * everything is written. Refuses an existing out_dir unless cfg->force.
+ * @return 0 or ST_EEXIST / ST_EIO / ST_ENOSPC / ST_EINVAL. */
+int pack_writer_open(const char *out_dir, const pack_writer_config *cfg,
+                     pack_writer **out, st_error *err);
+
+int pack_writer_begin_split(pack_writer *w, const char *name, st_error *err);
+int pack_writer_add(pack_writer *w, const void *enc, size_t len,
+                    int32_t label, st_error *err);
+int pack_writer_end_split(pack_writer *w, st_error *err);
+
+/* Total encoded bytes added so far (records only). */
+uint64_t pack_writer_record_bytes(const pack_writer *w);
+
+/* Writes MANIFEST last, fsyncs every file and the directory, then renames
+ * the temporary directory to out_dir (replacing it under --force). Frees w
+ * whatever happens; on failure the temporary directory is removed.
+ * @return 0 or a negative st_errcode. */
+int pack_writer_commit(pack_writer *w, st_error *err);
+
+/* Removes the temporary directory and frees w. Accepts NULL. */
+void pack_writer_abort(pack_writer *w);
+
+/* Path of the temporary directory (for signal-time cleanup), or NULL. */
+const char *pack_writer_tmpdir(const pack_writer *w);
+
+
+/* ---- verifying ---------------------------------------------------------- */
+typedef struct pack_verify_stats {
+    uint64_t files, records, bytes;
+} pack_verify_stats;
+
+/* Checks every file's XXH3 against the manifest, then reads, checks and
+ * decodes every record of every split. Stops at the first fault, which err
+ * names as "split S, shard FILE, record R: problem".
+ * @return 0 or a negative st_errcode. */
+int pack_verify(const pack *p, pack_verify_stats *stats, st_error *err);
+
+#endif

@@ -1,0 +1,399 @@
+/* datasets/packer.c — source → pack: dictionary training, a pool of
+ * encoder threads and in-order writing.
+ *
+ * Pipeline: samples are encoded in chunks. Two chunk buffers alternate:
+ * while the workers encode chunk k+1 into one, the calling thread writes
+ * chunk k from the other through the pack writer. Each worker owns its
+ * source scratch, encoder and pixel buffer; nothing is allocated per
+ * sample.
+ */
+#include "packer.h"
+#include "codec.h"
+#include "pack.h"
+#include "shard.h"
+
+#include <dirent.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CLAIM 16                   /* samples a worker claims at a time */
+#define CHUNK_BUDGET (32u << 20)   /* bytes of encoded slots per chunk */
+
+typedef struct chunk {
+    uint8_t *data;      /* (cap, slot) encoded records */
+    uint32_t *len;      /* (cap) */
+    int32_t *label;     /* (cap) */
+    uint64_t start, count;
+} chunk;
+
+typedef struct worker {
+    struct packer *pk;
+    pthread_t tid;
+    int started;
+    source_scratch *sc;
+    codec_enc *enc;
+    uint8_t *pixels;    /* (H*W*C) */
+} worker;
+
+typedef struct packer {
+    const source *src;
+    const source_info *info;
+    uint32_t codec;
+    size_t sample_bytes, slot;   /* decoded bytes; encoded slot capacity */
+    uint64_t cap;                /* samples per chunk */
+    chunk chunks[2];
+    worker *workers;
+    int nworkers;
+    volatile sig_atomic_t *cancel;
+
+    pthread_mutex_t mu;
+    pthread_cond_t work, finished;
+    chunk *job;          /* chunk being encoded, or NULL; guarded by mu */
+    int split;           /* split of job; guarded by mu */
+    uint64_t next, done; /* claimed/finished samples of job; guarded by mu */
+    int shutdown;        /* guarded by mu */
+    int failed;          /* guarded by mu */
+    st_error err;        /* first worker failure; guarded by mu */
+} packer;
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+void packer_config_default(packer_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->codec = -1;
+    cfg->level = PACKER_DEFAULT_LEVEL;
+    cfg->shard_bytes = 64u << 20;
+    cfg->dict_bytes = PACKER_DEFAULT_DICT_BYTES;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->threads = n > 0 ? (int)n : 1;
+}
+
+/* ---- workers ----------------------------------------------------------- */
+
+static int encode_one(worker *w, int split, uint64_t i, uint8_t *slot,
+                      uint32_t *len, int32_t *label, st_error *err)
+{
+    packer *pk = w->pk;
+    const uint8_t *png = NULL, *out;
+    size_t png_len = 0, out_len;
+    int want_png = pk->codec == CODEC_PNG && pk->info->png_native;
+    ST_TRY(source_read(pk->src, split, i, w->sc, w->pixels, label,
+                       want_png ? &png : NULL, &png_len, err));
+    if (png != NULL && png_len <= pk->slot) {
+        out = png;
+        out_len = png_len;
+    } else {
+        ST_TRY(codec_encode(w->enc, w->pixels, &out, &out_len, err));
+    }
+    if (out_len > pk->slot)
+        return st_seterr(err, ST_EINTERNAL, "sample %llu encodes to %zu bytes,"
+                         " more than the %zu reserved", (unsigned long long)i,
+                         out_len, pk->slot);
+    memcpy(slot, out, out_len);
+    *len = (uint32_t)out_len;
+    return 0;
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    packer *pk = w->pk;
+    st_error err = {0};
+    pthread_mutex_lock(&pk->mu);
+    while (!pk->shutdown) {
+        chunk *c = pk->job;
+        if (c == NULL || pk->next >= c->count) {
+            pthread_cond_wait(&pk->work, &pk->mu);
+            continue;
+        }
+        uint64_t i0 = pk->next, n = c->count - i0 < CLAIM ? c->count - i0 : CLAIM;
+        int split = pk->split, failed = pk->failed;
+        pk->next += n;
+        pthread_mutex_unlock(&pk->mu);
+        int rc = 0;
+        for (uint64_t i = i0; i < i0 + n && rc == 0 && !failed; i++) {
+            if (pk->cancel && *pk->cancel) break;
+            rc = encode_one(w, split, c->start + i, c->data + i * pk->slot,
+                            &c->len[i], &c->label[i], &err);
+        }
+        pthread_mutex_lock(&pk->mu);
+        if (rc != 0 && !pk->failed) {
+            pk->failed = 1;
+            pk->err = err;
+        }
+        pk->done += n;
+        if (pk->done == c->count) pthread_cond_broadcast(&pk->finished);
+    }
+    pthread_mutex_unlock(&pk->mu);
+    return NULL;
+}
+
+static void post_job(packer *pk, chunk *c, int split)
+{
+    pthread_mutex_lock(&pk->mu);
+    pk->job = c;
+    pk->split = split;
+    pk->next = pk->done = 0;
+    pthread_cond_broadcast(&pk->work);
+    pthread_mutex_unlock(&pk->mu);
+}
+
+/* Waits for the posted chunk. @return 0 or the first worker error. */
+static int wait_job(packer *pk, st_error *err)
+{
+    pthread_mutex_lock(&pk->mu);
+    while (pk->job && pk->done < pk->job->count)
+        pthread_cond_wait(&pk->finished, &pk->mu);
+    pk->job = NULL;
+    int rc = 0;
+    if (pk->failed) {
+        if (err) *err = pk->err;
+        rc = pk->err.code ? pk->err.code : ST_EINTERNAL;
+    }
+    pthread_mutex_unlock(&pk->mu);
+    if (rc == 0 && pk->cancel && *pk->cancel)
+        rc = st_seterr(err, ST_ECLOSED, "interrupted");
+    return rc;
+}
+
+/* ---- set-up and tear-down --------------------------------------------- */
+
+static int pool_start(packer *pk, int nthreads, const codec_cdict *cdict,
+                      int level, st_error *err)
+{
+    codec_shape shape = {pk->codec, pk->info->height, pk->info->width,
+                         pk->info->channels};
+    for (int c = 0; c < 2; c++) {
+        chunk *ch = &pk->chunks[c];
+        ch->data = malloc(pk->cap * pk->slot);
+        ch->len = malloc(pk->cap * sizeof *ch->len);
+        ch->label = malloc(pk->cap * sizeof *ch->label);
+        if (!ch->data || !ch->len || !ch->label)
+            return st_seterr(err, ST_ENOMEM, "packer: out of memory for %llu "
+                             "x %zu-byte slots", (unsigned long long)pk->cap,
+                             pk->slot);
+    }
+    pk->workers = calloc((size_t)nthreads, sizeof *pk->workers);
+    if (pk->workers == NULL) return st_seterr(err, ST_ENOMEM, "out of memory");
+    for (int t = 0; t < nthreads; t++) {
+        worker *w = &pk->workers[t];
+        w->pk = pk;
+        pk->nworkers = t + 1;
+        ST_TRY(source_scratch_create(pk->src, &w->sc, err));
+        ST_TRY(codec_enc_create(&shape, level, cdict, &w->enc, err));
+        if ((w->pixels = malloc(pk->sample_bytes)) == NULL)
+            return st_seterr(err, ST_ENOMEM, "out of memory");
+        ST_TRY(ST_PTHREAD(err, pthread_create(&w->tid, NULL, worker_main, w)));
+        w->started = 1;
+    }
+    return 0;
+}
+
+static void pool_stop(packer *pk)
+{
+    pthread_mutex_lock(&pk->mu);
+    pk->shutdown = 1;
+    pthread_cond_broadcast(&pk->work);
+    pthread_mutex_unlock(&pk->mu);
+    for (int t = 0; t < pk->nworkers; t++) {
+        worker *w = &pk->workers[t];
+        if (w->started) pthread_join(w->tid, NULL);
+        source_scratch_destroy(w->sc);
+        codec_enc_destroy(w->enc);
+        free(w->pixels);
+    }
+    free(pk->workers);
+    for (int c = 0; c < 2; c++) {
+        free(pk->chunks[c].data);
+        free(pk->chunks[c].len);
+        free(pk->chunks[c].label);
+    }
+}
+
+/* Trains the dictionary on samples at an even stride over split 0. */
+static int train_dict(packer *pk, size_t cap, void **dict, size_t *len,
+                      st_error *err)
+{
+    uint64_t n = pk->info->splits[0].count, take = n < 8192 ? n : 8192;
+    uint8_t *buf = malloc(take * pk->sample_bytes + 1);
+    source_scratch *sc = NULL;
+    int32_t label;
+    *dict = malloc(cap);
+    int rc = buf && *dict ? source_scratch_create(pk->src, &sc, err)
+                          : st_seterr(err, ST_ENOMEM, "out of memory");
+    for (uint64_t i = 0; rc == 0 && i < take; i++)
+        rc = source_read(pk->src, 0, i * n / take, sc,
+                         buf + i * pk->sample_bytes, &label, NULL, NULL, err);
+    if (rc == 0)
+        rc = codec_train_dict(buf, take, pk->sample_bytes, *dict, cap, len, err);
+    source_scratch_destroy(sc);
+    free(buf);
+    return rc;
+}
+
+/* Writes chunk c's records. */
+static int write_chunk(packer *pk, pack_writer *pw, const chunk *c,
+                       st_error *err)
+{
+    for (uint64_t i = 0; i < c->count; i++)
+        ST_TRY(pack_writer_add(pw, c->data + i * pk->slot, c->len[i],
+                               c->label[i], err));
+    return 0;
+}
+
+static int pack_split(packer *pk, pack_writer *pw, int s, uint64_t *done,
+                      uint64_t total, const packer_config *cfg, double t0,
+                      st_error *err)
+{
+    uint64_t n = pk->info->splits[s].count, pos = 0;
+    ST_TRY(pack_writer_begin_split(pw, pk->info->splits[s].name, err));
+    int cur = 0;
+    chunk *c = &pk->chunks[cur];
+    c->start = 0;
+    c->count = n < pk->cap ? n : pk->cap;
+    post_job(pk, c, s);
+    while (pos < n) {
+        ST_TRY(wait_job(pk, err));
+        pos += c->count;
+        chunk *nx = &pk->chunks[cur ^ 1];
+        if (pos < n) {
+            nx->start = pos;
+            nx->count = n - pos < pk->cap ? n - pos : pk->cap;
+            post_job(pk, nx, s);
+        }
+        int rc = write_chunk(pk, pw, c, err);
+        if (rc) {
+            if (pos < n) wait_job(pk, NULL);
+            return rc;
+        }
+        *done += c->count;
+        if (cfg->progress) {
+            packer_progress p = {pk->info->splits[s].name, *done, total,
+                                 now_s() - t0};
+            cfg->progress(cfg->progress_ctx, &p);
+        }
+        cur ^= 1;
+        c = nx;
+    }
+    return pack_writer_end_split(pw, err);
+}
+
+static uint64_t dir_bytes(const char *dir)
+{
+    DIR *d = opendir(dir);
+    uint64_t total = 0;
+    struct dirent *e;
+    char path[PATH_MAX];
+    struct stat st;
+    while (d && (e = readdir(d)) != NULL) {
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (e->d_name[0] != '.' && stat(path, &st) == 0 && S_ISREG(st.st_mode))
+            total += (uint64_t)st.st_size;
+    }
+    if (d) closedir(d);
+    return total;
+}
+
+static int check_config(const packer_config *cfg, st_error *err)
+{
+    if (cfg->threads < 1 || cfg->threads > 256)
+        return st_seterr(err, ST_EINVAL, "--threads %d: must be 1..256",
+                         cfg->threads);
+    if (cfg->level < 1 || cfg->level > 22)
+        return st_seterr(err, ST_EINVAL, "--level %d: must be 1..22",
+                         cfg->level);
+    if (cfg->shard_bytes != 0 && cfg->shard_bytes < 4096)
+        return st_seterr(err, ST_EINVAL, "--shard-size %llu: must be at least "
+                         "4096 bytes", (unsigned long long)cfg->shard_bytes);
+    if (cfg->codec < -1 || cfg->codec > CODEC_PNG)
+        return st_seterr(err, ST_EINVAL, "unknown codec %d", cfg->codec);
+    return 0;
+}
+
+static int run(packer *pk, const char *out, const packer_config *cfg,
+               packer_stats *stats, st_error *err)
+{
+    void *dict = NULL;
+    size_t dict_len = 0;
+    codec_cdict *cdict = NULL;
+    pack_writer *pw = NULL;
+    double t0 = now_s();
+    int rc = 0;
+    if (pk->codec == CODEC_ZSTD && cfg->dict_bytes > 0) {
+        rc = train_dict(pk, cfg->dict_bytes, &dict, &dict_len, err);
+        if (rc == 0 && dict_len > 0)
+            rc = codec_cdict_create(dict, dict_len, cfg->level, &cdict, err);
+    }
+    stats->dict_seconds = now_s() - t0;
+    pack_writer_config wc = {
+        .codec = pk->codec, .level = pk->codec == CODEC_ZSTD ? cfg->level : 0,
+        .height = pk->info->height, .width = pk->info->width,
+        .channels = pk->info->channels, .shard_bytes = cfg->shard_bytes,
+        .nclasses = pk->info->nclasses,
+        .classes = (const char *const *)pk->info->classes,
+        .dict = dict_len ? dict : NULL, .dict_len = dict_len,
+        .force = cfg->force};
+    if (rc == 0) rc = pack_writer_open(out, &wc, &pw, err);
+    if (rc == 0) rc = pool_start(pk, cfg->threads, cdict, cfg->level, err);
+    uint64_t total = 0, done = 0;
+    for (uint32_t s = 0; s < pk->info->nsplits; s++)
+        total += pk->info->splits[s].count;
+    for (uint32_t s = 0; rc == 0 && s < pk->info->nsplits; s++)
+        rc = pack_split(pk, pw, (int)s, &done, total, cfg, t0, err);
+    if (rc == 0) stats->record_bytes = pack_writer_record_bytes(pw);
+    pool_stop(pk);
+    if (rc == 0) {
+        rc = pack_writer_commit(pw, err);
+        pw = NULL;
+    }
+    pack_writer_abort(pw);
+    codec_cdict_destroy(cdict);
+    free(dict);
+    stats->samples = total;
+    stats->raw_bytes = total * pk->sample_bytes;
+    stats->dict_bytes = dict_len;
+    stats->seconds = now_s() - t0;
+    if (rc == 0) stats->disk_bytes = dir_bytes(out);
+    return rc;
+}
+
+int packer_run(const char *src_path, const char *out,
+               const packer_config *cfg, packer_stats *stats, st_error *err)
+{
+    memset(stats, 0, sizeof *stats);
+    ST_TRY(check_config(cfg, err));
+    source *src = NULL;
+    ST_TRY(source_open(src_path, &cfg->source, &src, err));
+    packer pk = {.src = src, .info = source_info_of(src), .cancel = cfg->cancel};
+    pk.codec = cfg->codec < 0 ? CODEC_ZSTD : (uint32_t)cfg->codec;
+    pk.sample_bytes = (size_t)pk.info->height * pk.info->width *
+                      pk.info->channels;
+    pk.slot = pk.sample_bytes + pk.sample_bytes / 2 + 4096;
+    pk.cap = CHUNK_BUDGET / pk.slot;
+    if (pk.cap < (uint64_t)cfg->threads * CLAIM)
+        pk.cap = (uint64_t)cfg->threads * CLAIM;
+    if (pk.cap > 8192) pk.cap = 8192;
+    stats->info = *pk.info;
+    int rc = ST_PTHREAD(err, pthread_mutex_init(&pk.mu, NULL));
+    if (rc == 0) rc = ST_PTHREAD(err, pthread_cond_init(&pk.work, NULL));
+    if (rc == 0) rc = ST_PTHREAD(err, pthread_cond_init(&pk.finished, NULL));
+    if (rc == 0) rc = run(&pk, out, cfg, stats, err);
+    pthread_cond_destroy(&pk.finished);
+    pthread_cond_destroy(&pk.work);
+    pthread_mutex_destroy(&pk.mu);
+    stats->info.classes = NULL;
+    source_close(src);
+    return rc;
+}

@@ -1,0 +1,49 @@
+/* datasets/pngio.h — PNG in memory with libpng: decode to a fixed channel
+ * count, and encode.
+ *
+ * defines: pngio_info, pngio_probe, pngio_decode, pngio_encode
+ *
+ * Decoding converts every colour type and bit depth libpng reads (gray,
+ * gray+alpha, RGB, RGBA, palette with or without tRNS, 1/2/4/8/16-bit,
+ * interlaced) to 8-bit samples with the requested channel count:
+ *   1: gray (colour images are converted with the ITU-R BT.709 weights),
+ *   3: RGB (gray is replicated), 4: RGBA (opaque alpha added if missing);
+ *   alpha is dropped for 1 and 3. 16-bit samples are scaled (v*255/65535).
+ * libpng errors are caught (setjmp) and returned as ST_EDECODE with
+ * libpng's own message.
+ */
+#ifndef ST_PNGIO_H
+#define ST_PNGIO_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include "error.h"
+
+typedef struct pngio_info {
+    uint32_t width, height;
+    int channels;       /* natural channel count after expansion: 1..4 */
+    int bit_depth;      /* as stored */
+    int color_type;     /* PNG_COLOR_TYPE_* as stored */
+    int interlaced;
+} pngio_info;
+
+/* Reads the header only. @return 0 or ST_EDECODE ("not a PNG file", ...). */
+int pngio_probe(const void *src, size_t len, pngio_info *info, st_error *err);
+
+/* Decodes a whole PNG into dst, which holds width*height*channels bytes;
+ * the image must be exactly width x height (else ST_EFORMAT naming both
+ * sizes). channels is 1, 3 or 4. Safe to call from many threads.
+ * @return 0 or ST_EDECODE / ST_EFORMAT / ST_ENOMEM. */
+int pngio_decode(const void *src, size_t len, uint32_t width,
+                 uint32_t height, int channels, uint8_t *dst, st_error *err);
+
+/* Encodes width x height x channels (1, 3 or 4) 8-bit pixels. *buf and *cap
+ * is a growable buffer owned by the caller (realloc'd as needed; start
+ * with NULL/0); *len receives the encoded size. Deterministic output.
+ * @return 0 or ST_ENOMEM / ST_EINTERNAL. */
+int pngio_encode(const uint8_t *pixels, uint32_t width, uint32_t height,
+                 int channels, uint8_t **buf, size_t *cap, size_t *len,
+                 st_error *err);
+
+#endif

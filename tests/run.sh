@@ -1,0 +1,67 @@
+#!/bin/sh
+# tests/run.sh — runs every cmocka test binary (the normal build, then the
+# loader tests again under ThreadSanitizer and AddressSanitizer), a short
+# bounded libFuzzer run of each fuzz target, and the CLI integration tests,
+# then prints one total line: "total: N passed, N failed, N skipped".
+#
+#   tests/run.sh [BUILD_DIR]
+set -u
+BUILD=${1:-build}
+LOG=$(mktemp)
+trap 'rm -f "$LOG"' EXIT
+passed=0 failed=0 skipped=0 broken=""
+
+count() { # $1: pattern; prints the number after it in the last run's log
+    sed -n "s/^\[  $1 *\] \([0-9][0-9]*\) test.*/\1/p" "$LOG" | tail -1
+}
+
+run_one() { # $1: label, rest: command
+    label=$1; shift
+    echo "== $label"
+    "$@" >"$LOG" 2>&1
+    rc=$?
+    cat "$LOG"
+    p=$(count PASSED); f=$(count FAILED); s=$(count SKIPPED)
+    passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0})); skipped=$((skipped + ${s:-0}))
+    if [ $rc -ne 0 ]; then
+        broken="$broken $label"
+        [ -z "$f" ] && failed=$((failed + 1))
+    fi
+}
+
+for t in "$BUILD"/tests/test_*; do
+    [ -x "$t" ] || continue
+    run_one "$(basename "$t")" "$t"
+done
+
+for san in thread address; do
+    for t in build/san-$san/tests/test_*; do
+        [ -x "$t" ] || continue
+        export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
+        export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
+        run_one "$(basename "$t") [$san]" "$t"
+    done
+done
+
+for f in build/fuzz/fuzz_*; do
+    [ -x "$f" ] || continue
+    n=$(basename "$f")
+    mkdir -p "build/fuzz/corpus-$n"
+    seeds=""
+    [ -d "tests/fuzz/seeds/$n" ] && seeds="tests/fuzz/seeds/$n"
+    echo "== $n (libFuzzer, 15 s)"
+    if "$f" -max_total_time=15 -print_final_stats=0 "build/fuzz/corpus-$n" $seeds >"$LOG" 2>&1; then
+        tail -1 "$LOG"; passed=$((passed + 1))
+    else
+        tail -40 "$LOG"; failed=$((failed + 1)); broken="$broken $n"
+    fi
+done
+
+for s in tests/cli/*.sh; do
+    [ -x "$s" ] || continue
+    run_one "$(basename "$s")" "$s" "$BUILD"
+done
+
+[ -n "$broken" ] && echo "failing:$broken"
+echo "total: $passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ] && [ -z "$broken" ]

@@ -1,0 +1,221 @@
+/* tools/packdata.c — packdata: converts a dataset (MNIST-style IDX, a
+ * folder of PNGs, CIFAR-10 binaries) into a streamtrain pack directory.
+ * Parses arguments and calls datasets/packer; everything else lives there.
+ */
+#include "datasets/manifest.h"
+#include "datasets/packer.h"
+#include "datasets/shard.h"
+#include "datasets/units.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t g_cancel;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_cancel = 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"usage: packdata SRC -o OUT [options]\n"
+"\n"
+"Converts SRC into a pack directory OUT (written atomically).\n"
+"SRC: a directory of MNIST-style IDX files (.gz or plain), one IDX images\n"
+"     file, a folder of PNGs (one subfolder per class; optional train/,\n"
+"     test/ or val/ splits), or a CIFAR-10 binary directory.\n"
+"\n"
+"  -o, --output OUT       output pack directory (required)\n"
+"      --format F         idx | folder | cifar10 (default: detected)\n"
+"      --codec C          zstd | png | raw (default: zstd)\n"
+"      --level N          zstd level 1..22 (default: %d)\n"
+"      --dict-size BYTES  zstd dictionary size, 0 for none (default: 64K)\n"
+"      --shard-size BYTES target shard size, e.g. 64M (default: 64M)\n"
+"      --threads N        encoder threads (default: online CPUs)\n"
+"      --resize WxH       resize every image to W x H (folder sources)\n"
+"      --channels N       1, 3 or 4 output channels (default: the source's)\n"
+"  -f, --force            replace an existing OUT pack\n"
+"  -q, --quiet            no progress line\n"
+"  -h, --help             this help\n", PACKER_DEFAULT_LEVEL);
+}
+
+static int die_usage(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "packdata: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry 'packdata --help'.\n");
+    return 2;
+}
+
+typedef struct progress_ctx {
+    int tty;
+    double last;
+} progress_ctx;
+
+static void on_progress(void *ctx, const packer_progress *p)
+{
+    progress_ctx *pc = ctx;
+    if (!pc->tty || (p->seconds - pc->last < 0.2 && p->done < p->total)) return;
+    pc->last = p->seconds;
+    double rate = p->seconds > 0 ? (double)p->done / p->seconds : 0;
+    double eta = rate > 0 ? (double)(p->total - p->done) / rate : 0;
+    fprintf(stderr, "\r\033[Kpacking %s: %llu/%llu (%.0f%%)  %.0f samples/s  "
+            "ETA %.1f s", p->split, (unsigned long long)p->done,
+            (unsigned long long)p->total,
+            100.0 * (double)p->done / (double)(p->total ? p->total : 1), rate,
+            eta);
+    if (p->done == p->total) fprintf(stderr, "\r\033[K");
+}
+
+static int parse_resize(const char *s, source_options *o)
+{
+    unsigned w, h;
+    char extra;
+    if (sscanf(s, "%ux%u%c", &w, &h, &extra) != 2 || w == 0 || h == 0 ||
+        w > 65535 || h > 65535)
+        return -1;
+    o->resize_w = w;
+    o->resize_h = h;
+    return 0;
+}
+
+static int parse_format(const char *s, source_format *f)
+{
+    if (strcmp(s, "idx") == 0) *f = SOURCE_IDX;
+    else if (strcmp(s, "folder") == 0) *f = SOURCE_FOLDER;
+    else if (strcmp(s, "cifar10") == 0) *f = SOURCE_CIFAR10;
+    else return -1;
+    return 0;
+}
+
+/* @return 0, or 2 after printing a usage error. */
+static int parse_args(int argc, char **argv, packer_config *cfg,
+                      const char **src, const char **out, int *quiet)
+{
+    static const struct option opts[] = {
+        {"output", required_argument, 0, 'o'}, {"format", required_argument, 0, 'F'},
+        {"codec", required_argument, 0, 'c'}, {"level", required_argument, 0, 'l'},
+        {"dict-size", required_argument, 0, 'd'},
+        {"shard-size", required_argument, 0, 's'},
+        {"threads", required_argument, 0, 't'}, {"resize", required_argument, 0, 'r'},
+        {"channels", required_argument, 0, 'C'}, {"force", no_argument, 0, 'f'},
+        {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    int c;
+    long v;
+    uint64_t b;
+    while ((c = getopt_long(argc, argv, "o:fqh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': *out = optarg; break;
+        case 'F':
+            if (parse_format(optarg, &cfg->source.format))
+                return die_usage("--format %s: expected idx, folder or cifar10", optarg);
+            break;
+        case 'c':
+            if ((cfg->codec = manifest_codec_parse(optarg)) < 0)
+                return die_usage("--codec %s: expected zstd, png or raw", optarg);
+            break;
+        case 'l':
+            if (units_parse_int(optarg, 1, 22, &v))
+                return die_usage("--level %s: expected 1..22", optarg);
+            cfg->level = (int)v;
+            break;
+        case 'd':
+            if (units_parse_bytes(optarg, &b) || b > (16u << 20))
+                return die_usage("--dict-size %s: expected 0..16M", optarg);
+            cfg->dict_bytes = (size_t)b;
+            break;
+        case 's':
+            if (units_parse_bytes(optarg, &b) || b < 4096)
+                return die_usage("--shard-size %s: expected a size of at least 4K", optarg);
+            cfg->shard_bytes = b;
+            break;
+        case 't':
+            if (units_parse_int(optarg, 1, 256, &v))
+                return die_usage("--threads %s: expected 1..256", optarg);
+            cfg->threads = (int)v;
+            break;
+        case 'r':
+            if (parse_resize(optarg, &cfg->source))
+                return die_usage("--resize %s: expected WxH, e.g. 32x32", optarg);
+            break;
+        case 'C':
+            if (units_parse_int(optarg, 1, 4, &v) || v == 2)
+                return die_usage("--channels %s: expected 1, 3 or 4", optarg);
+            cfg->source.channels = (int)v;
+            break;
+        case 'f': cfg->force = 1; break;
+        case 'q': *quiet = 1; break;
+        case 'h': usage(stdout); exit(0);
+        default: return die_usage("%s", "invalid option");
+        }
+    }
+    if (optind != argc - 1)
+        return die_usage("%s", optind >= argc ? "missing SRC" : "more than one SRC");
+    *src = argv[optind];
+    if (*out == NULL) return die_usage("%s", "missing -o OUT");
+    return 0;
+}
+
+static void summary(const char *src, const char *out, const packer_config *cfg,
+                    const packer_stats *st)
+{
+    char a[32], b[32], c[32], d[32];
+    const source_info *in = &st->info;
+    int codec = cfg->codec < 0 ? CODEC_ZSTD : cfg->codec;
+    printf("packdata: %s (%s) -> %s\n", src, source_format_name(in->format), out);
+    printf("  samples  %llu (", (unsigned long long)st->samples);
+    for (uint32_t s = 0; s < in->nsplits; s++)
+        printf("%s%s %llu", s ? ", " : "", in->splits[s].name,
+               (unsigned long long)in->splits[s].count);
+    printf("), shape %ux%ux%u uint8, %u classes\n", in->height, in->width,
+           in->channels, in->nclasses);
+    printf("  codec    %s", manifest_codec_name((uint32_t)codec));
+    if (codec == CODEC_ZSTD)
+        printf(" level %d, dictionary %s (trained in %.2f s)", cfg->level,
+               st->dict_bytes ? units_format_bytes(st->dict_bytes, d, sizeof d)
+                              : "none", st->dict_seconds);
+    printf("\n  size     raw %s, records %s (ratio %.3f), on disk %s (ratio %.3f)\n",
+           units_format_bytes(st->raw_bytes, a, sizeof a),
+           units_format_bytes(st->record_bytes, b, sizeof b),
+           st->record_bytes ? (double)st->raw_bytes / (double)st->record_bytes : 0,
+           units_format_bytes(st->disk_bytes, c, sizeof c),
+           st->disk_bytes ? (double)st->raw_bytes / (double)st->disk_bytes : 0);
+    printf("  time     %.2f s, %.0f samples/s, %d thread%s\n", st->seconds,
+           st->seconds > 0 ? (double)st->samples / st->seconds : 0,
+           cfg->threads, cfg->threads == 1 ? "" : "s");
+}
+
+int main(int argc, char **argv)
+{
+    packer_config cfg;
+    packer_config_default(&cfg);
+    const char *src = NULL, *out = NULL;
+    int quiet = 0;
+    int rc = parse_args(argc, argv, &cfg, &src, &out, &quiet);
+    if (rc) return rc;
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGXFSZ, SIG_IGN); /* a file-size limit fails the write instead */
+    progress_ctx pc = {.tty = !quiet && isatty(2)};
+    cfg.progress = on_progress;
+    cfg.progress_ctx = &pc;
+    cfg.cancel = &g_cancel;
+    packer_stats st;
+    st_error err = {0};
+    if (packer_run(src, out, &cfg, &st, &err) != 0) {
+        if (pc.tty) fprintf(stderr, "\r\033[K");
+        fprintf(stderr, "packdata: %s\n", err.msg);
+        return 1;
+    }
+    summary(src, out, &cfg, &st);
+    return 0;
+}

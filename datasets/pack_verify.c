@@ -90,14 +90,15 @@ int pack_verify(const pack *p, pack_verify_stats *vs, st_error *err)
 {
     const manifest *m = pack_manifest(p);
     *vs = (pack_verify_stats){0};
-    ST_TRY(verify_files(p, vs, err));
     codec_shape shape = {m->codec, m->height, m->width, m->channels};
     codec_dec *dec = NULL;
     size_t cap = pack_max_record(p) + 1;
     uint8_t *rec = malloc(cap), *pix = malloc(pack_sample_bytes(p));
     int rc = rec && pix ? codec_dec_create(&shape, pack_ddict(p), &dec, err)
                         : st_seterr(err, ST_ENOMEM, "verify: out of memory");
+    /* records first, so that a damaged record is named; then whole files */
     if (rc == 0) rc = verify_records(p, dec, rec, cap, pix, vs, err);
+    if (rc == 0) rc = verify_files(p, vs, err);
     codec_dec_destroy(dec);
     free(rec);
     free(pix);

@@ -1,0 +1,339 @@
+/* tests/test_pack.c — the pack format end to end: round trips for every
+ * codec, determinism across thread counts, corruption detection, atomic
+ * output, --force, cancellation and a full disk. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <errno.h>
+#include <signal.h>
+#include <sys/mount.h>
+
+#include "datasets/codec.h"
+#include "datasets/pack.h"
+#include "fixtures.h"
+
+#define H 12
+#define W 10
+#define NTRAIN 900
+#define NTEST 150
+
+typedef struct fx { char *dir; char pack[4096]; } fx;
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    f->dir = fx_tmpdir("pack");
+    snprintf(f->pack, sizeof f->pack, "%s/p", f->dir);
+    *state = f;
+    return f->dir ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    fx_rmtree(f->dir);
+    free(f);
+    return 0;
+}
+
+/* Decodes every sample of every split and compares with the fixture. */
+static void check_contents(const char *dir)
+{
+    pack *p = NULL;
+    st_error err = {0};
+    assert_int_equal(pack_open(dir, &p, &err), 0);
+    const manifest *m = pack_manifest(p);
+    assert_int_equal(m->height, H);
+    assert_int_equal(m->width, W);
+    assert_int_equal(m->channels, 1);
+    int tr = pack_split_find(p, "train"), te = pack_split_find(p, "test");
+    assert_true(tr >= 0 && te >= 0);
+    assert_int_equal(pack_split_samples(p, tr), NTRAIN);
+    assert_int_equal(pack_split_samples(p, te), NTEST);
+    codec_shape shape = {m->codec, H, W, 1};
+    codec_dec *dec = NULL;
+    assert_int_equal(codec_dec_create(&shape, pack_ddict(p), &dec, &err), 0);
+    uint8_t rec[4096], pix[H * W];
+    for (uint64_t i = 0; i < NTRAIN; i++) {
+        uint32_t k;
+        uint64_t r;
+        pack_locate(p, tr, i, &k, &r);
+        const shard *s = pack_shard(p, tr, k);
+        const shard_entry *e = shard_entry_at(s, r);
+        assert_int_equal(shard_read_record(s, r, rec, sizeof rec, &err), 0);
+        assert_int_equal(codec_decode(dec, rec, e->length, pix, &err), 0);
+        for (int j = 0; j < H * W; j++) assert_int_equal(pix[j], fx_pixel(i, (uint64_t)j));
+        assert_int_equal(e->label, fx_label(i, 10));
+    }
+    pack_verify_stats vs;
+    assert_int_equal(pack_verify(p, &vs, &err), 0);
+    assert_int_equal(vs.records, NTRAIN + NTEST);
+    codec_dec_destroy(dec);
+    pack_close(p);
+}
+
+static void roundtrip(void **state, int codec, uint64_t shard_bytes)
+{
+    fx *f = *state;
+    st_error err = {0};
+    int rc = fx_make_pack(f->dir, "p", NTRAIN, NTEST, H, W, codec, 2,
+                          shard_bytes, &err);
+    if (rc) fail_msg("pack failed: %s", err.msg);
+    check_contents(f->pack);
+}
+
+static void test_roundtrip_zstd(void **s) { roundtrip(s, CODEC_ZSTD, 0); }
+static void test_roundtrip_png(void **s) { roundtrip(s, CODEC_PNG, 0); }
+static void test_roundtrip_raw(void **s) { roundtrip(s, CODEC_RAW, 0); }
+
+/* Small shards: many per split, so pack_locate crosses shard boundaries. */
+static void test_roundtrip_many_shards(void **state)
+{
+    roundtrip(state, CODEC_ZSTD, 8192);
+    pack *p = NULL;
+    st_error err = {0};
+    fx *f = *state;
+    assert_int_equal(pack_open(f->pack, &p, &err), 0);
+    assert_true(pack_split_nshards(p, pack_split_find(p, "train")) > 3);
+    pack_close(p);
+}
+
+static int files_equal(const char *a, const char *b)
+{
+    void *da = NULL, *db = NULL;
+    size_t la = 0, lb = 0;
+    int eq = fs_read_file(a, 1u << 30, &da, &la, NULL) == 0 &&
+             fs_read_file(b, 1u << 30, &db, &lb, NULL) == 0 && la == lb &&
+             memcmp(da, db, la) == 0;
+    free(da);
+    free(db);
+    return eq;
+}
+
+static void test_deterministic(void **state)
+{
+    fx *f = *state;
+    st_error err = {0};
+    const char *names[] = {"MANIFEST", "dictionary.zstd", "train-00000.shard",
+                           "train-00001.shard", "test-00000.shard"};
+    assert_int_equal(fx_make_pack(f->dir, "a", NTRAIN, NTEST, H, W, CODEC_ZSTD,
+                                  1, 16384, &err), 0);
+    assert_int_equal(fx_make_pack(f->dir, "b", NTRAIN, NTEST, H, W, CODEC_ZSTD,
+                                  3, 16384, &err), 0);
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        char a[4200], b[4200];
+        snprintf(a, sizeof a, "%s/a/%s", f->dir, names[i]);
+        snprintf(b, sizeof b, "%s/b/%s", f->dir, names[i]);
+        if (!files_equal(a, b)) fail_msg("%s differs between 1 and 3 threads", names[i]);
+    }
+}
+
+/* Flips one byte of file at offset (negative: from the end). */
+static void flip(const char *dir, const char *name, long off)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    off_t size = lseek(fd, 0, SEEK_END);
+    off_t at = off >= 0 ? off : size + off;
+    uint8_t b;
+    assert_int_equal(pread(fd, &b, 1, at), 1);
+    b ^= 0x5a;
+    assert_int_equal(pwrite(fd, &b, 1, at), 1);
+    close(fd);
+}
+
+/* Packs, applies damage, and checks that opening (or verifying when
+ * at_open is 0) fails with code and a message containing want. */
+static void expect_damage(void **state, void (*damage)(const char *dir),
+                          int at_open, int code, const char *want)
+{
+    fx *f = *state;
+    st_error err = {0};
+    assert_int_equal(fx_make_pack(f->dir, "p", NTRAIN, NTEST, H, W, CODEC_ZSTD,
+                                  2, 0, &err), 0);
+    damage(f->pack);
+    pack *p = NULL;
+    int rc = pack_open(f->pack, &p, &err);
+    if (!at_open) {
+        assert_int_equal(rc, 0);
+        pack_verify_stats vs;
+        rc = pack_verify(p, &vs, &err);
+        pack_close(p);
+    }
+    assert_int_equal(rc, code);
+    if (strstr(err.msg, want) == NULL)
+        fail_msg("message '%s' lacks '%s'", err.msg, want);
+}
+
+static void d_header(const char *d) { flip(d, "train-00000.shard", 20); }
+static void d_record(const char *d) { flip(d, "train-00000.shard", 64 + 5); }
+static void d_index(const char *d) { flip(d, "train-00000.shard", -32 - 24 * 5 - 3); }
+static void d_footer(const char *d) { flip(d, "train-00000.shard", -10); }
+static void d_manifest(const char *d) { flip(d, "MANIFEST", 40); }
+static void d_dict(const char *d) { flip(d, "dictionary.zstd", 100); }
+static void d_version(const char *d) { flip(d, "train-00000.shard", 8); }
+static void d_truncate(const char *d)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/train-00000.shard", d);
+    struct stat st;
+    stat(path, &st);
+    assert_int_equal(truncate(path, st.st_size - 100), 0);
+}
+static void d_missing(const char *d)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/test-00000.shard", d);
+    unlink(path);
+}
+static void d_manifest_version(const char *d)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/MANIFEST", d);
+    void *t = NULL;
+    size_t n = 0;
+    assert_int_equal(fs_read_file(path, 1 << 20, &t, &n, NULL), 0);
+    ((char *)t)[17] = '2'; /* "streamtrain-pack 2" */
+    assert_int_equal(fs_write_atomic(path, t, n, NULL), 0);
+    free(t);
+}
+
+static void test_corrupt_header(void **s) { expect_damage(s, d_header, 1, ST_ECHECKSUM, "train-00000.shard: header checksum"); }
+static void test_corrupt_record(void **s) { expect_damage(s, d_record, 0, ST_ECHECKSUM, "split train, shard train-00000.shard, record 0"); }
+static void test_corrupt_index(void **s) { expect_damage(s, d_index, 1, ST_ECHECKSUM, "index checksum"); }
+static void test_corrupt_footer(void **s) { expect_damage(s, d_footer, 1, ST_ECHECKSUM, "footer checksum"); }
+static void test_corrupt_manifest(void **s) { expect_damage(s, d_manifest, 1, ST_ECHECKSUM, "MANIFEST: checksum mismatch"); }
+static void test_corrupt_dict(void **s) { expect_damage(s, d_dict, 1, ST_ECHECKSUM, "dictionary checksum"); }
+static void test_truncated_shard(void **s) { expect_damage(s, d_truncate, 1, ST_EFORMAT, "truncated"); }
+static void test_missing_shard(void **s) { expect_damage(s, d_missing, 1, ST_ENOTFOUND, "test-00000.shard: shard is missing"); }
+static void test_shard_version(void **s) { expect_damage(s, d_version, 1, ST_EVERSION, "shard format version"); }
+static void test_manifest_version(void **s) { expect_damage(s, d_manifest_version, 1, ST_EVERSION, "pack format version 2 is not supported"); }
+
+/* True when dir holds an entry whose name starts with prefix. */
+static int has_entry(const char *dir, const char *prefix)
+{
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "ls -A '%s' | grep -q '^%s'", dir, prefix);
+    return system(cmd) == 0;
+}
+
+static void test_refuses_existing(void **state)
+{
+    fx *f = *state;
+    st_error err = {0};
+    assert_int_equal(fx_make_pack(f->dir, "p", NTRAIN, 0, H, W, CODEC_RAW, 1, 0, &err), 0);
+    st_clearerr(&err);
+    assert_int_equal(fx_make_pack(f->dir, "p", NTRAIN, 0, H, W, CODEC_RAW, 1, 0, &err), ST_EEXIST);
+    assert_non_null(strstr(err.msg, "already exists (use --force"));
+    /* --force replaces a pack but never a directory that is not one */
+    packer_config cfg;
+    packer_config_default(&cfg);
+    cfg.force = 1;
+    packer_stats st;
+    char src[4200], other[4200];
+    snprintf(src, sizeof src, "%s/src", f->dir);
+    assert_int_equal(packer_run(src, f->pack, &cfg, &st, &err), 0);
+    snprintf(other, sizeof other, "%s/src", f->dir);
+    st_clearerr(&err);
+    assert_int_equal(packer_run(src, other, &cfg, &st, &err), ST_EEXIST);
+    assert_non_null(strstr(err.msg, "not a pack directory"));
+    assert_false(has_entry(f->dir, ".p.tmp-"));
+    assert_false(has_entry(f->dir, ".src.tmp-"));
+}
+
+static volatile sig_atomic_t g_cancel;
+
+static void cancel_after_first(void *ctx, const packer_progress *p)
+{
+    (void)ctx;
+    (void)p;
+    g_cancel = 1;
+}
+
+static void test_cancel_leaves_nothing(void **state)
+{
+    fx *f = *state;
+    st_error err = {0};
+    char src[4200];
+    assert_int_equal(fx_make_pack(f->dir, "warm", 9000, 0, H, W, CODEC_RAW, 1, 0, &err), 0);
+    snprintf(src, sizeof src, "%s/src", f->dir);
+    packer_config cfg;
+    packer_config_default(&cfg);
+    cfg.threads = 2;
+    g_cancel = 0;
+    cfg.cancel = &g_cancel;
+    cfg.progress = cancel_after_first;
+    packer_stats st;
+    assert_int_equal(packer_run(src, f->pack, &cfg, &st, &err), ST_ECLOSED);
+    assert_int_equal(access(f->pack, F_OK), -1);
+    assert_false(has_entry(f->dir, ".p.tmp-"));
+}
+
+static void test_disk_full(void **state)
+{
+    fx *f = *state;
+    st_error err = {0};
+    char mnt[4200], out[4300];
+    assert_int_equal(fx_make_pack(f->dir, "warm", 4000, 0, 28, 28, CODEC_RAW, 1, 0, &err), 0);
+    snprintf(mnt, sizeof mnt, "%s/small", f->dir);
+    mkdir(mnt, 0755);
+    if (mount("tmpfs", mnt, "tmpfs", 0, "size=512k") != 0) {
+        print_message("skipped: cannot mount a small tmpfs here (%s)\n", strerror(errno));
+        skip();
+    }
+    snprintf(out, sizeof out, "%s/p", mnt);
+    packer_config cfg;
+    packer_config_default(&cfg);
+    cfg.codec = CODEC_RAW;
+    packer_stats st;
+    char src[4200];
+    snprintf(src, sizeof src, "%s/src", f->dir);
+    int rc = packer_run(src, out, &cfg, &st, &err);
+    int leftover = has_entry(mnt, ".") || has_entry(mnt, "p");
+    umount(mnt);
+    assert_int_equal(rc, ST_ENOSPC);
+    assert_non_null(strstr(err.msg, "No space left on device"));
+    assert_false(leftover);
+}
+
+static void test_bad_options(void **state)
+{
+    fx *f = *state;
+    packer_config cfg;
+    packer_config_default(&cfg);
+    packer_stats st;
+    st_error err = {0};
+    cfg.threads = 0;
+    assert_int_equal(packer_run(f->dir, f->pack, &cfg, &st, &err), ST_EINVAL);
+    assert_non_null(strstr(err.msg, "--threads"));
+    packer_config_default(&cfg);
+    st_clearerr(&err);
+    assert_true(packer_run("/nonexistent/dataset", f->pack, &cfg, &st, &err) < 0);
+    assert_non_null(strstr(err.msg, "/nonexistent/dataset"));
+    pack *p = NULL;
+    st_clearerr(&err);
+    assert_int_equal(pack_open(f->dir, &p, &err), ST_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "not a pack directory"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+        T(test_roundtrip_zstd), T(test_roundtrip_png), T(test_roundtrip_raw),
+        T(test_roundtrip_many_shards), T(test_deterministic),
+        T(test_corrupt_header), T(test_corrupt_record), T(test_corrupt_index),
+        T(test_corrupt_footer), T(test_corrupt_manifest), T(test_corrupt_dict),
+        T(test_truncated_shard), T(test_missing_shard), T(test_shard_version),
+        T(test_manifest_version), T(test_refuses_existing),
+        T(test_cancel_leaves_nothing), T(test_disk_full), T(test_bad_options),
+#undef T
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -50,7 +50,7 @@ static int die_usage(const char *fmt, const char *arg)
 {
     fprintf(stderr, "packdata: ");
     fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\nTry 'packdata --help'.\n");
+    fprintf(stderr, " (see packdata --help)\n");
     return 2;
 }
 

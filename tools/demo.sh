@@ -1,0 +1,25 @@
+#!/bin/sh
+# tools/demo.sh — `make demo`: packs Fashion-MNIST from Debian's
+# dataset-fashion-mnist package and shows what was written; then trains on
+# it when streamtrain has been built.
+#   tools/demo.sh [BUILD_DIR]
+set -eu
+BUILD=${1:-build}
+SRC=/usr/share/datasets/fashion-mnist
+OUT=data/fashion-mnist
+
+if [ ! -d "$SRC" ]; then
+    echo "demo: $SRC is missing; install it with: apt-get install dataset-fashion-mnist" >&2
+    exit 1
+fi
+mkdir -p data
+echo "== packdata $SRC -o $OUT"
+"$BUILD/packdata" "$SRC" -o "$OUT" --force
+echo
+echo "== packinfo --verify $OUT"
+"$BUILD/packinfo" --verify "$OUT"
+if [ -x "$BUILD/streamtrain" ]; then
+    echo
+    echo "== streamtrain --data $OUT --epochs 5"
+    "$BUILD/streamtrain" --data "$OUT" --epochs 5
+fi

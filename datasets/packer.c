@@ -323,20 +323,20 @@ static int check_config(const packer_config *cfg, st_error *err)
 }
 
 static int run(packer *pk, const char *out, const packer_config *cfg,
-               packer_stats *stats, st_error *err)
+               double t0, packer_stats *stats, st_error *err)
 {
     void *dict = NULL;
     size_t dict_len = 0;
     codec_cdict *cdict = NULL;
     pack_writer *pw = NULL;
-    double t0 = now_s();
+    double td = now_s();
     int rc = 0;
     if (pk->codec == CODEC_ZSTD && cfg->dict_bytes > 0) {
         rc = train_dict(pk, cfg->dict_bytes, &dict, &dict_len, err);
         if (rc == 0 && dict_len > 0)
             rc = codec_cdict_create(dict, dict_len, cfg->level, &cdict, err);
     }
-    stats->dict_seconds = now_s() - t0;
+    stats->dict_seconds = now_s() - td;
     pack_writer_config wc = {
         .codec = pk->codec, .level = pk->codec == CODEC_ZSTD ? cfg->level : 0,
         .height = pk->info->height, .width = pk->info->width,
@@ -372,6 +372,7 @@ static int run(packer *pk, const char *out, const packer_config *cfg,
 int packer_run(const char *src_path, const char *out,
                const packer_config *cfg, packer_stats *stats, st_error *err)
 {
+    double t0 = now_s(); /* wall time includes reading the source */
     memset(stats, 0, sizeof *stats);
     ST_TRY(check_config(cfg, err));
     source *src = NULL;
@@ -389,7 +390,7 @@ int packer_run(const char *src_path, const char *out,
     int rc = ST_PTHREAD(err, pthread_mutex_init(&pk.mu, NULL));
     if (rc == 0) rc = ST_PTHREAD(err, pthread_cond_init(&pk.work, NULL));
     if (rc == 0) rc = ST_PTHREAD(err, pthread_cond_init(&pk.finished, NULL));
-    if (rc == 0) rc = run(&pk, out, cfg, stats, err);
+    if (rc == 0) rc = run(&pk, out, cfg, t0, stats, err);
     pthread_cond_destroy(&pk.finished);
     pthread_cond_destroy(&pk.work);
     pthread_mutex_destroy(&pk.mu);

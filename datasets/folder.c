@@ -294,6 +294,20 @@ out:
     return rc;
 }
 
+/* Writes name with bytes outside printable ASCII as \xNN, so that an
+ * invalid name can be shown on one line. */
+static const char *escaped(const char *name, char *buf, size_t cap)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)name;
+         *p && o + 5 < cap; p++) {
+        if (*p >= 0x20 && *p < 0x7f) buf[o++] = (char)*p;
+        else o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", *p);
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
 /* Lists every split's classes, checks their names, builds the union. */
 static int find_classes(const char *root, layout *L, st_error *err)
 {
@@ -306,11 +320,12 @@ static int find_classes(const char *root, layout *L, st_error *err)
                              "of PNG files per class)",
                              L->dir[j]);
         for (size_t i = 0; i < c->n; i++) {
+            char shown[256];
             if (!manifest_valid_class_name(c->v[i]))
                 return st_seterr(err, ST_EFORMAT,
                                  "%s/%s: class name is not valid UTF-8 or "
                                  "holds control characters",
-                                 L->dir[j], c->v[i]);
+                                 L->dir[j], escaped(c->v[i], shown, sizeof shown));
             if (!has_name(&L->all, c->v[i]) &&
                 names_push(&L->all, c->v[i]) < 0)
                 return st_seterr(err, ST_ENOMEM, "out of memory");

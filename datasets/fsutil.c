@@ -13,10 +13,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int io_err(st_error *err, const char *path, const char *what)
+int fs_errno_err(st_error *err, const char *path, const char *what)
 {
-    int code = errno == ENOSPC || errno == EDQUOT ? ST_ENOSPC : ST_EIO;
-    return st_seterr(err, code, "%s: %s: %s", path, what, strerror(errno));
+    int e = errno;
+    int code = e == ENOSPC || e == EDQUOT || e == EFBIG ? ST_ENOSPC : ST_EIO;
+    return st_seterr(err, code, "%s: %s: %s", path, what, strerror(e));
 }
 
 int fs_read_file(const char *path, size_t max, void **data, size_t *len,
@@ -28,12 +29,12 @@ int fs_read_file(const char *path, size_t max, void **data, size_t *len,
     if (fd < 0) {
         if (errno == ENOENT)
             return st_seterr(err, ST_ENOTFOUND, "%s: no such file", path);
-        return io_err(err, path, "cannot open");
+        return fs_errno_err(err, path, "cannot open");
     }
     struct stat st;
     int rc = 0;
     uint8_t *buf = NULL;
-    if (fstat(fd, &st) != 0) { rc = io_err(err, path, "stat failed"); goto out; }
+    if (fstat(fd, &st) != 0) { rc = fs_errno_err(err, path, "stat failed"); goto out; }
     if (!S_ISREG(st.st_mode)) {
         rc = st_seterr(err, ST_EIO, "%s: not a regular file", path);
         goto out;
@@ -50,7 +51,7 @@ int fs_read_file(const char *path, size_t max, void **data, size_t *len,
     while (got < n) {
         ssize_t r = read(fd, buf + got, n - got);
         if (r < 0 && errno == EINTR) continue;
-        if (r < 0) { rc = io_err(err, path, "read failed"); goto out; }
+        if (r < 0) { rc = fs_errno_err(err, path, "read failed"); goto out; }
         if (r == 0) break;
         got += (size_t)r;
     }
@@ -70,8 +71,8 @@ out:
 int fs_fsync_dir(const char *dir, st_error *err)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return io_err(err, dir, "cannot open directory");
-    int rc = fsync(fd) == 0 ? 0 : io_err(err, dir, "fsync failed");
+    if (fd < 0) return fs_errno_err(err, dir, "cannot open directory");
+    int rc = fsync(fd) == 0 ? 0 : fs_errno_err(err, dir, "fsync failed");
     close(fd);
     return rc;
 }
@@ -94,7 +95,7 @@ int fs_write_atomic(const char *path, const void *data, size_t len,
     char tmp[PATH_MAX], dir[PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return io_err(err, tmp, "cannot create");
+    if (fd < 0) return fs_errno_err(err, tmp, "cannot create");
     const char *p = data;
     size_t left = len;
     int rc = 0;
@@ -103,15 +104,15 @@ int fs_write_atomic(const char *path, const void *data, size_t len,
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             if (n == 0) errno = ENOSPC;
-            rc = io_err(err, tmp, "write failed");
+            rc = fs_errno_err(err, tmp, "write failed");
             break;
         }
         p += n;
         left -= (size_t)n;
     }
-    if (rc == 0 && fsync(fd) != 0) rc = io_err(err, tmp, "fsync failed");
-    if (close(fd) != 0 && rc == 0) rc = io_err(err, tmp, "close failed");
-    if (rc == 0 && rename(tmp, path) != 0) rc = io_err(err, path, "rename failed");
+    if (rc == 0 && fsync(fd) != 0) rc = fs_errno_err(err, tmp, "fsync failed");
+    if (close(fd) != 0 && rc == 0) rc = fs_errno_err(err, tmp, "close failed");
+    if (rc == 0 && rename(tmp, path) != 0) rc = fs_errno_err(err, path, "rename failed");
     if (rc != 0) {
         unlink(tmp);
         return rc;
@@ -125,8 +126,8 @@ int fs_rmtree(const char *dir, st_error *err)
     DIR *d = opendir(dir);
     if (d == NULL) {
         if (errno == ENOENT) return 0;
-        if (errno == ENOTDIR) return unlink(dir) == 0 ? 0 : io_err(err, dir, "unlink failed");
-        return io_err(err, dir, "cannot open directory");
+        if (errno == ENOTDIR) return unlink(dir) == 0 ? 0 : fs_errno_err(err, dir, "unlink failed");
+        return fs_errno_err(err, dir, "cannot open directory");
     }
     int rc = 0;
     struct dirent *e;
@@ -139,10 +140,10 @@ int fs_rmtree(const char *dir, st_error *err)
         if (S_ISDIR(st.st_mode)) {
             if (fs_rmtree(path, err) != 0) rc = ST_EIO;
         } else if (unlink(path) != 0) {
-            rc = io_err(err, path, "unlink failed");
+            rc = fs_errno_err(err, path, "unlink failed");
         }
     }
     closedir(d);
-    if (rmdir(dir) != 0 && rc == 0) rc = io_err(err, dir, "rmdir failed");
+    if (rmdir(dir) != 0 && rc == 0) rc = fs_errno_err(err, dir, "rmdir failed");
     return rc;
 }

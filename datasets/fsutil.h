@@ -2,7 +2,7 @@
  * the checkpoint writer and the tools: whole-file reads, atomic writes,
  * directory fsync and removal of a directory tree we created.
  *
- * defines: fs_read_file, fs_write_atomic, fs_fsync_dir, fs_rmtree,
+ * defines: fs_errno_err, fs_read_file, fs_write_atomic, fs_fsync_dir, fs_rmtree,
  *          fs_parent_dir
  */
 #ifndef ST_FSUTIL_H
@@ -11,6 +11,10 @@
 #include <stddef.h>
 
 #include "error.h"
+
+/* Records errno as "PATH: WHAT: strerror" with ST_ENOSPC for a full disk
+ * (ENOSPC, EDQUOT, EFBIG) and ST_EIO otherwise. @return that code. */
+int fs_errno_err(st_error *err, const char *path, const char *what);
 
 /* Reads all of path into a new malloc'd buffer (*data, *len), refusing
  * files larger than max bytes.

@@ -7,6 +7,7 @@
  */
 #include "shard.h"
 #include "bytes.h"
+#include "fsutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,12 +23,6 @@
 
 /* ---- shared helpers ---------------------------------------------------- */
 
-static int io_err(st_error *err, const char *path, const char *what)
-{
-    int code = errno == ENOSPC || errno == EDQUOT ? ST_ENOSPC : ST_EIO;
-    return st_seterr(err, code, "%s: %s: %s", path, what, strerror(errno));
-}
-
 static int write_all(int fd, const void *buf, size_t len, const char *path,
                      st_error *err)
 {
@@ -37,7 +32,7 @@ static int write_all(int fd, const void *buf, size_t len, const char *path,
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             if (n == 0) errno = ENOSPC;
-            return io_err(err, path, "write failed");
+            return fs_errno_err(err, path, "write failed");
         }
         p += n;
         len -= (size_t)n;
@@ -52,7 +47,7 @@ static int pread_all(int fd, void *buf, size_t len, uint64_t off,
     while (len > 0) {
         ssize_t n = pread(fd, p, len, (off_t)off);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return io_err(err, path, "read failed");
+        if (n < 0) return fs_errno_err(err, path, "read failed");
         if (n == 0)
             return st_seterr(err, ST_EFORMAT, "%s: unexpected end of file at "
                              "byte %llu (truncated shard)", path,
@@ -116,7 +111,7 @@ int shard_writer_open(const char *path, const shard_header *hdr,
     w->hdr.version = SHARD_VERSION;
     w->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (w->fd < 0) {
-        int rc = io_err(err, path, "cannot create");
+        int rc = fs_errno_err(err, path, "cannot create");
         shard_writer_abort(w);
         return rc;
     }
@@ -202,8 +197,8 @@ static int write_tail(shard_writer *w, uint64_t *index_xxh3, st_error *err)
     ST_TRY(wflush(w, err));
     encode_header(&w->hdr, head);
     if (pwrite(w->fd, head, sizeof head, 0) != (ssize_t)sizeof head)
-        return io_err(err, w->path, "header write failed");
-    if (fsync(w->fd) != 0) return io_err(err, w->path, "fsync failed");
+        return fs_errno_err(err, w->path, "header write failed");
+    if (fsync(w->fd) != 0) return fs_errno_err(err, w->path, "fsync failed");
     return 0;
 }
 
@@ -235,14 +230,14 @@ int shard_writer_finish(shard_writer *w, uint64_t *file_bytes,
     if (rc == 0) {
         int rfd = open(w->path, O_RDONLY | O_CLOEXEC);
         if (rfd < 0) {
-            rc = io_err(err, w->path, "cannot reopen");
+            rc = fs_errno_err(err, w->path, "cannot reopen");
         } else {
             rc = hash_file(rfd, w->bytes, w->path, file_xxh3, err);
             close(rfd);
         }
         *file_bytes = w->bytes;
     }
-    if (close(w->fd) != 0 && rc == 0) rc = io_err(err, w->path, "close failed");
+    if (close(w->fd) != 0 && rc == 0) rc = fs_errno_err(err, w->path, "close failed");
     w->fd = -1;
     if (rc != 0) unlink(w->path);
     free(w->index);
@@ -369,7 +364,7 @@ static int validate(shard *s, st_error *err)
 {
     struct stat stt;
     uint8_t head[SHARD_HEADER_BYTES];
-    if (fstat(s->fd, &stt) != 0) return io_err(err, s->path, "stat failed");
+    if (fstat(s->fd, &stt) != 0) return fs_errno_err(err, s->path, "stat failed");
     uint64_t size = (uint64_t)stt.st_size;
     if (size < SHARD_HEADER_BYTES + SHARD_FOOTER_BYTES)
         return st_seterr(err, ST_EFORMAT, "%s: %llu bytes is too short for a "
@@ -401,7 +396,7 @@ int shard_open(const char *path, shard **out, st_error *err)
     if (s->fd < 0) {
         int rc = errno == ENOENT
                      ? st_seterr(err, ST_ENOTFOUND, "%s: shard is missing", path)
-                     : io_err(err, path, "cannot open");
+                     : fs_errno_err(err, path, "cannot open");
         shard_close(s);
         return rc;
     }

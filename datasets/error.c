@@ -23,6 +23,7 @@ const char *st_strerror(int code)
     case ST_EDEVICE: return "device error";
     case ST_EEND: return "end of epoch";
     case ST_EINTERNAL: return "internal error";
+    case ST_ETIMEDOUT: return "timed out";
     default: return "unknown error";
     }
 }

@@ -28,6 +28,7 @@ typedef enum st_errcode {
     ST_EDEVICE = -12,   /* CUDA / cuBLAS / device error */
     ST_EEND = -13,      /* not an error: end of epoch */
     ST_EINTERNAL = -14, /* library misuse or a bug (pthread failure, ...) */
+    ST_ETIMEDOUT = -15, /* a bounded wait ran out; the call may be retried */
 } st_errcode;
 
 typedef struct st_error {

@@ -64,7 +64,8 @@ LIB       := $(BUILD)/libstreamtrain.a
 TOOLS     := $(TOOL_SRCS:tools/%.c=$(BUILD)/%)
 TESTS     := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 # Tests run again under TSan and ASan: everything that exercises threads.
-SAN_TESTS := $(BUILD)/tests/test_loader $(BUILD)/tests/test_order $(BUILD)/tests/test_ring
+SAN_TESTS := $(BUILD)/tests/test_loader $(BUILD)/tests/test_order $(BUILD)/tests/test_ring \
+             $(BUILD)/tests/test_run $(BUILD)/tests/test_train
 
 .PHONY: all tools tests test demo fuzz bench deps clean san-tests
 all: tools tests

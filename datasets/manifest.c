@@ -361,6 +361,10 @@ static void sb_printf(sbuf *b, const char *fmt, ...)
 
 static void sb_printf(sbuf *b, const char *fmt, ...)
 {
+    if (b->p == NULL && !b->oom) {
+        b->cap = 4096;
+        if ((b->p = malloc(b->cap)) == NULL) b->oom = 1;
+    }
     for (;;) {
         va_list ap;
         va_start(ap, fmt);

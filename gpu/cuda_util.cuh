@@ -1,0 +1,70 @@
+/* gpu/cuda_util.cuh — internal to the CUDA backend (.cu files only).
+ *
+ * defines: CUDA_TRY, CUBLAS_TRY, LAUNCH_TRY, kern_* launchers
+ *
+ * Every CUDA runtime and cuBLAS call goes through CUDA_TRY / CUBLAS_TRY,
+ * which record file:line, the expression and the library's own message in
+ * the st_error and return ST_EDEVICE. LAUNCH_TRY follows every kernel
+ * launch with cudaGetLastError.
+ */
+#ifndef ST_GPU_CUDA_UTIL_CUH
+#define ST_GPU_CUDA_UTIL_CUH
+
+#ifndef ST_HAVE_CUDA
+#define ST_HAVE_CUDA 1
+#endif
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "gpu/backend.h"
+
+#define CUDA_TRY(err, expr)                                                  \
+    do {                                                                     \
+        cudaError_t cu__e = (expr);                                          \
+        if (cu__e != cudaSuccess)                                            \
+            return st_seterr((err), ST_EDEVICE, "%s:%d: %s: %s", __FILE__,   \
+                             __LINE__, #expr, cudaGetErrorString(cu__e));    \
+    } while (0)
+
+#define CUBLAS_TRY(err, expr)                                                \
+    do {                                                                     \
+        cublasStatus_t cb__s = (expr);                                       \
+        if (cb__s != CUBLAS_STATUS_SUCCESS)                                  \
+            return st_seterr((err), ST_EDEVICE, "%s:%d: %s: %s", __FILE__,   \
+                             __LINE__, #expr, cublasGetStatusString(cb__s)); \
+    } while (0)
+
+/* After a <<<...>>> launch: name says which kernel. */
+#define LAUNCH_TRY(err, name)                                                \
+    do {                                                                     \
+        cudaError_t cu__e = cudaGetLastError();                              \
+        if (cu__e != cudaSuccess)                                            \
+            return st_seterr((err), ST_EDEVICE, "%s:%d: launch %s: %s",      \
+                             __FILE__, __LINE__, name,                       \
+                             cudaGetErrorString(cu__e));                     \
+    } while (0)
+
+/* Launchers (gpu/kernels.cu): queue one kernel on s, check the launch.
+ * Arguments as in gpu/device.h. @return 0 or ST_EDEVICE. */
+int kern_normalize_u8(cudaStream_t s, const uint8_t *x, size_t n, float scale,
+                      float shift, float *y, st_error *err);
+int kern_bias_act(cudaStream_t s, float *y, const float *b, int rows,
+                  int cols, int relu, st_error *err);
+int kern_act_bias_grad(cudaStream_t s, float *dy, const float *y, float *db,
+                       int rows, int cols, int relu, int accumulate,
+                       st_error *err);
+int kern_softmax_xent(cudaStream_t s, const float *logits,
+                      const int32_t *labels, int rows, int classes,
+                      float grad_scale, float *dlogits, gpu_loss_stats *stats,
+                      st_error *err);
+int kern_sgd_update(cudaStream_t s, float *w, const float *g, float *v,
+                    size_t n, float lr, float mu, int nesterov, float wd,
+                    st_error *err);
+int kern_adamw_update(cudaStream_t s, float *w, const float *g, float *m,
+                      float *v, size_t n, float lr, float b1, float b2,
+                      float eps, float wd, float bc1, float bc2,
+                      st_error *err);
+
+#endif

@@ -1,0 +1,356 @@
+/* gpu/device.c — the gpu_device handle: backend choice, the sticky error,
+ * the one arena block, memory figures, and the thin wrappers that call the
+ * backend table (gpu/backend.h).
+ *
+ * Without ST_HAVE_CUDA the CUDA backend is absent: asking for it reports
+ * "built without CUDA" and AUTO falls back to the CPU.
+ */
+#include "gpu/device.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gpu/backend.h"
+
+struct gpu_device {
+    const gpu_backend_ops *ops;
+    void *impl;          /* backend state, owned */
+    gpu_kind kind;       /* CUDA or CPU, never AUTO */
+    st_error err;        /* sticky first failure */
+    void *arena;         /* the one block, owned; NULL before alloc */
+    size_t arena_bytes;
+    size_t peak;         /* max `used` seen by gpu_device_mem */
+    char name[160];
+};
+
+struct gpu_event {
+    void *impl;          /* backend event */
+};
+
+void gpu_device_config_init(gpu_device_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->kind = GPU_KIND_AUTO;
+}
+
+int gpu_cpu_default_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (int)n;
+}
+
+int gpu_cuda_probe(char *why, size_t why_len)
+{
+#if defined(ST_HAVE_CUDA) && ST_HAVE_CUDA
+    return gpu__cuda_probe(why, why_len);
+#else
+    if (why && why_len)
+        snprintf(why, why_len,
+                 "built without CUDA (nvcc not found or make CUDA=0)");
+    return 0;
+#endif
+}
+
+static int pick_backend(const gpu_device_config *cfg, gpu_kind *kind,
+                        const gpu_backend_ops **ops, char *note,
+                        size_t note_len, st_error *err)
+{
+    char why[256] = "";
+    if (note && note_len) note[0] = '\0';
+    if (cfg->kind == GPU_KIND_CPU) {
+        *kind = GPU_KIND_CPU;
+        *ops = &gpu__cpu_ops;
+        return 0;
+    }
+    int have = gpu_cuda_probe(why, sizeof why);
+    if (cfg->kind == GPU_KIND_CUDA && !have)
+        return st_seterr(err, ST_EDEVICE, "--device cuda: %s", why);
+    if (!have) {
+        if (note && note_len)
+            snprintf(note, note_len, "device auto: no GPU (%s); using the CPU",
+                     why);
+        *kind = GPU_KIND_CPU;
+        *ops = &gpu__cpu_ops;
+        return 0;
+    }
+#if defined(ST_HAVE_CUDA) && ST_HAVE_CUDA
+    *kind = GPU_KIND_CUDA;
+    *ops = &gpu__cuda_ops;
+    return 0;
+#else
+    return st_seterr(err, ST_EINTERNAL, "CUDA probe succeeded without CUDA");
+#endif
+}
+
+int gpu_device_create(gpu_device **out, const gpu_device_config *cfg,
+                      char *note, size_t note_len, st_error *err)
+{
+    gpu_device_config defcfg;
+    *out = NULL;
+    if (cfg == NULL) {
+        gpu_device_config_init(&defcfg);
+        cfg = &defcfg;
+    }
+    if (cfg->kind != GPU_KIND_AUTO && cfg->kind != GPU_KIND_CUDA &&
+        cfg->kind != GPU_KIND_CPU)
+        return st_seterr(err, ST_EINVAL, "device kind %d unknown", cfg->kind);
+    if (cfg->cpu_threads < 0 || cfg->cuda_device < 0)
+        return st_seterr(err, ST_EINVAL, "device threads/ordinal negative");
+
+    gpu_device *d = calloc(1, sizeof *d);
+    if (d == NULL) return st_seterr(err, ST_ENOMEM, "gpu_device: out of memory");
+    int rc = pick_backend(cfg, &d->kind, &d->ops, note, note_len, err);
+    if (rc < 0) goto fail_dev;
+    rc = d->ops->create(&d->impl, cfg, d->name, sizeof d->name, err);
+    if (rc < 0) goto fail_dev;
+    *out = d;
+    return 0;
+
+fail_dev:
+    free(d);
+    return rc;
+}
+
+void gpu_device_destroy(gpu_device *d)
+{
+    if (d == NULL) return;
+    if (d->arena) {
+        d->ops->sync(d->impl, NULL);
+        d->ops->dev_free(d->impl, d->arena);
+    }
+    d->ops->destroy(d->impl);
+    free(d);
+}
+
+gpu_kind gpu_device_kind(const gpu_device *d) { return d->kind; }
+const char *gpu_device_name(const gpu_device *d) { return d->name; }
+int gpu_device_unified(const gpu_device *d) { return d->ops->unified; }
+const st_error *gpu_device_err(const gpu_device *d) { return &d->err; }
+
+int gpu_device_check(const gpu_device *d, st_error *err)
+{
+    if (d->err.code == 0) return 0;
+    return st_seterr(err, d->err.code, "%s", d->err.msg);
+}
+
+size_t gpu_device_workspace_bytes(const gpu_device *d)
+{
+    return d->ops->workspace_bytes(d->impl);
+}
+
+int gpu_device_mem(gpu_device *d, gpu_mem_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t fr = 0, tot = 0;
+    int rc = d->ops->mem_info(d->impl, &fr, &tot, &d->err);
+    if (rc < 0) return rc;
+    out->arena = d->arena_bytes;
+    out->total = tot;
+    out->free = fr;
+    out->used = d->kind == GPU_KIND_CPU ? d->arena_bytes
+                                         : (tot > fr ? tot - fr : 0);
+    if (out->used > d->peak) d->peak = out->used;
+    out->peak = d->peak;
+    return 0;
+}
+
+size_t gpu_device_auto_budget(gpu_device *d)
+{
+    size_t fr = 0, tot = 0;
+    if (d->ops->mem_info(d->impl, &fr, &tot, NULL) < 0) return 0;
+    if (d->kind == GPU_KIND_CPU) return fr / 2;
+    size_t margin = tot / 20;
+    if (margin < ((size_t)256 << 20)) margin = (size_t)256 << 20;
+    return fr > margin ? fr - margin : 0;
+}
+
+int gpu_arena_alloc(gpu_device *d, size_t bytes, void **base, st_error *err)
+{
+    *base = NULL;
+    if (d->arena)
+        return st_seterr(err, ST_EINVAL, "device arena already allocated "
+                         "(%zu bytes); the plan allows one", d->arena_bytes);
+    if (bytes == 0) bytes = 256;
+    bytes = (bytes + 255) & ~(size_t)255;
+    int rc = d->ops->dev_alloc(d->impl, bytes, &d->arena, err);
+    if (rc < 0) return rc;
+    d->arena_bytes = bytes;
+    *base = d->arena;
+    return 0;
+}
+
+int gpu_device_set_workspace(gpu_device *d, void *p, size_t bytes)
+{
+    if (d->err.code) return d->err.code;
+    return d->ops->set_workspace(d->impl, p, bytes, &d->err);
+}
+
+/* ---- host memory hook ---------------------------------------------- */
+
+void *gpu_host_alloc(size_t bytes, void *ctx)
+{
+    gpu_device *d = ctx;
+    if (d == NULL) return gpu__cpu_ops.host_alloc(bytes);
+    return d->ops->host_alloc(bytes);
+}
+
+void gpu_host_free(void *p, void *ctx)
+{
+    gpu_device *d = ctx;
+    if (p == NULL) return;
+    if (d == NULL) gpu__cpu_ops.host_free(p);
+    else d->ops->host_free(p);
+}
+
+void gpu_host_free_sized(void *p, size_t bytes, void *ctx)
+{
+    (void)bytes;
+    gpu_host_free(p, ctx);
+}
+
+/* ---- wrappers: sticky error, then the backend ------------------------ */
+
+#define STICKY(d) do { if ((d)->err.code) return (d)->err.code; } while (0)
+
+int gpu_to_device(gpu_device *d, void *dst, const void *src, size_t bytes)
+{
+    STICKY(d);
+    return d->ops->to_device(d->impl, dst, src, bytes, &d->err);
+}
+
+int gpu_to_host(gpu_device *d, void *dst, const void *src, size_t bytes)
+{
+    STICKY(d);
+    return d->ops->to_host(d->impl, dst, src, bytes, &d->err);
+}
+
+int gpu_sync(gpu_device *d)
+{
+    STICKY(d);
+    return d->ops->sync(d->impl, &d->err);
+}
+
+int gpu_event_create(gpu_device *d, gpu_event **out)
+{
+    *out = NULL;
+    STICKY(d);
+    gpu_event *e = calloc(1, sizeof *e);
+    if (e == NULL) return st_seterr(&d->err, ST_ENOMEM, "gpu_event: out of memory");
+    int rc = d->ops->event_create(d->impl, &e->impl, &d->err);
+    if (rc < 0) {
+        free(e);
+        return rc;
+    }
+    *out = e;
+    return 0;
+}
+
+void gpu_event_destroy(gpu_device *d, gpu_event *e)
+{
+    if (e == NULL) return;
+    d->ops->event_destroy(d->impl, e->impl);
+    free(e);
+}
+
+int gpu_event_record(gpu_device *d, gpu_event *e, gpu_queue q)
+{
+    STICKY(d);
+    return d->ops->event_record(d->impl, e->impl, (int)q, &d->err);
+}
+
+int gpu_event_query(gpu_device *d, gpu_event *e)
+{
+    STICKY(d);
+    return d->ops->event_query(d->impl, e->impl, &d->err);
+}
+
+int gpu_event_wait_host(gpu_device *d, gpu_event *e)
+{
+    STICKY(d);
+    return d->ops->event_wait_host(d->impl, e->impl, &d->err);
+}
+
+int gpu_queue_wait(gpu_device *d, gpu_queue q, gpu_event *e)
+{
+    STICKY(d);
+    return d->ops->queue_wait(d->impl, (int)q, e->impl, &d->err);
+}
+
+int gpu_event_elapsed(gpu_device *d, gpu_event *a, gpu_event *b, float *ms)
+{
+    *ms = 0.0f;
+    STICKY(d);
+    return d->ops->event_elapsed(d->impl, a->impl, b->impl, ms, &d->err);
+}
+
+int gpu_copy_async(gpu_device *d, gpu_queue q, void *dst, const void *src,
+                   size_t bytes)
+{
+    STICKY(d);
+    return d->ops->copy_async(d->impl, (int)q, dst, src, bytes, &d->err);
+}
+
+int gpu_gemm(gpu_device *d, int tA, int tB, int M, int N, int K, float alpha,
+             const float *A, int lda, const float *B, int ldb, float beta,
+             float *C, int ldc)
+{
+    STICKY(d);
+    return d->ops->gemm(d->impl, tA, tB, M, N, K, alpha, A, lda, B, ldb, beta,
+                        C, ldc, &d->err);
+}
+
+int gpu_normalize_u8(gpu_device *d, const uint8_t *x, size_t n, float scale,
+                     float shift, float *y)
+{
+    STICKY(d);
+    return d->ops->normalize_u8(d->impl, x, n, scale, shift, y, &d->err);
+}
+
+int gpu_bias_act(gpu_device *d, float *y, const float *b, int rows, int cols,
+                 int relu)
+{
+    STICKY(d);
+    return d->ops->bias_act(d->impl, y, b, rows, cols, relu, &d->err);
+}
+
+int gpu_act_bias_grad(gpu_device *d, float *dy, const float *y, float *db,
+                      int rows, int cols, int relu, int accumulate)
+{
+    STICKY(d);
+    return d->ops->act_bias_grad(d->impl, dy, y, db, rows, cols, relu,
+                                 accumulate, &d->err);
+}
+
+int gpu_softmax_xent(gpu_device *d, const float *logits,
+                     const int32_t *labels, int rows, int classes,
+                     float grad_scale, float *dlogits, gpu_loss_stats *stats)
+{
+    STICKY(d);
+    return d->ops->softmax_xent(d->impl, logits, labels, rows, classes,
+                                grad_scale, dlogits, stats, &d->err);
+}
+
+int gpu_sgd_update(gpu_device *d, float *w, const float *g, float *v,
+                   size_t n, float lr, float mu, int nesterov, float wd)
+{
+    STICKY(d);
+    return d->ops->sgd_update(d->impl, w, g, v, n, lr, mu, nesterov, wd,
+                              &d->err);
+}
+
+int gpu_adamw_update(gpu_device *d, float *w, const float *g, float *m,
+                     float *v, size_t n, float lr, float b1, float b2,
+                     float eps, float wd, float bc1, float bc2)
+{
+    STICKY(d);
+    return d->ops->adamw_update(d->impl, w, g, m, v, n, lr, b1, b2, eps, wd,
+                                bc1, bc2, &d->err);
+}
+
+int gpu_zero(gpu_device *d, void *p, size_t bytes)
+{
+    STICKY(d);
+    return d->ops->zero(d->impl, p, bytes, &d->err);
+}

@@ -1,0 +1,219 @@
+/* gpu/device.h — the device layer: one interface, two backends.
+ *
+ * defines: gpu_device, gpu_kind, gpu_device_config, gpu_device_create,
+ *          gpu_device_destroy, gpu_cuda_probe, gpu_arena_alloc, gpu_gemm,
+ *          gpu_normalize_u8, gpu_bias_act, gpu_act_bias_grad,
+ *          gpu_softmax_xent, gpu_sgd_update, gpu_adamw_update, gpu_event_*,
+ *          gpu_queue_wait, gpu_copy_async, gpu_host_alloc, gpu_host_free,
+ *          gpu_host_free_sized
+ *
+ * Backends:
+ *   CPU   OpenBLAS cblas_sgemm + plain loops the compiler vectorizes.
+ *         "Device" memory is ordinary host memory; every op runs to
+ *         completion before it returns, events are always complete.
+ *   CUDA  cudart + cuBLAS + our kernels (gpu/kernels.cu). Ops are queued on
+ *         the compute stream and return at once; copies go on a copy stream.
+ *         Compiled only when nvcc was found (ST_HAVE_CUDA=1); otherwise
+ *         asking for it fails with "built without CUDA".
+ *
+ * No CUDA header is included here or by any caller: all CUDA lives in
+ * the .cu files of gpu/, behind the internal table in gpu/backend.h.
+ *
+ * Memory: the caller computes its whole plan, calls gpu_arena_alloc once
+ * before step 1 and points into the block. The device owns the block and
+ * frees it in gpu_device_destroy. Nothing else is allocated on the device
+ * by the trainer; cuBLAS gets its workspace from the arena too.
+ *
+ * Errors: every op returns 0 or a negative st_errcode. The first failure is
+ * kept in the device (gpu_device_err) and is sticky: later ops return the
+ * same code without doing anything, so a training step may check once at
+ * its end. On CUDA an op's return covers its launch; faults inside a kernel
+ * surface at the next synchronizing call (event_wait_host, copy, sync).
+ *
+ * Tensors are row-major float32 unless stated; shapes are in the comments
+ * as (rows, cols). All tensor pointers are device pointers.
+ */
+#ifndef ST_GPU_DEVICE_H
+#define ST_GPU_DEVICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "datasets/error.h"
+
+typedef struct gpu_device gpu_device;
+typedef struct gpu_event gpu_event;
+
+typedef enum gpu_kind {
+    GPU_KIND_AUTO = 0, /* CUDA when a GPU is visible, else CPU */
+    GPU_KIND_CUDA = 1,
+    GPU_KIND_CPU = 2,
+} gpu_kind;
+
+/* The two queues ("streams"): copies go on COPY, math on COMPUTE. Work on
+ * one queue runs in issue order; across queues only events order it. */
+typedef enum gpu_queue { GPU_Q_COMPUTE = 0, GPU_Q_COPY = 1 } gpu_queue;
+
+typedef struct gpu_device_config {
+    gpu_kind kind;
+    /* CPU backend: OpenBLAS threads (0 = default: all C online cores).
+     * Core split: the GEMMs are ~90% of a CPU step and scale with cores,
+     * while decoding a batch costs far less than training on it, so
+     * OpenBLAS gets all C cores and the loader max(1, C/2) producers
+     * (train/run.c), which sleep once the ring is full. On the 2-core
+     * box, recipe MLP, best of 3 epochs: OpenBLAS 2 + loader 1: 1.2 s;
+     * OpenBLAS 2 + loader 2: 1.8 s; OpenBLAS 1 + loader 1: 1.9 s. */
+    int cpu_threads;
+    int cuda_device;   /* CUDA ordinal, default 0 */
+} gpu_device_config;
+
+/* Loss statistics that gpu_softmax_xent accumulates in device memory. */
+typedef struct gpu_loss_stats {
+    double loss_sum;      /* sum of per-sample cross-entropy (nats) */
+    long long correct;    /* argmax == label */
+    long long count;      /* samples seen */
+    long long bad_labels; /* labels outside [0, classes): a data error */
+} gpu_loss_stats;
+
+typedef struct gpu_mem_stats {
+    size_t arena;        /* bytes of the one arena block (0 before alloc) */
+    size_t used;         /* device memory in use: CUDA: total - free as the
+                            driver reports it (context, cuBLAS included);
+                            CPU: arena bytes */
+    size_t peak;         /* max of `used` over all gpu_device_mem calls */
+    size_t total;        /* device capacity (CPU: MemTotal) */
+    size_t free;         /* CUDA: free; CPU: MemAvailable */
+} gpu_mem_stats;
+
+/* Fills cfg with defaults (AUTO, default threads, device 0). */
+void gpu_device_config_init(gpu_device_config *cfg);
+
+/* Default OpenBLAS thread count for the CPU backend: the online cores. */
+int gpu_cpu_default_threads(void);
+
+/* Is a CUDA GPU visible? @return 1 yes, 0 no (why says why: "built without
+ * CUDA", "no CUDA device: ..."). why may be NULL. Never fails otherwise. */
+int gpu_cuda_probe(char *why, size_t why_len);
+
+/* Opens a device. kind AUTO picks CUDA when gpu_cuda_probe says yes and the
+ * CPU otherwise; *note (if non-NULL) then receives a one-line sentence
+ * saying so, or "" when nothing needs saying.
+ * @return 0, or ST_EDEVICE (CUDA asked for but unavailable / init failed),
+ *         ST_ENOMEM, ST_EINVAL. */
+int gpu_device_create(gpu_device **out, const gpu_device_config *cfg,
+                      char *note, size_t note_len, st_error *err);
+/* Frees the arena, streams, handles. Accepts NULL. */
+void gpu_device_destroy(gpu_device *d);
+
+gpu_kind gpu_device_kind(const gpu_device *d);      /* CUDA or CPU */
+const char *gpu_device_name(const gpu_device *d);   /* "cpu (2 OpenBLAS threads)" */
+/* 1 when device code reads host memory directly (CPU): no copies needed. */
+int gpu_device_unified(const gpu_device *d);
+
+/* The sticky first failure (code 0 when none). */
+const st_error *gpu_device_err(const gpu_device *d);
+/* Copies the sticky failure into err. @return its code (0 when none). */
+int gpu_device_check(const gpu_device *d, st_error *err);
+
+/* cuBLAS workspace the plan must include (0 on CPU). */
+size_t gpu_device_workspace_bytes(const gpu_device *d);
+
+/* Memory figures; updates the peak. @return 0 or ST_EDEVICE. */
+int gpu_device_mem(gpu_device *d, gpu_mem_stats *out);
+
+/* Budget for --device-mem auto: free memory minus a margin (CUDA: free -
+ * max(256 MiB, 5%); CPU: MemAvailable / 2). */
+size_t gpu_device_auto_budget(gpu_device *d);
+
+/* Allocates the one arena block of `bytes` (256-byte aligned) and returns
+ * it in *base. Only one arena per device; it lives until destroy.
+ * @return 0, ST_ENOMEM (names the size), ST_EINVAL (second call). */
+int gpu_arena_alloc(gpu_device *d, size_t bytes, void **base, st_error *err);
+
+/* Hands cuBLAS its workspace (a piece of the arena). No-op on CPU. */
+int gpu_device_set_workspace(gpu_device *d, void *p, size_t bytes);
+
+/* ---- host memory hook (the loader's ring uses it) ---------------------
+ * ctx is the gpu_device (or NULL: plain aligned memory). CUDA: pinned
+ * (cudaHostAlloc), so copies from it are truly asynchronous. CPU: 64-byte
+ * aligned malloc. gpu_host_alloc returns NULL on failure. */
+void *gpu_host_alloc(size_t bytes, void *ctx);
+void gpu_host_free(void *p, void *ctx);
+/* The same, in the shape of loader/ring.h's ring_allocator.free. */
+void gpu_host_free_sized(void *p, size_t bytes, void *ctx);
+
+/* ---- synchronous transfers (setup, checkpoints, stats; not per step) -- */
+int gpu_to_device(gpu_device *d, void *dst, const void *src, size_t bytes);
+int gpu_to_host(gpu_device *d, void *dst, const void *src, size_t bytes);
+/* Waits until all queued work on both queues is done. */
+int gpu_sync(gpu_device *d);
+
+/* ---- queues and events ------------------------------------------------
+ * Events are created once (outside the loop). CPU: every event is
+ * complete; record/wait are no-ops. */
+int gpu_event_create(gpu_device *d, gpu_event **out);
+void gpu_event_destroy(gpu_device *d, gpu_event *e); /* accepts NULL */
+int gpu_event_record(gpu_device *d, gpu_event *e, gpu_queue q);
+/* @return 1 when done, 0 when pending, <0 on error. Never blocks. */
+int gpu_event_query(gpu_device *d, gpu_event *e);
+/* Blocks the host until e is done. */
+int gpu_event_wait_host(gpu_device *d, gpu_event *e);
+/* Work queued on q after this call waits for e; the host does not wait. */
+int gpu_queue_wait(gpu_device *d, gpu_queue q, gpu_event *e);
+/* Milliseconds between two completed events (CUDA); 0 on CPU. */
+int gpu_event_elapsed(gpu_device *d, gpu_event *start, gpu_event *end,
+                      float *ms);
+/* Host (pinned) -> device copy queued on q. CPU: memcpy. */
+int gpu_copy_async(gpu_device *d, gpu_queue q, void *dst, const void *src,
+                   size_t bytes);
+
+/* ---- math on the compute queue ---------------------------------------- */
+
+/* C(M,N) = alpha * op(A)(M,K) . op(B)(K,N) + beta * C, row-major;
+ * op(X) = X^T when tX. lda/ldb/ldc are row strides of A, B, C as stored. */
+int gpu_gemm(gpu_device *d, int tA, int tB, int M, int N, int K, float alpha,
+             const float *A, int lda, const float *B, int ldb, float beta,
+             float *C, int ldc);
+
+/* y[i] = x[i] * scale + shift for i < n.   x (n) uint8, y (n) float */
+int gpu_normalize_u8(gpu_device *d, const uint8_t *x, size_t n, float scale,
+                     float shift, float *y);
+
+/* y(rows, cols) += b(cols) broadcast over rows, then ReLU when relu. */
+int gpu_bias_act(gpu_device *d, float *y, const float *b, int rows, int cols,
+                 int relu);
+
+/* Backward of gpu_bias_act: when relu, dy(rows, cols) *= (y > 0) in place
+ * (y is the post-ReLU output); then db(cols) = colsum(dy) (accumulate=0) or
+ * db += colsum(dy) (accumulate=1). db may be NULL (no bias). */
+int gpu_act_bias_grad(gpu_device *d, float *dy, const float *y, float *db,
+                      int rows, int cols, int relu, int accumulate);
+
+/* Softmax cross-entropy of logits(rows, classes) against labels(rows)
+ * int32. Adds the loss sum, correct count and sample count into *stats
+ * (device memory). When dlogits(rows, classes) is non-NULL it receives
+ * (softmax - onehot) * grad_scale: grad_scale = 1/B makes micro-batches of
+ * one batch of B add up to the full-batch mean gradient. Out-of-range
+ * labels count in stats->bad_labels and get zero gradient. */
+int gpu_softmax_xent(gpu_device *d, const float *logits,
+                     const int32_t *labels, int rows, int classes,
+                     float grad_scale, float *dlogits, gpu_loss_stats *stats);
+
+/* SGD with momentum (PyTorch semantics), over n floats:
+ *   g' = g + wd*w;  v = mu*v + g';  step = nesterov ? g' + mu*v : v;
+ *   w -= lr * step.   w, g, v (n) */
+int gpu_sgd_update(gpu_device *d, float *w, const float *g, float *v,
+                   size_t n, float lr, float mu, int nesterov, float wd);
+
+/* AdamW (decoupled weight decay), over n floats; bc1 = 1 - beta1^t,
+ * bc2 = 1 - beta2^t computed by the caller for step t >= 1:
+ *   w -= lr*wd*w;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+ *   w -= lr * (m/bc1) / (sqrt(v/bc2) + eps).   w, g, m, v (n) */
+int gpu_adamw_update(gpu_device *d, float *w, const float *g, float *m,
+                     float *v, size_t n, float lr, float b1, float b2,
+                     float eps, float wd, float bc1, float bc2);
+
+/* p[0..bytes) = 0 on the compute queue. */
+int gpu_zero(gpu_device *d, void *p, size_t bytes);
+
+#endif

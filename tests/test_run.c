@@ -1,0 +1,320 @@
+/* tests/test_run.c — whole runs on a small generated pack, CPU backend:
+ * it learns (accuracy far above chance), a run stopped mid-epoch and
+ * resumed ends with bitwise the same weights and optimizer state as an
+ * uninterrupted one, bad input is refused with a clear error, and the
+ * streamtrain CLI (next to this test binary) keeps its contract.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <libgen.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "datasets/fsutil.h"
+#include "datasets/pack.h"
+#include "datasets/shard.h"
+#include "train/ckpt.h"
+#include "train/run.h"
+
+enum { H = 8, W = 8, CLASSES = 4, NTRAIN = 1024, NTEST = 256, B = 32 };
+
+static char g_dir[256], g_pack[300];
+
+/* Class k brightens rows 2k, 2k+1 of an 8x8 image over uniform noise. */
+static void sample(uint64_t i, uint64_t salt, uint8_t *px, int32_t *lab)
+{
+    uint64_t s = (i + 1) * 0x9E3779B97F4A7C15ull ^ salt;
+    s ^= s >> 29;
+    int k = (int)(s % CLASSES);
+    *lab = k;
+    for (int p = 0; p < H * W; p++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        px[p] = (uint8_t)((s >> 33) % 150 + ((p / W) / 2 == k ? 60 : 0));
+    }
+}
+
+static int write_split(pack_writer *w, const char *name, int n, uint64_t salt)
+{
+    st_error err = {0};
+    uint8_t px[H * W];
+    int32_t lab;
+    if (pack_writer_begin_split(w, name, &err)) return -1;
+    for (int i = 0; i < n; i++) {
+        sample((uint64_t)i, salt, px, &lab);
+        if (pack_writer_add(w, px, sizeof px, lab, &err)) return -1;
+    }
+    return pack_writer_end_split(w, &err);
+}
+
+static int make_pack(void **state)
+{
+    (void)state;
+    snprintf(g_dir, sizeof g_dir, "/tmp/st-run-XXXXXX");
+    assert_non_null(mkdtemp(g_dir));
+    snprintf(g_pack, sizeof g_pack, "%s/pack", g_dir);
+    const char *classes[CLASSES] = {"a", "b", "c", "d"};
+    pack_writer_config pc = {.codec = CODEC_RAW, .height = H, .width = W,
+                             .channels = 1, .shard_bytes = 16 << 10,
+                             .nclasses = CLASSES, .classes = classes};
+    pack_writer *w = NULL;
+    st_error err = {0};
+    assert_int_equal(pack_writer_open(g_pack, &pc, &w, &err), 0);
+    assert_int_equal(write_split(w, "train", NTRAIN, 1), 0);
+    assert_int_equal(write_split(w, "test", NTEST, 2), 0);
+    if (pack_writer_commit(w, &err)) fail_msg("%s", err.msg);
+    return 0;
+}
+
+static int remove_pack(void **state)
+{
+    (void)state;
+    fs_rmtree(g_dir, NULL);
+    return 0;
+}
+
+static void config(run_config *c)
+{
+    run_config_init(c);
+    c->data = g_pack;
+    c->epochs = 3;
+    c->trainer.batch = B;
+    c->trainer.model.n_hidden = 1;
+    c->trainer.model.hidden[0] = 32;
+    c->device.kind = GPU_KIND_CPU;
+    c->device.cpu_threads = 1;
+    c->loader_threads = 2;
+    c->log_every = 10;
+}
+
+static FILE *sink(void)
+{
+    FILE *f = fopen("/dev/null", "w");
+    assert_non_null(f);
+    return f;
+}
+
+static void test_learns(void **state)
+{
+    (void)state;
+    run_config c;
+    config(&c);
+    char metrics[320];
+    snprintf(metrics, sizeof metrics, "%s/m.jsonl", g_dir);
+    c.metrics = metrics;
+    run_result res;
+    st_error err = {0};
+    FILE *out = sink();
+    if (run_train(&c, out, &res, &err) != 0) fail_msg("%s", err.msg);
+    fclose(out);
+    print_message("end-to-end: test accuracy %.3f after %d epochs (chance "
+                  "%.2f), %.0f samples/s\n", res.test_acc, res.epochs,
+                  1.0 / CLASSES, res.samples_per_s);
+    assert_int_equal(res.epochs, 3);
+    assert_int_equal(res.steps, 3 * NTRAIN / B);
+    assert_true(res.has_test);
+    assert_true(res.test_acc > 0.9);
+    /* metrics: log rows and one epoch row per epoch */
+    void *text;
+    size_t len;
+    assert_int_equal(fs_read_file(metrics, 1 << 20, &text, &len, &err), 0);
+    text = realloc(text, len + 1);
+    ((char *)text)[len] = '\0';
+    int epochs = 0;
+    for (const char *p = text; (p = strstr(p, "\"kind\":\"epoch\"")); p++)
+        epochs++;
+    assert_int_equal(epochs, 3);
+    assert_non_null(strstr(text, "\"kind\":\"log\""));
+    assert_non_null(strstr(text, "\"test_acc\":"));
+    free(text);
+}
+
+/* Reads a checkpoint's parameters + state as raw bytes (after the
+ * header, before the checksum). */
+static uint8_t *ckpt_body(const char *path, size_t *len)
+{
+    void *data;
+    st_error err = {0};
+    assert_int_equal(fs_read_file(path, 1 << 26, &data, len, &err), 0);
+    *len -= CKPT_HEADER + 8;
+    memmove(data, (uint8_t *)data + CKPT_HEADER, *len);
+    return data;
+}
+
+static void test_resume_bitwise(void **state)
+{
+    (void)state;
+    char a[320], b[320];
+    snprintf(a, sizeof a, "%s/a.ckpt", g_dir);
+    snprintf(b, sizeof b, "%s/b.ckpt", g_dir);
+    run_config c;
+    config(&c);
+    optim_config_init(&c.trainer.optim, OPTIM_ADAMW);
+    c.trainer.sched.lr = 3e-3f;
+    c.trainer.sched.kind = SCHED_COSINE;
+    c.trainer.micro_batch = 8;
+    run_result res;
+    st_error err = {0};
+    FILE *out = sink();
+    c.save = a;
+    if (run_train(&c, out, &res, &err) != 0) fail_msg("%s", err.msg);
+    /* the same run, stopped mid-epoch 2 (32 batches an epoch) ... */
+    c.save = b;
+    c.max_steps = 45;
+    if (run_train(&c, out, &res, &err) != 0) fail_msg("%s", err.msg);
+    assert_true(res.stopped);
+    assert_int_equal(res.steps, 45);
+    assert_int_equal(res.epochs, 1);
+    /* ... then resumed to the end */
+    c.max_steps = 0;
+    c.resume = b;
+    if (run_train(&c, out, &res, &err) != 0) fail_msg("%s", err.msg);
+    fclose(out);
+    assert_int_equal(res.epochs, 3);
+    assert_int_equal(res.steps, 3 * NTRAIN / B);
+    size_t la, lb;
+    uint8_t *ba = ckpt_body(a, &la), *bb = ckpt_body(b, &lb);
+    assert_int_equal(la, lb);
+    assert_memory_equal(ba, bb, la);
+    free(ba), free(bb);
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    run_config c;
+    run_result res;
+    st_error err = {0};
+    FILE *out = sink();
+    config(&c);
+    c.data = "/nonexistent/pack";
+    assert_true(run_train(&c, out, &res, &err) < 0);
+    assert_non_null(strstr(err.msg, "/nonexistent/pack"));
+
+    config(&c);
+    c.trainer.micro_batch = 12; /* 32 is no multiple of 12 */
+    st_clearerr(&err);
+    assert_int_equal(run_train(&c, out, &res, &err), ST_EINVAL);
+    assert_non_null(strstr(err.msg, "multiple"));
+
+    config(&c);
+    c.eval_split = "val";
+    st_clearerr(&err);
+    assert_int_equal(run_train(&c, out, &res, &err), ST_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "'val'"));
+
+    /* a checkpoint of another shape */
+    char ck[320];
+    snprintf(ck, sizeof ck, "%s/shape.ckpt", g_dir);
+    config(&c);
+    c.epochs = 1;
+    c.save = ck;
+    c.max_steps = 2;
+    st_clearerr(&err);
+    assert_int_equal(run_train(&c, out, &res, &err), 0);
+    c.trainer.model.hidden[0] = 16;
+    c.resume = ck;
+    c.save = NULL;
+    st_clearerr(&err);
+    assert_int_equal(run_train(&c, out, &res, &err), ST_EINVAL);
+    assert_non_null(strstr(err.msg, "64-32-4 sgd"));
+
+    /* a budget too small for micro-batch 1 */
+    config(&c);
+    c.device_mem_auto = 0;
+    c.device_mem = 1000;
+    st_clearerr(&err);
+    assert_int_equal(run_train(&c, out, &res, &err), ST_ENOMEM);
+    assert_non_null(strstr(err.msg, "micro-batch 1"));
+    fclose(out);
+}
+
+/* ---- the CLI, when it was built next to this test ----------------------- */
+
+static char g_cli[4096];
+
+static int have_cli(void)
+{
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return 0;
+    self[n] = '\0';
+    snprintf(g_cli, sizeof g_cli, "%s/../streamtrain", dirname(self));
+    if (access(g_cli, X_OK) == 0) return 1;
+    print_message("skipped: %s not built\n", g_cli);
+    return 0;
+}
+
+/* Runs the CLI with args; returns its exit status, output in *text. */
+static int cli(const char *args, char **text)
+{
+    char cmd[8192], log[320];
+    snprintf(log, sizeof log, "%s/cli.log", g_dir);
+    snprintf(cmd, sizeof cmd, "%s %s >%s 2>&1", g_cli, args, log);
+    int st = system(cmd);
+    size_t len;
+    st_error err = {0};
+    void *data = NULL;
+    if (fs_read_file(log, 1 << 20, &data, &len, &err) == 0) {
+        *text = realloc(data, len + 1);
+        (*text)[len] = '\0';
+    } else {
+        *text = strdup("");
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_cli(void **state)
+{
+    (void)state;
+    if (!have_cli()) { skip(); return; }
+    char *t, args[1024];
+    assert_int_equal(cli("--help", &t), 0);
+    assert_non_null(strstr(t, "--micro-batch"));
+    assert_non_null(strstr(t, "--device-mem"));
+    free(t);
+    assert_int_equal(cli("--epochs 0 --data x", &t), 2);
+    assert_non_null(strstr(t, "--epochs"));
+    free(t);
+    assert_int_equal(cli("--data /nonexistent", &t), 1);
+    free(t);
+    char why[256];
+    if (!gpu_cuda_probe(why, sizeof why)) {
+        snprintf(args, sizeof args, "--data %s --device cuda", g_pack);
+        assert_int_equal(cli(args, &t), 1);
+        assert_non_null(strstr(t, "--device cuda"));
+        free(t);
+    }
+    snprintf(args, sizeof args, "--data %s --epochs 1 --batch 32 --hidden 32 "
+             "--device cpu --blas-threads 1", g_pack);
+    assert_int_equal(cli(args, &t), 0);
+    assert_non_null(strstr(t, "memory plan"));
+    const char *last = strstr(t, "final epochs=1 test_acc=");
+    assert_non_null(last);
+    assert_non_null(strstr(last, "samples_per_s="));
+    assert_null(strchr(last, '\r')); /* not a TTY: plain lines */
+    free(t);
+    snprintf(args, sizeof args, "--data %s --plan --device-mem 64M", g_pack);
+    assert_int_equal(cli(args, &t), 0);
+    assert_non_null(strstr(t, "budget"));
+    assert_null(strstr(t, "final"));
+    free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_learns),
+        cmocka_unit_test(test_resume_bitwise),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_cli),
+    };
+    return cmocka_run_group_tests(tests, make_pack, remove_pack);
+}

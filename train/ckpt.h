@@ -1,0 +1,74 @@
+/* train/ckpt.h — checkpoints: weights, optimizer state, step and loader
+ * position in one checksummed file, written atomically.
+ *
+ * defines: ckpt_meta, ckpt_file_bytes, ckpt_save, ckpt_load, CKPT_*
+ *
+ * File layout (little-endian; floats as IEEE-754 binary32):
+ *   0    8  magic "STCKPT\r\n"
+ *   8    4  version (CKPT_VERSION)
+ *   12   4  header bytes (CKPT_HEADER = 256)
+ *   16   4  optimizer kind (1 sgd, 2 adamw)
+ *   20   4  layers L (1..MODEL_MAX_LAYERS)
+ *   24   12 input c, h, w
+ *   36   4*(MODEL_MAX_LAYERS) output width of each layer (unused: 0)
+ *   96   8  step (optimizer steps taken)
+ *   104  8  loader seed
+ *   112  8  loader epoch
+ *   120  8  loader next batch (within that epoch)
+ *   128  8  P (parameter floats)
+ *   136  8  S (optimizer-state floats)
+ *   144  112 zero
+ *   256  4P parameters (train/model.h layout)
+ *   ...  4S optimizer state (train/optim.h layout)
+ *   end  8  XXH3-64 of every byte before it
+ * The file is written to "PATH.tmp-PID", fsynced and renamed over PATH
+ * (datasets/fsutil.h), so a crash leaves the previous checkpoint intact.
+ */
+#ifndef ST_TRAIN_CKPT_H
+#define ST_TRAIN_CKPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "datasets/error.h"
+#include "train/model.h"
+
+#define CKPT_VERSION 1u
+#define CKPT_HEADER 256u
+
+typedef struct ckpt_meta {
+    uint32_t optim;                     /* optim_kind */
+    uint32_t layers;
+    uint32_t in_c, in_h, in_w;
+    uint32_t widths[MODEL_MAX_LAYERS];  /* output width per layer */
+    uint64_t step;
+    uint64_t seed, epoch, next_batch;   /* the loader's position */
+    uint64_t nparams, nstate;
+} ckpt_meta;
+
+/* Fills the shape fields of meta from a model and optimizer. */
+void ckpt_meta_from_model(ckpt_meta *meta, const model *m, uint32_t optim,
+                          size_t nstate);
+
+/* Bytes of a checkpoint file for these counts (the caller's staging
+ * buffer: allocated once, before training). */
+size_t ckpt_file_bytes(size_t nparams, size_t nstate);
+
+/* Encodes into buf (cap >= ckpt_file_bytes) and writes path atomically.
+ * params (P) and state (S) are host copies.
+ * @return 0, ST_EINVAL (cap too small), ST_EIO, ST_ENOSPC. */
+int ckpt_save(const char *path, const ckpt_meta *meta, const float *params,
+              const float *state, uint8_t *buf, size_t cap, st_error *err);
+
+/* Reads path into buf (cap bytes), validates magic, version, size and
+ * checksum, and checks that its model shape and optimizer match `expect`
+ * (shape fields, nparams, nstate); then fills *got and copies the
+ * parameters and state out (host memory, P and S floats).
+ * @return 0, ST_ENOTFOUND, ST_EIO, ST_EFORMAT (not a checkpoint, truncated),
+ *         ST_EVERSION, ST_ECHECKSUM, ST_EINVAL (another model shape or
+ *         optimizer: the message names both). */
+int ckpt_load(const char *path, const ckpt_meta *expect, ckpt_meta *got,
+              float *params, float *state, uint8_t *buf, size_t cap,
+              st_error *err);
+
+#endif

@@ -1,0 +1,48 @@
+/* train/metrics.h — the metrics log: one JSON object per line (JSONL),
+ * one per log interval and one per epoch.
+ *
+ * defines: metrics, metrics_row, metrics_open, metrics_close,
+ *          metrics_write, metrics_host_rss
+ *
+ * Every object has: kind ("log" | "epoch"), epoch, step, elapsed_s, lr,
+ * loss, acc, samples_per_s, loader_wait_pct, h2d_gbps, dev_mem_used,
+ * dev_mem_peak, host_rss; epoch rows add test_loss and test_acc when an
+ * evaluation ran. Lines are flushed as written, so a crashed run keeps its
+ * log.
+ */
+#ifndef ST_TRAIN_METRICS_H
+#define ST_TRAIN_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "datasets/error.h"
+
+typedef struct metrics metrics;
+
+typedef struct metrics_row {
+    const char *kind;          /* "log" | "epoch" */
+    uint64_t epoch;            /* 1-based */
+    uint64_t step;             /* optimizer steps so far */
+    double elapsed_s;
+    double lr;
+    double loss, acc;          /* train, over the interval / epoch */
+    double samples_per_s;
+    double loader_wait_pct;    /* host time waiting for the loader, % */
+    double h2d_gbps;           /* 0 on the CPU backend (no copies) */
+    size_t dev_mem_used, dev_mem_peak, host_rss;
+    int has_test;
+    double test_loss, test_acc;
+} metrics_row;
+
+/* Opens (truncates) path. @return 0 or ST_EIO. */
+int metrics_open(metrics **out, const char *path, st_error *err);
+void metrics_close(metrics *m); /* accepts NULL */
+/* Appends one line. m may be NULL (no log): returns 0. @return 0 or ST_EIO. */
+int metrics_write(metrics *m, const metrics_row *r, st_error *err);
+
+/* Resident set size of this process in bytes (/proc/self/statm), 0 when
+ * unknown. */
+size_t metrics_host_rss(void);
+
+#endif

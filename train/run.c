@@ -1,0 +1,525 @@
+/* train/run.c — a whole training run (see train/run.h): setup in order
+ * (pack shape -> device -> plan + arena -> checkpoint -> loaders), the
+ * epoch loop, evaluation, logging and checkpoints, teardown in reverse.
+ */
+#include "train/run.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "datasets/pack.h"
+#include "gpu/prefetch.h"
+#include "loader/loader.h"
+#include "train/metrics.h"
+#include "train/plan.h"
+
+/* A batch the loader lent us, remembered until its host memory is free. */
+typedef struct held {
+    loader *l;
+    loader_batch b;
+} held;
+
+/* Sums over a log interval or an epoch. */
+typedef struct tally {
+    double loss_sum;
+    long long correct, count;
+} tally;
+
+typedef struct run {
+    const run_config *cfg;
+    FILE *out;
+    gpu_device *dev;                /* owned */
+    trainer *t;                     /* owned */
+    loader *train, *eval;           /* owned; eval may be NULL */
+    metrics *mx;                    /* owned, may be NULL */
+    ring_allocator alloc;           /* pinned (CUDA) host memory for rings */
+    held *train_held, *eval_held;   /* (slots) indexed by ring slot */
+    uint32_t slots;
+    char eval_split[MANIFEST_NAME_MAX];
+    uint64_t bpe;                   /* training batches per epoch */
+    uint64_t start_epoch, start_batch;
+    uint64_t stream_seed;           /* --seed, or the checkpoint's */
+    double t_start;
+    double train_s;                 /* seconds inside training epochs */
+    uint64_t train_samples;
+    /* log interval */
+    double iv_t, iv_wait;
+    uint64_t iv_samples;
+    tally epoch_tally;
+    size_t mem_epoch1;              /* device memory in use after epoch 1 */
+    int stopped;                    /* max_steps reached */
+} run;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void run_config_init(run_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->train_split = "train";
+    c->epochs = 5;
+    trainer_config_init(&c->trainer);
+    c->trainer.model.n_hidden = 2;
+    c->trainer.model.hidden[0] = 512;
+    c->trainer.model.hidden[1] = 256;
+    gpu_device_config_init(&c->device);
+    c->device_mem_auto = 1;
+    c->log_every = 50;
+}
+
+/* ---- setup ------------------------------------------------------------ */
+
+/* Reads the pack's shape, classes and split sizes; picks the eval split. */
+static int read_pack(run *r, model_spec *spec, uint64_t *train_n,
+                     st_error *err)
+{
+    const run_config *c = r->cfg;
+    pack *p = NULL;
+    ST_TRY(pack_open(c->data, &p, err));
+    const manifest *m = pack_manifest(p);
+    spec->in_c = (int)m->channels;
+    spec->in_h = (int)m->height;
+    spec->in_w = (int)m->width;
+    spec->classes = (int)m->nclasses;
+    int rc = 0, ts = pack_split_find(p, c->train_split);
+    if (ts < 0) {
+        rc = st_seterr(err, ST_ENOTFOUND, "pack %s has no split '%s'",
+                       c->data, c->train_split);
+        goto done;
+    }
+    *train_n = pack_split_samples(p, ts);
+    r->eval_split[0] = '\0';
+    const char *want = c->eval_split;
+    if (want && strcmp(want, "none") == 0) goto done;
+    if (want && pack_split_find(p, want) < 0) {
+        rc = st_seterr(err, ST_ENOTFOUND, "pack %s has no eval split '%s'",
+                       c->data, want);
+        goto done;
+    }
+    if (want == NULL)
+        want = pack_split_find(p, "test") >= 0  ? "test"
+               : pack_split_find(p, "val") >= 0 ? "val"
+                                                : NULL;
+    if (want) snprintf(r->eval_split, sizeof r->eval_split, "%s", want);
+done:
+    pack_close(p);
+    return rc;
+}
+
+static int open_device(run *r, st_error *err)
+{
+    char note[512];
+    ST_TRY(gpu_device_create(&r->dev, &r->cfg->device, note, sizeof note,
+                             err));
+    if (note[0]) fprintf(r->out, "%s\n", note);
+    fprintf(r->out, "device: %s\n", gpu_device_name(r->dev));
+    r->alloc = (ring_allocator){gpu_host_alloc, gpu_host_free_sized, r->dev};
+    return 0;
+}
+
+static int make_trainer(run *r, const model_spec *spec, uint64_t train_n,
+                        st_error *err)
+{
+    const run_config *c = r->cfg;
+    trainer_config tc = c->trainer;
+    tc.model.in_c = spec->in_c;
+    tc.model.in_h = spec->in_h;
+    tc.model.in_w = spec->in_w;
+    tc.model.classes = spec->classes;
+    r->bpe = (train_n + (uint64_t)tc.batch - 1) / (uint64_t)tc.batch;
+    tc.sched.total = (uint64_t)c->epochs * r->bpe;
+    int se = c->lr_step_epochs ? c->lr_step_epochs
+                               : (c->epochs / 3 > 1 ? c->epochs / 3 : 1);
+    tc.sched.step_size = (uint64_t)se * r->bpe;
+    tc.budget = c->device_mem_auto ? gpu_device_auto_budget(r->dev)
+                                   : c->device_mem;
+    ST_TRY(trainer_create(&r->t, r->dev, &tc, err));
+    const plan *p = trainer_plan(r->t);
+    char desc[256];
+    model_describe(trainer_model(r->t), desc, sizeof desc);
+    fprintf(r->out, "model: %s (%zu parameters), %s, lr %g %s\n", desc,
+            model_param_count(trainer_model(r->t)), optim_name(tc.optim.kind),
+            tc.sched.lr, sched_name(tc.sched.kind));
+    plan_print(p, r->out);
+    if (p->micro_batch != p->requested_micro)
+        fprintf(r->out, "memory plan: micro-batch %d does not fit the budget; "
+                "using micro-batch %d with %d accumulation steps (effective "
+                "batch still %d)\n", p->requested_micro, p->micro_batch,
+                p->batch / p->micro_batch, p->batch);
+    return 0;
+}
+
+static int resume(run *r, st_error *err)
+{
+    r->start_epoch = 0;
+    r->start_batch = 0;
+    r->stream_seed = r->cfg->trainer.seed;
+    if (r->cfg->resume == NULL) return 0;
+    ckpt_meta got;
+    ST_TRY(trainer_load(r->t, r->cfg->resume, &got, err));
+    if (got.seed != r->cfg->trainer.seed)
+        fprintf(r->out, "resume: the checkpoint's stream seed %llu replaces "
+                "--seed\n", (unsigned long long)got.seed);
+    r->stream_seed = got.seed; /* the stream continues as it was */
+    r->start_epoch = got.epoch;
+    r->start_batch = got.next_batch;
+    if (r->start_batch >= r->bpe) r->start_epoch++, r->start_batch = 0;
+    fprintf(r->out, "resume: %s at step %llu, epoch %llu, batch %llu\n",
+            r->cfg->resume, (unsigned long long)got.step,
+            (unsigned long long)r->start_epoch + 1,
+            (unsigned long long)r->start_batch);
+    return 0;
+}
+
+static int loader_threads(const run_config *c)
+{
+    if (c->loader_threads > 0) return c->loader_threads;
+    int n = gpu_cpu_default_threads() / 2;
+    return n < 1 ? 1 : n;
+}
+
+static int open_loaders(run *r, uint64_t seed, st_error *err)
+{
+    const run_config *c = r->cfg;
+    loader_config lc;
+    loader_config_default(&lc);
+    lc.split = c->train_split;
+    lc.batch_size = (uint32_t)c->trainer.batch;
+    lc.threads = (uint32_t)loader_threads(c);
+    /* producers fill ahead while the prefetcher holds up to D batches */
+    r->slots = lc.threads + (uint32_t)c->trainer.depth + 2;
+    lc.slots = r->slots;
+    lc.seed = seed;
+    lc.start_epoch = r->start_epoch;
+    lc.start_batch = r->start_batch;
+    lc.epochs = (uint64_t)c->epochs;
+    lc.alloc = &r->alloc;
+    r->train_held = calloc(r->slots, sizeof *r->train_held);
+    r->eval_held = calloc(r->slots, sizeof *r->eval_held);
+    if (r->train_held == NULL || r->eval_held == NULL)
+        return st_seterr(err, ST_ENOMEM, "run: out of memory");
+    ST_TRY(loader_open(c->data, &lc, &r->train, err));
+    loader_stats ls;
+    loader_get_stats(r->train, &ls);
+    if (ls.batches_per_epoch != r->bpe)
+        return st_seterr(err, ST_EINTERNAL, "loader: %llu batches per epoch, "
+                         "expected %llu", (unsigned long long)ls.batches_per_epoch,
+                         (unsigned long long)r->bpe);
+    if (r->eval_split[0] == '\0') return 0;
+    lc.split = r->eval_split;
+    lc.shuffle = LOADER_SHUFFLE_NONE;
+    lc.start_epoch = lc.start_batch = 0;
+    lc.epochs = 0; /* one pass per call of eval_pass, until closed */
+    return loader_open(c->data, &lc, &r->eval, err);
+}
+
+/* ---- the data path ------------------------------------------------------ */
+
+/* Gives back to the loaders every host batch whose copy has completed. */
+static int release_ready(run *r, int wait, st_error *err)
+{
+    prefetch *pf = trainer_prefetch(r->t);
+    void *tag;
+    int rc;
+    while ((rc = prefetch_poll(pf, wait, &tag, err)) == 1) {
+        held *h = tag;
+        ST_TRY(loader_release(h->l, &h->b, err));
+    }
+    return rc;
+}
+
+/* Next batch of l on the device, or ST_EEND at the end of its epoch. */
+static int fetch(run *r, loader *l, held *slots, prefetch_batch *db,
+                 st_error *err)
+{
+    loader_batch b;
+    st_error e = {0};
+    int rc = loader_next_batch(l, &b, &e);
+    if (rc == ST_EEND) return ST_EEND;
+    if (rc < 0) return st_seterr(err, e.code, "%s", e.msg);
+    held *h = &slots[b.slot];
+    h->l = l;
+    h->b = b;
+    return prefetch_submit(trainer_prefetch(r->t), b.pixels, b.labels,
+                           (int)b.n, h, db, err);
+}
+
+static int consumed(run *r, const prefetch_batch *db, st_error *err)
+{
+    ST_TRY(prefetch_consumed(trainer_prefetch(r->t), db, err));
+    return release_ready(r, 0, err);
+}
+
+/* Waits until every host batch is back with its loader. */
+static int drain(run *r, st_error *err)
+{
+    while (prefetch_pending(trainer_prefetch(r->t)) > 0) {
+        int rc = release_ready(r, 1, err);
+        if (rc < 0) return rc;
+        if (rc == 0 && prefetch_pending(trainer_prefetch(r->t)) > 0)
+            return st_seterr(err, ST_EINTERNAL, "run: a batch is still "
+                             "held by the prefetcher at the end of a pass");
+    }
+    return 0;
+}
+
+/* ---- logging ------------------------------------------------------------ */
+
+static double wait_s(const run *r)
+{
+    loader_stats ls;
+    loader_get_stats(r->train, &ls);
+    return ls.wait_s;
+}
+
+static double h2d_gbps(run *r)
+{
+    prefetch_stats ps;
+    prefetch_get_stats(trainer_prefetch(r->t), &ps);
+    return ps.copy_s > 0 ? ps.bytes / ps.copy_s / 1e9 : 0.0;
+}
+
+static void fill_row(run *r, metrics_row *row, const char *kind,
+                     uint64_t epoch)
+{
+    gpu_mem_stats ms;
+    memset(row, 0, sizeof *row);
+    gpu_device_mem(r->dev, &ms);
+    row->kind = kind;
+    row->epoch = epoch;
+    row->step = trainer_step(r->t);
+    row->elapsed_s = now_s() - r->t_start;
+    row->lr = trainer_lr(r->t);
+    row->h2d_gbps = h2d_gbps(r);
+    row->dev_mem_used = ms.used;
+    row->dev_mem_peak = ms.peak;
+    row->host_rss = metrics_host_rss();
+}
+
+/* Reads and resets the device's train statistics into t and *iv. */
+static int take_stats(run *r, tally *iv, st_error *err)
+{
+    gpu_loss_stats st;
+    ST_TRY(trainer_read_stats(r->t, 0, 1, &st, err));
+    iv->loss_sum = st.loss_sum;
+    iv->correct = st.correct;
+    iv->count = st.count;
+    r->epoch_tally.loss_sum += st.loss_sum;
+    r->epoch_tally.correct += st.correct;
+    r->epoch_tally.count += st.count;
+    return 0;
+}
+
+static int log_interval(run *r, uint64_t epoch, uint64_t batch,
+                        st_error *err)
+{
+    tally iv;
+    ST_TRY(take_stats(r, &iv, err));
+    double t = now_s(), w = wait_s(r), dt = t - r->iv_t;
+    metrics_row row;
+    fill_row(r, &row, "log", epoch + 1);
+    row.loss = iv.count ? iv.loss_sum / iv.count : NAN;
+    row.acc = iv.count ? (double)iv.correct / iv.count : NAN;
+    row.samples_per_s = dt > 0 ? r->iv_samples / dt : 0;
+    row.loader_wait_pct = dt > 0 ? 100.0 * (w - r->iv_wait) / dt : 0;
+    r->iv_t = t;
+    r->iv_wait = w;
+    r->iv_samples = 0;
+    if (r->cfg->progress)
+        fprintf(stderr, "\r\033[Kepoch %llu/%d  step %llu/%llu  loss %.4f  "
+                "acc %.3f  %.0f samples/s  loader wait %.1f%%",
+                (unsigned long long)epoch + 1, r->cfg->epochs,
+                (unsigned long long)batch, (unsigned long long)r->bpe,
+                row.loss, row.acc, row.samples_per_s, row.loader_wait_pct);
+    return metrics_write(r->mx, &row, err);
+}
+
+/* ---- epochs --------------------------------------------------------------- */
+
+static int save(run *r, st_error *err)
+{
+    if (r->cfg->save == NULL) return 0;
+    loader_state s = loader_get_state(r->train);
+    return trainer_save(r->t, r->cfg->save, s.seed, s.epoch, s.batch, err);
+}
+
+/* One training epoch; *samples receives how many were trained on. */
+static int train_epoch(run *r, uint64_t epoch, uint64_t *samples,
+                       st_error *err)
+{
+    const run_config *c = r->cfg;
+    uint64_t batch = epoch == r->start_epoch ? r->start_batch : 0;
+    prefetch_batch db;
+    int rc;
+    *samples = 0;
+    while ((rc = fetch(r, r->train, r->train_held, &db, err)) == 0) {
+        ST_TRY(trainer_train_batch(r->t, &db, err));
+        ST_TRY(consumed(r, &db, err));
+        batch++;
+        *samples += (uint64_t)db.n;
+        r->iv_samples += (uint64_t)db.n;
+        uint64_t step = trainer_step(r->t);
+        if (c->log_every > 0 && step % (uint64_t)c->log_every == 0)
+            ST_TRY(log_interval(r, epoch, batch, err));
+        if (c->save_every && step % c->save_every == 0) ST_TRY(save(r, err));
+        if (c->stop && *c->stop)
+            return st_seterr(err, ST_ECLOSED, "interrupted at epoch %llu, "
+                             "step %llu", (unsigned long long)epoch + 1,
+                             (unsigned long long)step);
+        if (c->max_steps && step >= c->max_steps) {
+            r->stopped = 1;
+            return ST_ECLOSED;
+        }
+    }
+    if (rc != ST_EEND) return rc;
+    return drain(r, err);
+}
+
+/* One pass over the eval split. */
+static int eval_pass(run *r, double *loss, double *acc, st_error *err)
+{
+    prefetch_batch db;
+    int rc;
+    while ((rc = fetch(r, r->eval, r->eval_held, &db, err)) == 0) {
+        ST_TRY(trainer_eval_batch(r->t, &db, err));
+        ST_TRY(consumed(r, &db, err));
+    }
+    if (rc != ST_EEND) return rc;
+    ST_TRY(drain(r, err));
+    gpu_loss_stats st;
+    ST_TRY(trainer_read_stats(r->t, 1, 1, &st, err));
+    *loss = st.count ? st.loss_sum / st.count : NAN;
+    *acc = st.count ? (double)st.correct / st.count : NAN;
+    return 0;
+}
+
+static void print_epoch(run *r, const metrics_row *row, double secs)
+{
+    char mem[32], peak[32];
+    fprintf(r->out, "epoch %llu/%d: loss %.4f acc %.4f", (unsigned long long)
+            row->epoch, r->cfg->epochs, row->loss, row->acc);
+    if (row->has_test)
+        fprintf(r->out, " | test_loss %.4f test_acc %.4f", row->test_loss,
+                row->test_acc);
+    fprintf(r->out, " | %.2f s, %.0f samples/s, loader wait %.1f%%, h2d %.2f "
+            "GB/s, device mem %s (peak %s)\n", secs, row->samples_per_s,
+            row->loader_wait_pct, row->h2d_gbps,
+            plan_fmt_bytes(row->dev_mem_used, mem, sizeof mem),
+            plan_fmt_bytes(row->dev_mem_peak, peak, sizeof peak));
+    fflush(r->out);
+}
+
+static int run_epoch(run *r, uint64_t epoch, run_result *res, st_error *err)
+{
+    double t0 = now_s(), w0 = wait_s(r);
+    uint64_t n;
+    r->epoch_tally = (tally){0};
+    r->iv_t = t0, r->iv_wait = w0, r->iv_samples = 0;
+    ST_TRY(train_epoch(r, epoch, &n, err));
+    tally rest;
+    ST_TRY(take_stats(r, &rest, err));
+    double secs = now_s() - t0;
+    r->train_s += secs;
+    r->train_samples += n;
+    metrics_row row;
+    fill_row(r, &row, "epoch", epoch + 1);
+    const tally *et = &r->epoch_tally;
+    row.loss = et->count ? et->loss_sum / et->count : NAN;
+    row.acc = et->count ? (double)et->correct / et->count : NAN;
+    row.samples_per_s = secs > 0 ? n / secs : 0;
+    row.loader_wait_pct = secs > 0 ? 100.0 * (wait_s(r) - w0) / secs : 0;
+    if (r->eval) {
+        ST_TRY(eval_pass(r, &row.test_loss, &row.test_acc, err));
+        row.has_test = 1;
+        res->has_test = 1;
+        res->test_loss = row.test_loss;
+        res->test_acc = row.test_acc;
+    }
+    if (r->cfg->progress) fprintf(stderr, "\r\033[K");
+    print_epoch(r, &row, secs);
+    if (epoch == r->start_epoch) r->mem_epoch1 = row.dev_mem_used;
+    else if (row.dev_mem_used != r->mem_epoch1)
+        fprintf(r->out, "warning: device memory in use changed from %zu to "
+                "%zu bytes\n", r->mem_epoch1, row.dev_mem_used);
+    ST_TRY(metrics_write(r->mx, &row, err));
+    return save(r, err);
+}
+
+/* ---- the run ------------------------------------------------------------ */
+
+static void teardown(run *r)
+{
+    loader_close(r->eval);   /* joins producers; frees the pinned rings */
+    loader_close(r->train);
+    free(r->eval_held);
+    free(r->train_held);
+    metrics_close(r->mx);
+    trainer_destroy(r->t);
+    gpu_device_destroy(r->dev);
+}
+
+static int setup(run *r, st_error *err)
+{
+    model_spec spec;
+    uint64_t train_n = 0;
+    ST_TRY(read_pack(r, &spec, &train_n, err));
+    ST_TRY(open_device(r, err));
+    ST_TRY(make_trainer(r, &spec, train_n, err));
+    if (r->cfg->plan_only) return 0;
+    ST_TRY(resume(r, err));
+    if (r->cfg->metrics) ST_TRY(metrics_open(&r->mx, r->cfg->metrics, err));
+    return open_loaders(r, r->stream_seed, err);
+}
+
+/* After a stop (signal or max_steps): hand every batch back, save. */
+static int stop_early(run *r, run_result *res, int rc, st_error *err)
+{
+    if (r->cfg->progress) fprintf(stderr, "\r\033[K");
+    st_error e2 = {0};
+    int sr = drain(r, &e2);
+    if (sr == 0 && r->cfg->save) sr = save(r, &e2);
+    if (sr == 0 && r->cfg->save) fprintf(r->out, "saved %s\n", r->cfg->save);
+    if (!r->stopped) return rc;
+    fprintf(r->out, "stopped after %llu steps (--max-steps)\n",
+            (unsigned long long)trainer_step(r->t));
+    res->stopped = 1;
+    if (sr < 0) return st_seterr(err, e2.code, "%s", e2.msg);
+    return 0;
+}
+
+int run_train(const run_config *cfg, FILE *out, run_result *res,
+              st_error *err)
+{
+    run r = {.cfg = cfg, .out = out, .t_start = now_s()};
+    memset(res, 0, sizeof *res);
+    res->test_acc = res->test_loss = NAN;
+    if (cfg->epochs < 1)
+        return st_seterr(err, ST_EINVAL, "--epochs %d must be >= 1",
+                         cfg->epochs);
+    int rc = setup(&r, err);
+    res->epochs = (int)r.start_epoch;
+    if (rc == 0 && !cfg->plan_only) {
+        if (r.start_epoch >= (uint64_t)cfg->epochs)
+            fprintf(out, "resume: all %d epochs already done\n", cfg->epochs);
+        for (uint64_t e = r.start_epoch; rc == 0 && e < (uint64_t)cfg->epochs;
+             e++) {
+            rc = run_epoch(&r, e, res, err);
+            if (rc == 0) res->epochs = (int)e + 1;
+        }
+        if (rc == ST_ECLOSED) rc = stop_early(&r, res, rc, err);
+    }
+    if (r.t) {
+        res->steps = trainer_step(r.t);
+        res->micro_batch = trainer_plan(r.t)->micro_batch;
+    }
+    res->samples_per_s = r.train_s > 0 ? r.train_samples / r.train_s : 0;
+    teardown(&r);
+    return rc;
+}

@@ -1,0 +1,80 @@
+/* train/run.h — one whole training run, as `streamtrain` performs it: the
+ * pack's shape, the device, the memory plan, the loaders, the epochs with
+ * evaluation, logging, metrics and checkpoints.
+ *
+ * defines: run_config, run_result, run_config_init, run_train
+ *
+ * Data path per training step:
+ *   loader_next_batch (ring slot, pinned on CUDA)
+ *     -> prefetch_submit (H2D on the copy queue; CPU: in place)
+ *     -> trainer_train_batch (micro-batches + one optimizer step)
+ *     -> prefetch_consumed, and each host batch whose copy is done goes back
+ *        to the loader (loader_release).
+ * Evaluation uses a second loader on the eval split (file order, opened
+ * once, one pass per epoch) through the same prefetcher and buffers.
+ * Everything is allocated before the first step.
+ *
+ * Output: the plan and one plain line per epoch on `out`; with
+ * cfg->progress a live line on stderr at every log interval.
+ */
+#ifndef ST_TRAIN_RUN_H
+#define ST_TRAIN_RUN_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "datasets/error.h"
+#include "gpu/device.h"
+#include "train/trainer.h"
+
+typedef struct run_config {
+    const char *data;            /* pack directory (required) */
+    const char *train_split;     /* "train" */
+    const char *eval_split;      /* NULL: "test", else "val", else none;
+                                    "none": no evaluation */
+    int epochs;                  /* total epochs, counting resumed ones (5) */
+    trainer_config trainer;      /* the model's input shape and classes are
+                                    filled from the pack */
+    int lr_step_epochs;          /* step schedule: epochs between decays
+                                    (0: max(1, epochs/3)) */
+    gpu_device_config device;
+    int device_mem_auto;         /* budget = gpu_device_auto_budget (1) */
+    size_t device_mem;           /* explicit budget when !device_mem_auto;
+                                    0: no limit */
+    int loader_threads;          /* producers per loader (0: max(1, C/2)) */
+    const char *metrics;         /* JSONL path or NULL */
+    const char *save;            /* checkpoint path or NULL */
+    uint64_t save_every;         /* also save every N steps (0: epochs only) */
+    const char *resume;          /* checkpoint to continue from, or NULL */
+    int log_every;               /* steps between log rows (50) */
+    int plan_only;               /* print the plan and return */
+    int progress;                /* live progress line on stderr */
+    uint64_t max_steps;          /* stop after this many optimizer steps
+                                    in all, saving a checkpoint (0: none) */
+    volatile sig_atomic_t *stop; /* set (SIGINT) to stop after this step */
+} run_config;
+
+typedef struct run_result {
+    int epochs;                  /* epochs completed, resumed ones included */
+    uint64_t steps;              /* optimizer steps, resumed ones included */
+    int has_test;
+    double test_acc, test_loss;  /* the last evaluation */
+    double samples_per_s;        /* training samples / training seconds,
+                                    this process only */
+    int micro_batch;             /* the plan's (maybe lowered) micro-batch */
+    int stopped;                 /* ended early by max_steps */
+} run_result;
+
+/* Defaults: 5 epochs, B 128, hidden 512,256, SGD momentum 0.9, lr 0.05
+ * constant, seed 1, device auto, device-mem auto, log every 50. */
+void run_config_init(run_config *c);
+
+/* Runs it. @return 0 (res filled; res->stopped after max_steps), or
+ * ST_ECLOSED when *cfg->stop ended it early (either way a checkpoint was
+ * saved when cfg->save), or the first error of any module (bad pack, bad
+ * checkpoint, plan too large, device). */
+int run_train(const run_config *cfg, FILE *out, run_result *res,
+              st_error *err);
+
+#endif

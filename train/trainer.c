@@ -1,0 +1,218 @@
+/* train/trainer.c — setup from the memory plan, the training and eval
+ * steps, statistics and checkpoints (contract in train/trainer.h).
+ */
+#include "train/trainer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct trainer {
+    gpu_device *d;             /* borrowed */
+    trainer_config cfg;
+    model *m;                  /* owned */
+    plan pl;
+    prefetch *pf;              /* owned */
+    void *arena;               /* owned by the device */
+    float *state;              /* (S) device, optimizer state */
+    size_t nstate;
+    gpu_loss_stats *stats;     /* (2) device: [0] train, [1] eval */
+    uint64_t step;
+    float *host_ps;            /* (P + S) host staging, owned */
+    uint8_t *ckpt_buf;         /* (ckpt_file_bytes) host staging, owned */
+    size_t ckpt_cap;
+};
+
+void trainer_config_init(trainer_config *c)
+{
+    memset(c, 0, sizeof *c);
+    optim_config_init(&c->optim, OPTIM_SGD);
+    sched_config_init(&c->sched);
+    c->batch = 128;
+    c->depth = 2;
+    c->seed = 1;
+    c->model.in_scale = 1.0f / 255.0f;
+}
+
+const plan *trainer_plan(const trainer *t) { return &t->pl; }
+model *trainer_model(trainer *t) { return t->m; }
+prefetch *trainer_prefetch(trainer *t) { return t->pf; }
+gpu_device *trainer_device(trainer *t) { return t->d; }
+uint64_t trainer_step(const trainer *t) { return t->step; }
+float trainer_lr(const trainer *t) { return sched_lr(&t->cfg.sched, t->step); }
+
+/* Points everything into the arena following the plan's offsets. */
+static int bind_arena(trainer *t, st_error *err)
+{
+    uint8_t *a = t->arena;
+    const plan_item *it = t->pl.items;
+    model_bind(t->m, (float *)(a + it[PLAN_WEIGHTS].offset),
+               (float *)(a + it[PLAN_GRADS].offset),
+               (float *)(a + it[PLAN_ACTS].offset), t->pl.micro_batch);
+    t->state = (float *)(a + it[PLAN_OPTIM].offset);
+    t->stats = (gpu_loss_stats *)(a + it[PLAN_STATS].offset);
+    if (it[PLAN_WORKSPACE].bytes &&
+        gpu_device_set_workspace(t->d, a + it[PLAN_WORKSPACE].offset,
+                                 it[PLAN_WORKSPACE].bytes) < 0)
+        return gpu_device_check(t->d, err);
+    return prefetch_create(&t->pf, t->d, t->cfg.depth, t->cfg.batch,
+                           (size_t)model_in_size(t->m),
+                           a + it[PLAN_BATCHES].offset,
+                           it[PLAN_BATCHES].bytes, err);
+}
+
+static int init_weights(trainer *t, st_error *err)
+{
+    size_t np = model_param_count(t->m);
+    model_init_params(t->m, t->cfg.seed, t->host_ps);
+    /* the arena starts zeroed: gradients and optimizer state are 0 */
+    if (gpu_to_device(t->d, model_params(t->m), t->host_ps,
+                      np * sizeof(float)) < 0)
+        return gpu_device_check(t->d, err);
+    return 0;
+}
+
+static int setup(trainer *t, st_error *err)
+{
+    const trainer_config *c = &t->cfg;
+    ST_TRY(optim_validate(&c->optim, err));
+    ST_TRY(sched_validate(&c->sched, err));
+    ST_TRY(model_create(&t->m, &c->model, err));
+    plan_env env = {.unified = gpu_device_unified(t->d),
+                    .workspace = gpu_device_workspace_bytes(t->d),
+                    .depth = c->depth};
+    ST_TRY(plan_choose(&t->pl, t->m, c->optim.kind, &env, c->batch,
+                       c->micro_batch, c->budget, err));
+    size_t np = model_param_count(t->m);
+    t->nstate = optim_state_floats(c->optim.kind, np);
+    t->ckpt_cap = ckpt_file_bytes(np, t->nstate);
+    t->host_ps = malloc((np + t->nstate) * sizeof(float));
+    t->ckpt_buf = malloc(t->ckpt_cap);
+    if (t->host_ps == NULL || t->ckpt_buf == NULL)
+        return st_seterr(err, ST_ENOMEM, "trainer: host staging of %zu bytes",
+                         t->ckpt_cap);
+    ST_TRY(gpu_arena_alloc(t->d, t->pl.total, &t->arena, err));
+    ST_TRY(bind_arena(t, err));
+    return init_weights(t, err);
+}
+
+int trainer_create(trainer **out, gpu_device *d, const trainer_config *cfg,
+                   st_error *err)
+{
+    *out = NULL;
+    trainer *t = calloc(1, sizeof *t);
+    if (t == NULL) return st_seterr(err, ST_ENOMEM, "trainer: out of memory");
+    t->d = d;
+    t->cfg = *cfg;
+    int rc = setup(t, err);
+    if (rc < 0) {
+        trainer_destroy(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
+void trainer_destroy(trainer *t)
+{
+    if (t == NULL) return;
+    prefetch_destroy(t->pf);
+    free(t->ckpt_buf);
+    free(t->host_ps);
+    model_destroy(t->m);
+    free(t);
+}
+
+int trainer_train_batch(trainer *t, const prefetch_batch *b, st_error *err)
+{
+    int n = b->n, mb = t->pl.micro_batch, in = model_in_size(t->m);
+    if (n < 1 || n > t->cfg.batch)
+        return st_seterr(err, ST_EINVAL, "train batch of %d outside 1..%d", n,
+                         t->cfg.batch);
+    float scale = 1.0f / (float)n;
+    for (int off = 0; off < n; off += mb) {
+        int rows = n - off < mb ? n - off : mb;
+        if (model_forward(t->m, t->d, b->pixels + (size_t)off * in, rows) < 0 ||
+            model_backward(t->m, t->d, b->labels + off, rows, scale,
+                           &t->stats[0], off > 0) < 0)
+            break;
+    }
+    float lr = sched_lr(&t->cfg.sched, t->step);
+    optim_step(&t->cfg.optim, t->d, model_params(t->m), model_grads(t->m),
+               t->state, model_param_count(t->m), model_weight_count(t->m), lr,
+               t->step + 1);
+    ST_TRY(gpu_device_check(t->d, err));
+    t->step++;
+    return 0;
+}
+
+int trainer_eval_batch(trainer *t, const prefetch_batch *b, st_error *err)
+{
+    int n = b->n, mb = t->pl.micro_batch, in = model_in_size(t->m);
+    if (n < 1 || n > t->cfg.batch)
+        return st_seterr(err, ST_EINVAL, "eval batch of %d outside 1..%d", n,
+                         t->cfg.batch);
+    for (int off = 0; off < n; off += mb) {
+        int rows = n - off < mb ? n - off : mb;
+        if (model_eval(t->m, t->d, b->pixels + (size_t)off * in,
+                       b->labels + off, rows, &t->stats[1]) < 0)
+            break;
+    }
+    return gpu_device_check(t->d, err);
+}
+
+int trainer_read_stats(trainer *t, int eval, int reset, gpu_loss_stats *out,
+                       st_error *err)
+{
+    gpu_loss_stats *s = &t->stats[eval ? 1 : 0];
+    if (gpu_to_host(t->d, out, s, sizeof *out) < 0 ||
+        (reset && gpu_zero(t->d, s, sizeof *s) < 0))
+        return gpu_device_check(t->d, err);
+    if (out->bad_labels)
+        return st_seterr(err, ST_EFORMAT, "%lld label%s outside 0..%d in the "
+                         "%s data", out->bad_labels,
+                         out->bad_labels == 1 ? "" : "s",
+                         model_classes(t->m) - 1, eval ? "eval" : "train");
+    return 0;
+}
+
+int trainer_get_params(trainer *t, float *params, float *state, st_error *err)
+{
+    size_t np = model_param_count(t->m);
+    if ((params && gpu_to_host(t->d, params, model_params(t->m),
+                               np * sizeof(float)) < 0) ||
+        (state && gpu_to_host(t->d, state, t->state,
+                              t->nstate * sizeof(float)) < 0))
+        return gpu_device_check(t->d, err);
+    return 0;
+}
+
+int trainer_save(trainer *t, const char *path, uint64_t seed, uint64_t epoch,
+                 uint64_t next_batch, st_error *err)
+{
+    size_t np = model_param_count(t->m);
+    ckpt_meta meta;
+    ckpt_meta_from_model(&meta, t->m, t->cfg.optim.kind, t->nstate);
+    meta.step = t->step;
+    meta.seed = seed;
+    meta.epoch = epoch;
+    meta.next_batch = next_batch;
+    ST_TRY(trainer_get_params(t, t->host_ps, t->host_ps + np, err));
+    return ckpt_save(path, &meta, t->host_ps, t->host_ps + np, t->ckpt_buf,
+                     t->ckpt_cap, err);
+}
+
+int trainer_load(trainer *t, const char *path, ckpt_meta *got, st_error *err)
+{
+    size_t np = model_param_count(t->m);
+    ckpt_meta want;
+    ckpt_meta_from_model(&want, t->m, t->cfg.optim.kind, t->nstate);
+    ST_TRY(ckpt_load(path, &want, got, t->host_ps, t->host_ps + np,
+                     t->ckpt_buf, t->ckpt_cap, err));
+    if (gpu_to_device(t->d, model_params(t->m), t->host_ps,
+                      np * sizeof(float)) < 0 ||
+        gpu_to_device(t->d, t->state, t->host_ps + np,
+                      t->nstate * sizeof(float)) < 0)
+        return gpu_device_check(t->d, err);
+    t->step = got->step;
+    return 0;
+}

@@ -16,7 +16,7 @@
 #include "source.h"
 
 #define PACKER_DEFAULT_DICT_BYTES (64u << 10)
-#define PACKER_DEFAULT_LEVEL 9
+#define PACKER_DEFAULT_LEVEL 3
 
 typedef struct packer_progress {
     const char *split;       /* split being written */

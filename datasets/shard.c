@@ -84,6 +84,11 @@ static void encode_footer(uint64_t count, uint64_t index_xxh3, uint8_t out[32])
     st_put_u64(out + 24, XXH3_64bits(out, 24));
 }
 
+uint32_t shard_record_check(const void *data, size_t len)
+{
+    return (uint32_t)XXH3_64bits(data, len);
+}
+
 /* ---- writer ------------------------------------------------------------ */
 
 struct shard_writer {
@@ -167,7 +172,7 @@ int shard_writer_add(shard_writer *w, const void *data, size_t len,
     e->offset = w->bytes;
     e->length = (uint32_t)len;
     e->label = label;
-    e->xxh3 = XXH3_64bits(data, len);
+    e->check = shard_record_check(data, len);
     ST_TRY(wput(w, data, len, err));
     w->count++;
     return 0;
@@ -184,10 +189,9 @@ static int write_tail(shard_writer *w, uint64_t *index_xxh3, st_error *err)
     w->hdr.record_count = w->count;
     for (uint64_t i = 0; i < w->count; i++) {
         const shard_entry *e = &w->index[i];
-        st_put_u64(ent, e->offset);
-        st_put_u32(ent + 8, e->length);
-        st_put_u32(ent + 12, (uint32_t)e->label);
-        st_put_u64(ent + 16, e->xxh3);
+        st_put_u32(ent, e->length);
+        st_put_u32(ent + 4, (uint32_t)e->label);
+        st_put_u32(ent + 8, e->check);
         XXH3_64bits_update(&st, ent, sizeof ent);
         ST_TRY(wput(w, ent, sizeof ent, err));
     }
@@ -340,21 +344,25 @@ static int load_index(shard *s, st_error *err)
                        "(corrupt index)", s->path);
         goto out;
     }
+    uint64_t off = SHARD_HEADER_BYTES;
     for (uint64_t i = 0; i < n; i++) {
         const uint8_t *p = raw + i * SHARD_ENTRY_BYTES;
         shard_entry *e = &s->index[i];
-        e->offset = st_get_u64(p);
-        e->length = st_get_u32(p + 8);
-        e->label = (int32_t)st_get_u32(p + 12);
-        e->xxh3 = st_get_u64(p + 16);
-        if (e->offset < SHARD_HEADER_BYTES || e->length == 0 ||
-            e->offset > s->hdr.index_offset ||
-            e->length > s->hdr.index_offset - e->offset) {
+        e->offset = off;
+        e->length = st_get_u32(p);
+        e->label = (int32_t)st_get_u32(p + 4);
+        e->check = st_get_u32(p + 8);
+        if (e->length == 0 || e->length > s->hdr.index_offset - off) {
             rc = st_seterr(err, ST_EFORMAT, "%s: record %llu lies outside "
                            "the record area", s->path, (unsigned long long)i);
             goto out;
         }
+        off += e->length;
     }
+    if (off != s->hdr.index_offset)
+        rc = st_seterr(err, ST_EFORMAT, "%s: records end at byte %llu but the "
+                       "index starts at %llu", s->path, (unsigned long long)off,
+                       (unsigned long long)s->hdr.index_offset);
 out:
     free(raw);
     return rc;
@@ -441,7 +449,7 @@ int shard_read_record(const shard *s, uint64_t i, void *buf, size_t cap,
                          "buffer holds %zu", s->path, (unsigned long long)i,
                          e->length, cap);
     ST_TRY(pread_all(s->fd, buf, e->length, e->offset, s->path, err));
-    if (XXH3_64bits(buf, e->length) != e->xxh3)
+    if (shard_record_check(buf, e->length) != e->check)
         return st_seterr(err, ST_ECHECKSUM, "%s: record %llu checksum "
                          "mismatch", s->path, (unsigned long long)i);
     return 0;

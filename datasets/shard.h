@@ -22,7 +22,7 @@
 #define SHARD_FOOTER_MAGIC "STSHEND\0" /* 8 bytes at footer start */
 #define SHARD_VERSION 1u
 #define SHARD_HEADER_BYTES 64u
-#define SHARD_ENTRY_BYTES 24u
+#define SHARD_ENTRY_BYTES 12u
 #define SHARD_FOOTER_BYTES 32u
 
 enum { CODEC_RAW = 0, CODEC_ZSTD = 1, CODEC_PNG = 2 };
@@ -40,12 +40,18 @@ typedef struct shard_header {
     uint64_t index_offset;  /* byte offset of the index */
 } shard_header;
 
+/* One record, as kept in memory. On disk an entry is 12 bytes (length,
+ * label, check): records lie back to back from byte 64 in index order, so
+ * the offsets are prefix sums computed at open. */
 typedef struct shard_entry {
     uint64_t offset;   /* byte offset of the record in the file */
     uint32_t length;   /* encoded bytes */
     int32_t label;
-    uint64_t xxh3;     /* XXH3_64bits of the encoded bytes */
+    uint32_t check;    /* low 32 bits of XXH3_64bits of the encoded bytes */
 } shard_entry;
+
+/* @return the check value of len bytes at data. */
+uint32_t shard_record_check(const void *data, size_t len);
 
 /* ---- writing ---------------------------------------------------------- */
 typedef struct shard_writer shard_writer;

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <xxhash.h>
 #define ZSTD_STATIC_LINKING_ONLY /* ZSTD_estimateDCtxSize */
 #include <zstd.h>
 
@@ -96,7 +95,7 @@ static int read_record(producer *p, uint32_t shard_no, const shard *s,
         return shard_read_record(s, rec, p->scratch, p->scratch_cap, &p->err);
     }
     *src = sh->maps[shard_no] + e->offset;
-    if (XXH3_64bits(*src, e->length) != e->xxh3)
+    if (shard_record_check(*src, e->length) != e->check)
         return st_seterr(&p->err, ST_ECHECKSUM, "%s: record %llu checksum "
                          "mismatch", shard_path(s), (unsigned long long)rec);
     return 0;

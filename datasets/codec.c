@@ -196,6 +196,7 @@ struct codec_dec {
     codec_shape shape;
     ZSTD_DCtx *dctx;
     const ZSTD_DDict *ddict; /* shared, owned by the pack */
+    pngio_arena *arena;      /* libpng's memory (png codec) */
 };
 
 int codec_dec_create(const codec_shape *shape, const void *ddict,
@@ -210,6 +211,14 @@ int codec_dec_create(const codec_shape *shape, const void *ddict,
         free(d);
         return st_seterr(err, ST_ENOMEM, "zstd: out of memory");
     }
+    if (shape->codec == CODEC_PNG) {
+        int rc = pngio_arena_create(shape->width, (int)shape->channels,
+                                    &d->arena, err);
+        if (rc) {
+            free(d);
+            return rc;
+        }
+    }
     *out = d;
     return 0;
 }
@@ -218,6 +227,7 @@ void codec_dec_destroy(codec_dec *d)
 {
     if (d == NULL) return;
     ZSTD_freeDCtx(d->dctx);
+    pngio_arena_destroy(d->arena);
     free(d);
 }
 
@@ -244,8 +254,9 @@ int codec_decode(codec_dec *d, const void *src, size_t len, uint8_t *dst,
         return 0;
     }
     case CODEC_PNG:
-        return pngio_decode(src, len, d->shape.width, d->shape.height,
-                            (int)d->shape.channels, dst, err);
+        return pngio_decode_in(d->arena, src, len, d->shape.width,
+                               d->shape.height, (int)d->shape.channels, dst,
+                               err);
     default:
         return st_seterr(err, ST_EINVAL, "codec %u is unknown", d->shape.codec);
     }

@@ -196,17 +196,84 @@ static int decode_body(png_structp png, png_infop info, rd_src *src,
     return 0;
 }
 
+/* ---- the decode arena ------------------------------------------------------ */
+
+struct pngio_arena {
+    uint8_t *base;      /* (cap) bump-allocated, reset per decode */
+    size_t cap, used;
+    uint64_t overflows; /* allocations served by malloc instead */
+};
+
+#define ARENA_ALIGN 16u
+
+int pngio_arena_create(uint32_t width, int channels, pngio_arena **out,
+                       st_error *err)
+{
+    *out = NULL;
+    pngio_arena *a = calloc(1, sizeof *a);
+    /* png_struct + info (~2 KiB), zlib's inflate state and 32 KiB window,
+     * and libpng's row buffers (16-bit RGBA rows at worst: 8 bytes a
+     * pixel, a few of them) */
+    size_t row = (size_t)width * 8 + 64;
+    if (a) a->cap = (192u << 10) + 4 * row * (size_t)(channels > 0);
+    if (a == NULL || (a->base = malloc(a->cap)) == NULL) {
+        free(a);
+        return st_seterr(err, ST_ENOMEM, "png: no memory for a decode arena");
+    }
+    *out = a;
+    return 0;
+}
+
+void pngio_arena_destroy(pngio_arena *a)
+{
+    if (a == NULL) return;
+    free(a->base);
+    free(a);
+}
+
+uint64_t pngio_arena_overflows(const pngio_arena *a) { return a->overflows; }
+
+static png_voidp arena_malloc(png_structp png, png_alloc_size_t n)
+{
+    pngio_arena *a = png_get_mem_ptr(png);
+    size_t need = (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+    if (need <= a->cap - a->used) {
+        void *p = a->base + a->used;
+        a->used += need;
+        return p;
+    }
+    a->overflows++;
+    return malloc(n);
+}
+
+static void arena_free(png_structp png, png_voidp p)
+{
+    pngio_arena *a = png_get_mem_ptr(png);
+    uint8_t *b = p;
+    if (b != NULL && (b < a->base || b >= a->base + a->cap)) free(p);
+}
+
 int pngio_decode(const void *src, size_t len, uint32_t width,
                  uint32_t height, int channels, uint8_t *dst, st_error *err)
+{
+    return pngio_decode_in(NULL, src, len, width, height, channels, dst, err);
+}
+
+int pngio_decode_in(pngio_arena *a, const void *src, size_t len,
+                    uint32_t width, uint32_t height, int channels,
+                    uint8_t *dst, st_error *err)
 {
     if (channels != 1 && channels != 3 && channels != 4)
         return st_seterr(err, ST_EINVAL, "pngio_decode: %d channels",
                          channels);
     char msg[PIO_MSG] = "";
     rd_src rs = {src, len, 0};
+    if (a) a->used = 0;
     png_structp png =
-        png_create_read_struct(PNG_LIBPNG_VER_STRING, msg, pio_error,
-                               pio_warning);
+        a ? png_create_read_struct_2(PNG_LIBPNG_VER_STRING, msg, pio_error,
+                                     pio_warning, a, arena_malloc, arena_free)
+          : png_create_read_struct(PNG_LIBPNG_VER_STRING, msg, pio_error,
+                                   pio_warning);
     if (png == NULL)
         return st_seterr(err, ST_ENOMEM, "png_create_read_struct failed");
     png_infop info = png_create_info_struct(png);

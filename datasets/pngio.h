@@ -1,7 +1,8 @@
 /* datasets/pngio.h — PNG in memory with libpng: decode to a fixed channel
  * count, and encode.
  *
- * defines: pngio_info, pngio_probe, pngio_decode, pngio_encode
+ * defines: pngio_info, pngio_probe, pngio_decode, pngio_decode_in,
+ *          pngio_arena_create, pngio_arena_destroy, pngio_encode
  *
  * Decoding converts every colour type and bit depth libpng reads (gray,
  * gray+alpha, RGB, RGBA, palette with or without tRNS, 1/2/4/8/16-bit,
@@ -37,6 +38,27 @@ int pngio_probe(const void *src, size_t len, pngio_info *info, st_error *err);
  * @return 0 or ST_EDECODE / ST_EFORMAT / ST_ENOMEM. */
 int pngio_decode(const void *src, size_t len, uint32_t width,
                  uint32_t height, int channels, uint8_t *dst, st_error *err);
+
+/* A per-thread memory arena for libpng's decoder state, so that decoding
+ * allocates nothing in steady state: it is reset at the start of every
+ * decode, and an image that needs more than its size falls back to malloc
+ * for the excess (counted by pngio_arena_overflows). */
+typedef struct pngio_arena pngio_arena;
+
+/* An arena sized for images of width x channels: ~200 KiB plus a few rows.
+ * @return 0 or ST_ENOMEM. */
+int pngio_arena_create(uint32_t width, int channels, pngio_arena **out,
+                       st_error *err);
+void pngio_arena_destroy(pngio_arena *a); /* accepts NULL */
+
+/* Allocations that did not fit the arena since it was created. */
+uint64_t pngio_arena_overflows(const pngio_arena *a);
+
+/* pngio_decode with libpng's memory taken from a (NULL: malloc). One arena
+ * serves one thread at a time. */
+int pngio_decode_in(pngio_arena *a, const void *src, size_t len,
+                    uint32_t width, uint32_t height, int channels,
+                    uint8_t *dst, st_error *err);
 
 /* Encodes width x height x channels (1, 3 or 4) 8-bit pixels. *buf and *cap
  * is a growable buffer owned by the caller (realloc'd as needed; start

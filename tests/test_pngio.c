@@ -54,6 +54,20 @@ static void check_kind(int kind, int interlace, uint32_t w, uint32_t h)
         if (rc != 0) fprintf(stderr, "%s: %s\n", im.name, err.msg);
         assert_int_equal(rc, 0);
         assert_int_equal(pfx_png_check(&im.p, chans[c], out, im.name), 0);
+        /* the same through a decode arena: same pixels, nothing malloc'd */
+        pngio_arena *a = NULL;
+        assert_int_equal(pngio_arena_create(w, chans[c], &a, &err), 0);
+        for (int rep = 0; rep < 2; rep++) {
+            memset(out, 0x5a, (size_t)w * h * 4);
+            assert_int_equal(pngio_decode_in(a, png, len, w, h, chans[c], out,
+                                             &err), 0);
+            assert_int_equal(pfx_png_check(&im.p, chans[c], out, im.name), 0);
+        }
+        if (pngio_arena_overflows(a) != 0)
+            fail_msg("%s %ux%u: %llu allocations overflowed the arena",
+                     im.name, w, h,
+                     (unsigned long long)pngio_arena_overflows(a));
+        pngio_arena_destroy(a);
     }
     free(out);
     free(png);
@@ -68,6 +82,8 @@ static void test_decode_every_kind(void **state)
         check_kind(k, 1, 1, 1);   /* Adam7 with passes that hold nothing */
         check_kind(k, 1, 3, 9);
     }
+    /* wide rows: the arena grows with the width it was made for */
+    for (int k = 0; k < PFX_KINDS; k += 3) check_kind(k, 1, 700, 5);
 }
 
 static void test_probe_short_buffer(void **state)

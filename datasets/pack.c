@@ -40,6 +40,10 @@ struct pack {
 static int load_manifest(pack *p, st_error *err)
 {
     char path[PATH_MAX];
+    struct stat dst;
+    if (stat(p->dir, &dst) == 0 && !S_ISDIR(dst.st_mode))
+        return st_seterr(err, ST_ENOTFOUND, "%s: not a directory (expected a "
+                         "pack directory)", p->dir);
     snprintf(path, sizeof path, "%s/%s", p->dir, MANIFEST_NAME);
     void *text = NULL;
     size_t len = 0;

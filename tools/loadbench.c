@@ -388,7 +388,7 @@ int main(int argc, char **argv)
     st_error err = {0};
     baseline bl = {0};
     if (run_baseline(&o, &bl, &err) != 0) {
-        fprintf(stderr, "loadbench: baseline: %s\n", err.msg);
+        fprintf(stderr, "loadbench: %s\n", err.msg);
         free(bl.hashes);
         return 1;
     }

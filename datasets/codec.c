@@ -14,6 +14,7 @@
 #include <string.h>
 #define ZDICT_STATIC_LINKING_ONLY /* fastCover with fixed parameters */
 #include <zdict.h>
+#define ZSTD_STATIC_LINKING_ONLY /* ZSTD_c_literalCompressionMode */
 #include <zstd.h>
 
 /* Samples taken (at an even stride) to train the dictionary. */
@@ -131,6 +132,18 @@ static int enc_setup_zstd(codec_enc *e, int level, const codec_cdict *cdict,
     ZCHECK(err, ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_contentSizeFlag, 1),
            "set content size flag");
     if (cdict) ZCHECK(err, ZSTD_CCtx_refCDict(e->cctx, cdict->cd), "ref cdict");
+    return codec_enc_huffman_literals(e, 0, err);
+}
+
+int codec_enc_huffman_literals(codec_enc *e, int on, st_error *err)
+{
+    if (e->cctx == NULL) return 0;
+    /* An experimental parameter in zstd 1.5: a libzstd that does not know
+     * it refuses it, and the frames keep zstd's default (still valid). */
+    size_t r = ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_literalCompressionMode,
+                                      on ? ZSTD_ps_enable : ZSTD_ps_disable);
+    (void)r;
+    (void)err;
     return 0;
 }
 

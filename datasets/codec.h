@@ -51,6 +51,13 @@ int codec_enc_create(const codec_shape *shape, int level,
                      st_error *err);
 void codec_enc_destroy(codec_enc *e); /* accepts NULL */
 
+/* zstd: Huffman-code the literals (zstd's own default). streamtrain's
+ * default leaves literals uncompressed: on Fashion-MNIST at level 9 with a
+ * 64 KiB dictionary that costs 5 % of the ratio (1.70 instead of 1.78) and
+ * makes decoding 1.7x faster (the per-frame Huffman table is half of a
+ * 28x28 frame's decode time). Call before the first codec_encode. */
+int codec_enc_huffman_literals(codec_enc *e, int on, st_error *err);
+
 /* Encodes one sample of H*W*C bytes. *out points into the encoder's own
  * buffer, valid until the next call on e. */
 int codec_encode(codec_enc *e, const uint8_t *pixels, const uint8_t **out,

@@ -171,7 +171,7 @@ static int wait_job(packer *pk, st_error *err)
 /* ---- set-up and tear-down --------------------------------------------- */
 
 static int pool_start(packer *pk, int nthreads, const codec_cdict *cdict,
-                      int level, st_error *err)
+                      int level, int huffman, st_error *err)
 {
     codec_shape shape = {pk->codec, pk->info->height, pk->info->width,
                          pk->info->channels};
@@ -193,6 +193,7 @@ static int pool_start(packer *pk, int nthreads, const codec_cdict *cdict,
         pk->nworkers = t + 1;
         ST_TRY(source_scratch_create(pk->src, &w->sc, err));
         ST_TRY(codec_enc_create(&shape, level, cdict, &w->enc, err));
+        ST_TRY(codec_enc_huffman_literals(w->enc, huffman, err));
         if ((w->pixels = malloc(pk->sample_bytes)) == NULL)
             return st_seterr(err, ST_ENOMEM, "out of memory");
         ST_TRY(ST_PTHREAD(err, pthread_create(&w->tid, NULL, worker_main, w)));
@@ -346,7 +347,8 @@ static int run(packer *pk, const char *out, const packer_config *cfg,
         .dict = dict_len ? dict : NULL, .dict_len = dict_len,
         .force = cfg->force};
     if (rc == 0) rc = pack_writer_open(out, &wc, &pw, err);
-    if (rc == 0) rc = pool_start(pk, cfg->threads, cdict, cfg->level, err);
+    if (rc == 0) rc = pool_start(pk, cfg->threads, cdict, cfg->level,
+                                cfg->huffman_literals, err);
     uint64_t total = 0, done = 0;
     for (uint32_t s = 0; s < pk->info->nsplits; s++)
         total += pk->info->splits[s].count;

@@ -16,7 +16,7 @@
 #include "source.h"
 
 #define PACKER_DEFAULT_DICT_BYTES (64u << 10)
-#define PACKER_DEFAULT_LEVEL 3
+#define PACKER_DEFAULT_LEVEL 9
 
 typedef struct packer_progress {
     const char *split;       /* split being written */
@@ -31,6 +31,8 @@ typedef struct packer_config {
     uint64_t shard_bytes;    /* 0: 64 MiB */
     size_t dict_bytes;       /* zstd dictionary size; 0: none */
     int threads;             /* >= 1 */
+    int huffman_literals;    /* zstd: Huffman-code literals (smaller, slower
+                                to decode); see codec_enc_huffman_literals */
     int force;               /* replace an existing output pack */
     /* called from the calling thread after each chunk; may be NULL */
     void (*progress)(void *ctx, const packer_progress *p);

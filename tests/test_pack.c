@@ -90,6 +90,44 @@ static void test_roundtrip_zstd(void **s) { roundtrip(s, CODEC_ZSTD, 0); }
 static void test_roundtrip_png(void **s) { roundtrip(s, CODEC_PNG, 0); }
 static void test_roundtrip_raw(void **s) { roundtrip(s, CODEC_RAW, 0); }
 
+/* Huffman-coded literals: the same pixels, fewer bytes than the default
+ * (pixels with few distinct values, as in real images, are what Huffman
+ * coding shrinks). */
+static void test_huffman_literals(void **state)
+{
+    (void)state;
+    codec_shape shape = {CODEC_ZSTD, 28, 28, 1};
+    uint8_t pix[784], out[784];
+    uint32_t x = 12345;
+    size_t sizes[2] = {0, 0};
+    st_error err = {0};
+    codec_dec *dec = NULL;
+    assert_int_equal(codec_dec_create(&shape, NULL, &dec, &err), 0);
+    for (int huf = 0; huf < 2; huf++) {
+        codec_enc *enc = NULL;
+        assert_int_equal(codec_enc_create(&shape, 9, NULL, &enc, &err), 0);
+        assert_int_equal(codec_enc_huffman_literals(enc, huf, &err), 0);
+        x = 12345;
+        for (int n = 0; n < 50; n++) {
+            for (int j = 0; j < 784; j++) {
+                x = x * 1103515245u + 12345u;
+                pix[j] = (uint8_t)(16 * ((x >> 16) % 6));
+            }
+            const uint8_t *enc_out;
+            size_t len;
+            assert_int_equal(codec_encode(enc, pix, &enc_out, &len, &err), 0);
+            assert_int_equal(codec_decode(dec, enc_out, len, out, &err), 0);
+            assert_memory_equal(out, pix, sizeof pix);
+            sizes[huf] += len;
+        }
+        codec_enc_destroy(enc);
+    }
+    codec_dec_destroy(dec);
+    if (sizes[1] >= sizes[0])
+        fail_msg("Huffman literals gave %zu bytes, raw literals %zu",
+                 sizes[1], sizes[0]);
+}
+
 /* Small shards: many per split, so pack_locate crosses shard boundaries. */
 static void test_roundtrip_many_shards(void **state)
 {
@@ -327,7 +365,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         T(test_roundtrip_zstd), T(test_roundtrip_png), T(test_roundtrip_raw),
-        T(test_roundtrip_many_shards), T(test_deterministic),
+        T(test_roundtrip_many_shards), cmocka_unit_test(test_huffman_literals), T(test_deterministic),
         T(test_corrupt_header), T(test_corrupt_record), T(test_corrupt_index),
         T(test_corrupt_footer), T(test_corrupt_manifest), T(test_corrupt_dict),
         T(test_truncated_shard), T(test_missing_shard), T(test_shard_version),

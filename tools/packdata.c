@@ -37,6 +37,8 @@ static void usage(FILE *f)
 "      --codec C          zstd | png | raw (default: zstd)\n"
 "      --level N          zstd level 1..22 (default: %d)\n"
 "      --dict-size BYTES  zstd dictionary size, 0 for none (default: 64K)\n"
+"      --huffman-literals zstd: Huffman-code literals: ~5%% smaller, ~1.7x\n"
+"                         slower to decode (default: off)\n"
 "      --shard-size BYTES target shard size, e.g. 64M (default: 64M)\n"
 "      --threads N        encoder threads (default: online CPUs)\n"
 "      --resize WxH       resize every image to W x H (folder sources)\n"
@@ -103,6 +105,7 @@ static int parse_args(int argc, char **argv, packer_config *cfg,
         {"output", required_argument, 0, 'o'}, {"format", required_argument, 0, 'F'},
         {"codec", required_argument, 0, 'c'}, {"level", required_argument, 0, 'l'},
         {"dict-size", required_argument, 0, 'd'},
+        {"huffman-literals", no_argument, 0, 'H'},
         {"shard-size", required_argument, 0, 's'},
         {"threads", required_argument, 0, 't'}, {"resize", required_argument, 0, 'r'},
         {"channels", required_argument, 0, 'C'}, {"force", no_argument, 0, 'f'},
@@ -151,6 +154,7 @@ static int parse_args(int argc, char **argv, packer_config *cfg,
             cfg->source.channels = (int)v;
             break;
         case 'f': cfg->force = 1; break;
+        case 'H': cfg->huffman_literals = 1; break;
         case 'q': *quiet = 1; break;
         case 'h': usage(stdout); exit(0);
         default: return die_usage("%s", "invalid option");
@@ -178,7 +182,8 @@ static void summary(const char *src, const char *out, const packer_config *cfg,
            in->channels, in->nclasses);
     printf("  codec    %s", manifest_codec_name((uint32_t)codec));
     if (codec == CODEC_ZSTD)
-        printf(" level %d, dictionary %s (trained in %.2f s)", cfg->level,
+        printf(" level %d%s, dictionary %s (trained in %.2f s)", cfg->level,
+               cfg->huffman_literals ? " (Huffman literals)" : "",
                st->dict_bytes ? units_format_bytes(st->dict_bytes, d, sizeof d)
                               : "none", st->dict_seconds);
     printf("\n  size     raw %s, records %s (ratio %.3f), on disk %s (ratio %.3f)\n",

@@ -68,6 +68,7 @@ void loader_config_default(loader_config *cfg)
         .split = "train", .batch_size = 256, .threads = 2, .slots = 4,
         .shuffle = LOADER_SHUFFLE_GLOBAL, .window_shards = 4, .world = 1,
         .on_corrupt = LOADER_CORRUPT_FAIL, .io = LOADER_IO_AUTO,
+        .readahead = LOADER_DEFAULT_READAHEAD,
     };
 }
 
@@ -99,7 +100,7 @@ loader_memory loader_memory_of(const loader_config *cfg, size_t sample_bytes,
     m.ring = (size_t)cfg->slots * align_up(slot, 4096);
     m.scratch = (size_t)cfg->threads *
                 producer_scratch_bytes(max_record, cfg->batch_size);
-    m.index = (size_t)records * SHARD_ENTRY_BYTES;
+    m.index = (size_t)records * sizeof(shard_entry); /* as held in memory */
     m.total = m.ring + m.scratch + m.index + m.mapped;
     return m;
 }

@@ -207,7 +207,8 @@ static void prefetch(producer *p, uint64_t g)
         p->last_window = key;
         return;
     }
-    if (sh->cfg.shuffle != LOADER_SHUFFLE_GLOBAL || sh->cfg.readahead == 0)
+    if (sh->cfg.shuffle != LOADER_SHUFFLE_GLOBAL || sh->cfg.readahead == 0 ||
+        sh->maps != NULL)
         return;
     uint64_t g2 = g + sh->cfg.readahead;
     if (g2 - sh->start_g >= sh->limit) return;

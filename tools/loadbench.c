@@ -66,7 +66,8 @@ static void usage(FILE *f)
 "  --seed N            order seed (default: 0)\n"
 "  --io MODE           auto | pread | mmap (default: auto: mmap for splits\n"
 "                      up to 256 MiB)\n"
-"  --readahead N       fadvise the batch N ahead (global shuffle; 0 off)\n"
+"  --readahead N       fadvise the batch N ahead (global shuffle with\n"
+"                      pread; 0 off; default 4)\n"
 "  --consumer-us N     simulated consumer work per sample, microseconds\n"
 "  --codec-check       check every sample of every epoch against the\n"
 "                      baseline's decode (per-sample XXH3)\n"
@@ -114,6 +115,7 @@ static int parse_args(int argc, char **argv, opts *o)
         {"consumer-us", 1, 0, 'c'}, {"codec-check", 0, 0, 'C'},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     *o = (opts){.split = "train", .threads = {1, 2}, .nruns = 2, .batch = 256,
+                .readahead = LOADER_DEFAULT_READAHEAD,
                 .epochs = 2, .slots = 4, .window = 4,
                 .shuffle = LOADER_SHUFFLE_GLOBAL, .io = LOADER_IO_AUTO};
     int c, bad = 0;

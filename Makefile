@@ -125,7 +125,7 @@ demo: deps
 bench: deps
 	@tools/deps.sh bench
 	@$(MAKE) --no-print-directory tools
-	bench/run.sh $(if $(QUICK),--quick)
+	bench/run.sh $(if $(QUICK),--quick) $(BUILD)
 
 clean:
 	rm -rf build

@@ -9,7 +9,7 @@ set -eu
 
 PKGS="build-essential pkg-config zlib1g-dev libzstd-dev libpng-dev libcmocka-dev \
 libopenblas-dev libxxhash-dev libstb-dev clang libclang-rt-dev dataset-fashion-mnist"
-BENCH_PKGS="gnuplot-nox python3-torch python3-pil python3-numpy hyperfine"
+BENCH_PKGS="gnuplot-nox python3-torch python3-pil python3-numpy"
 
 want="$PKGS"
 [ "${1:-}" = "bench" ] && want="$want $BENCH_PKGS"

@@ -22,7 +22,7 @@ static void usage(FILE *f)
 static void describe(const pack *p)
 {
     const manifest *m = pack_manifest(p);
-    char a[32], b[32];
+    char a[32], b[32], c[32];
     uint64_t raw_total = 0, disk_total = 0;
     size_t sample = pack_sample_bytes(p);
     printf("pack     %s (format version %u)\n", pack_dir(p), m->version);
@@ -41,23 +41,33 @@ static void describe(const pack *p)
     for (uint32_t i = 0; i < m->nclasses && i < 20; i++)
         printf("%s %u=%s", i ? "," : "", i, m->classes[i]);
     printf("%s\n", m->nclasses > 20 ? ", ..." : "");
-    printf("%-8s %10s %7s %12s %12s %7s\n", "split", "samples", "shards",
-           "raw", "on disk", "ratio");
+    uint64_t rec_total = 0;
+    printf("%-8s %10s %7s %11s %11s %7s %11s %7s\n", "split", "samples",
+           "shards", "raw", "records", "ratio", "on disk", "ratio");
     for (uint32_t s = 0; s < m->nsplits; s++) {
-        uint64_t disk = 0, raw = m->splits[s].samples * sample;
-        for (uint32_t k = 0; k < m->splits[s].nshards; k++)
+        uint64_t disk = 0, rec = 0, raw = m->splits[s].samples * sample;
+        for (uint32_t k = 0; k < m->splits[s].nshards; k++) {
+            const shard *sh = pack_shard(p, (int)s, k);
             disk += m->splits[s].shards[k].bytes;
-        printf("%-8s %10llu %7u %12s %12s %7.3f\n", m->splits[s].name,
-               (unsigned long long)m->splits[s].samples, m->splits[s].nshards,
-               units_format_bytes(raw, a, sizeof a),
+            for (uint64_t r = 0; r < shard_count(sh); r++)
+                rec += shard_entry_at(sh, r)->length;
+        }
+        printf("%-8s %10llu %7u %11s %11s %7.3f %11s %7.3f\n",
+               m->splits[s].name, (unsigned long long)m->splits[s].samples,
+               m->splits[s].nshards, units_format_bytes(raw, a, sizeof a),
+               units_format_bytes(rec, c, sizeof c), (double)raw / (double)rec,
                units_format_bytes(disk, b, sizeof b),
                (double)raw / (double)disk);
         raw_total += raw;
+        rec_total += rec;
         disk_total += disk;
     }
     disk_total += m->dict_bytes;
-    printf("total    %s raw, %s on disk (shards + dictionary), ratio %.3f\n",
+    printf("total    %s raw; records %s (ratio %.3f); on disk %s with index, "
+           "headers and dictionary (ratio %.3f)\n",
            units_format_bytes(raw_total, a, sizeof a),
+           units_format_bytes(rec_total, c, sizeof c),
+           (double)raw_total / (double)rec_total,
            units_format_bytes(disk_total, b, sizeof b),
            (double)raw_total / (double)disk_total);
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "gpu/device.h"
+#include "device_fixture.h"
 #include "gpu/prefetch.h"
 
 static uint64_t rng_state = 12345;
@@ -29,17 +30,6 @@ static void fill(float *p, size_t n)
     for (size_t i = 0; i < n; i++) p[i] = frand();
 }
 
-static gpu_device *cpu_dev(void)
-{
-    gpu_device_config cfg;
-    gpu_device_config_init(&cfg);
-    cfg.kind = GPU_KIND_CPU;
-    cfg.cpu_threads = 1;
-    gpu_device *d = NULL;
-    st_error err = {0};
-    assert_int_equal(gpu_device_create(&d, &cfg, NULL, 0, &err), 0);
-    return d;
-}
 
 static void assert_close(const float *a, const float *b, size_t n, float tol)
 {

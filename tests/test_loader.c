@@ -1,7 +1,8 @@
 /* tests/test_loader.c — loader/loader: exactly-once delivery, identical
  * streams for any thread count, resume, ranks, backpressure, tiny rings and
- * splits, close at any moment, corruption policies, the memory cap and a
- * 1 GiB memory-bound stream. Packs are written at test time. */
+ * splits, close at any moment, corruption policies and the memory cap.
+ * Packs are written at test time (tests/loader_fixture.h); the 1 GiB
+ * memory-bound stream is tests/test_loader_memory.c. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -23,88 +24,7 @@
 #include "datasets/pack.h"
 #include "loader/loader.h"
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define UNDER_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define UNDER_SANITIZER 1
-#endif
-#endif
-#ifndef UNDER_SANITIZER
-#define UNDER_SANITIZER 0
-#endif
-
-#define NCLASSES 10
-#define NONE UINT64_MAX
-
-/* ---- fixtures ------------------------------------------------------------------ */
-
-/* Sample id's pixels: the id in the first 4 bytes, then a pattern. */
-static void sample_pixels(uint64_t id, uint8_t *px, size_t n)
-{
-    for (size_t j = 0; j < n; j++)
-        px[j] = j < 4 ? (uint8_t)(id >> (8 * j))
-                      : (uint8_t)((id * 31 + j * 7) % 251);
-}
-
-static int32_t sample_label(uint64_t id) { return (int32_t)(id % NCLASSES); }
-
-typedef struct spec {
-    uint32_t codec, h, w, c;
-    uint32_t n_train, n_test;
-    uint64_t shard_bytes;
-    uint64_t garbage;    /* this train sample's record is junk (decode fails
-                            while its checksum holds); NONE for none */
-} spec;
-
-static int write_split(pack_writer *w, codec_enc *enc, const spec *sp,
-                       const char *name, uint32_t n, uint8_t *px,
-                       st_error *err)
-{
-    size_t bytes = (size_t)sp->h * sp->w * sp->c;
-    ST_TRY(pack_writer_begin_split(w, name, err));
-    for (uint64_t i = 0; i < n; i++) {
-        sample_pixels(i, px, bytes);
-        const uint8_t *rec;
-        size_t len;
-        ST_TRY(codec_encode(enc, px, &rec, &len, err));
-        if (i == sp->garbage) {
-            memset(px, 0xA5, 16);
-            rec = px;
-            len = 16;
-        }
-        ST_TRY(pack_writer_add(w, rec, len, sample_label(i), err));
-    }
-    return pack_writer_end_split(w, err);
-}
-
-static int write_pack(const char *out, const spec *sp, st_error *err)
-{
-    static const char *const names[NCLASSES] = {"0", "1", "2", "3", "4",
-                                                "5", "6", "7", "8", "9"};
-    pack_writer_config wc = {
-        .codec = sp->codec, .level = 3, .height = sp->h, .width = sp->w,
-        .channels = sp->c, .shard_bytes = sp->shard_bytes,
-        .nclasses = NCLASSES, .classes = names, .force = 1,
-    };
-    codec_shape shape = {sp->codec, sp->h, sp->w, sp->c};
-    codec_enc *enc = NULL;
-    pack_writer *w = NULL;
-    uint8_t *px = malloc((size_t)sp->h * sp->w * sp->c);
-    int rc = px ? codec_enc_create(&shape, 3, NULL, &enc, err) : ST_ENOMEM;
-    if (rc == 0) rc = pack_writer_open(out, &wc, &w, err);
-    if (rc == 0) rc = write_split(w, enc, sp, "train", sp->n_train, px, err);
-    if (rc == 0 && sp->n_test)
-        rc = write_split(w, enc, sp, "test", sp->n_test, px, err);
-    if (rc == 0) {
-        rc = pack_writer_commit(w, err);
-        w = NULL;
-    }
-    pack_writer_abort(w);
-    codec_enc_destroy(enc);
-    free(px);
-    return rc;
-}
+#include "loader_fixture.h"
 
 typedef struct world {
     char *dir;
@@ -705,107 +625,9 @@ static void test_allocator_and_cap(void **state)
     loader_close(l);
 }
 
-static long status_kib(const char *key)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, key, strlen(key)) == 0) v = atol(line + strlen(key));
-    if (f) fclose(f);
-    return v;
-}
-
-/* In a forked child: resets the RSS high-water mark, streams one epoch of
- * the big pack, and compares the peak RSS (getrusage) with the bound.
- * @return the exit status for the parent. */
-static int stream_big_child(const char *dir, uint64_t n)
-{
-    int fd = open("/proc/self/clear_refs", O_WRONLY);
-    if (fd >= 0) { /* "5": reset the peak RSS to the current RSS */
-        if (write(fd, "5", 1) != 1) fprintf(stderr, "clear_refs failed\n");
-        close(fd);
-    }
-    long base_kib = status_kib("VmRSS:");
-    loader_config c;
-    loader_config_default(&c);
-    c.batch_size = 4;
-    c.slots = 2;
-    c.threads = 2;
-    c.epochs = 1;
-    c.io = LOADER_IO_AUTO; /* 1 GiB: more than LOADER_MMAP_AUTO_MAX: pread */
-    loader *l = NULL;
-    st_error err = {0};
-    if (loader_open(dir, &c, &l, &err) != 0) {
-        fprintf(stderr, "loader_open: %s\n", err.msg);
-        return 2;
-    }
-    uint64_t seen = 0, sum = 0;
-    loader_batch b;
-    int rc;
-    while ((rc = loader_next_batch(l, &b, &err)) == 0) {
-        size_t bytes = (size_t)b.n * b.height * b.width * b.channels;
-        for (size_t i = 0; i < bytes; i += 64) sum += b.pixels[i];
-        seen += b.n;
-        loader_release(l, &b, NULL);
-    }
-    loader_stats st;
-    loader_get_stats(l, &st);
-    loader_close(l);
-    if (st.io != LOADER_IO_PREAD) {
-        fprintf(stderr, "auto I/O chose mmap for 1 GiB\n");
-        return 2;
-    }
-    if (rc != ST_EEND || seen != n) {
-        fprintf(stderr, "stream: %s, %llu of %llu samples\n", err.msg,
-                (unsigned long long)seen, (unsigned long long)n);
-        return 2;
-    }
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    loader_memory m = loader_memory_of(&c, 256 * 256 * 4, 256 * 256 * 4, n, 0);
-    const long slack_kib = 32 << 10;
-    long bound_kib = base_kib + (long)(m.total >> 10) + slack_kib;
-    printf("memory: streamed %llu MiB; peak RSS %ld KiB (VmHWM %ld KiB), "
-           "RSS before open %ld KiB, bound = before + ring %zu KiB + scratch "
-           "%zu KiB + index %zu KiB + slack %ld KiB = %ld KiB (checksum %llu)\n",
-           (unsigned long long)(n * 256 * 256 * 4 >> 20), ru.ru_maxrss,
-           status_kib("VmHWM:"), base_kib, m.ring >> 10, m.scratch >> 10,
-           m.index >> 10, slack_kib, bound_kib, (unsigned long long)sum);
-    fflush(stdout);
-    return ru.ru_maxrss <= bound_kib ? 0 : 1;
-}
-
-static void test_memory_bounded_1gib(void **state)
-{
-    (void)state;
-    if (UNDER_SANITIZER) {
-        printf("skipped: the 1 GiB stream is too slow under a sanitizer and "
-               "sanitizer shadow memory breaks the RSS bound\n");
-        skip();
-    }
-    char dir[4096];
-    path_in(dir, "big");
-    /* 4100 raw samples of 256x256x4 = 1.0 GiB in ~17 shards of 64 MiB */
-    const uint64_t n = 4100;
-    spec big = {CODEC_RAW, 256, 256, 4, (uint32_t)n, 0, 64u << 20, NONE};
-    st_error err = {0};
-    if (write_pack(dir, &big, &err) != 0) fail_msg("big pack: %s", err.msg);
-    fflush(stdout);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) _exit(stream_big_child(dir, n));
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    fs_rmtree(dir, NULL);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_memory_bounded_1gib),
         cmocka_unit_test(test_exactly_once_any_threads),
         cmocka_unit_test(test_png_and_raw_and_mmap),
         cmocka_unit_test(test_resume),

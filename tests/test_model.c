@@ -14,20 +14,10 @@
 #include <string.h>
 
 #include "gpu/device.h"
+#include "device_fixture.h"
 #include "train/model.h"
 #include "train/trainer.h"
 
-static gpu_device *cpu_dev(void)
-{
-    gpu_device_config cfg;
-    gpu_device_config_init(&cfg);
-    cfg.kind = GPU_KIND_CPU;
-    cfg.cpu_threads = 1;
-    gpu_device *d = NULL;
-    st_error err = {0};
-    assert_int_equal(gpu_device_create(&d, &cfg, NULL, 0, &err), 0);
-    return d;
-}
 
 static uint64_t rs = 99;
 static uint32_t urand(void)

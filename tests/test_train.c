@@ -15,23 +15,13 @@
 #include <unistd.h>
 
 #include "gpu/device.h"
+#include "device_fixture.h"
 #include "gpu/prefetch.h"
 #include "train/metrics.h"
 #include "train/trainer.h"
 
 enum { IN = 64, CLASSES = 4, B = 32 };
 
-static gpu_device *cpu_dev(void)
-{
-    gpu_device_config cfg;
-    gpu_device_config_init(&cfg);
-    cfg.kind = GPU_KIND_CPU;
-    cfg.cpu_threads = 1;
-    gpu_device *d = NULL;
-    st_error err = {0};
-    assert_int_equal(gpu_device_create(&d, &cfg, NULL, 0, &err), 0);
-    return d;
-}
 
 /* Class k lights up rows 2k and 2k+1 of an 8x8 image, plus noise. */
 static void make_data(uint8_t *px, int32_t *lab, int n, uint64_t seed)

@@ -393,6 +393,8 @@ int packer_run(const char *src_path, const char *out,
     if (rc == 0) rc = ST_PTHREAD(err, pthread_cond_init(&pk.work, NULL));
     if (rc == 0) rc = ST_PTHREAD(err, pthread_cond_init(&pk.finished, NULL));
     if (rc == 0) rc = run(&pk, out, cfg, t0, stats, err);
+    if (rc == ST_ECLOSED)
+        st_seterr_force(err, rc, "%s: interrupted; nothing was written", out);
     pthread_cond_destroy(&pk.finished);
     pthread_cond_destroy(&pk.work);
     pthread_mutex_destroy(&pk.mu);

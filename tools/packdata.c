@@ -216,10 +216,11 @@ int main(int argc, char **argv)
     cfg.cancel = &g_cancel;
     packer_stats st;
     st_error err = {0};
-    if (packer_run(src, out, &cfg, &st, &err) != 0) {
+    int prc = packer_run(src, out, &cfg, &st, &err);
+    if (prc != 0) {
         if (pc.tty) fprintf(stderr, "\r\033[K");
         fprintf(stderr, "packdata: %s\n", err.msg);
-        return 1;
+        return prc == ST_ECLOSED ? 130 : 1;
     }
     summary(src, out, &cfg, &st);
     return 0;

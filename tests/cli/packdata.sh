@@ -157,6 +157,21 @@ else
     echo "[  SKIPPED ] kill_9_leaves_no_pack: $FM not installed"; skip=$((skip + 1))
 fi
 
+echo "[ RUN      ] ctrl_c_leaves_nothing"
+if [ -d "$FM" ]; then
+    rm -rf "$T/fm"
+    "$PACKDATA" "$FM" -o "$T/fm" -q --threads 1 --level 19 --huffman-literals >/dev/null 2>"$T/stderr" &
+    pid=$!
+    sleep 1.5
+    kill -INT $pid 2>/dev/null; wait $pid; rc=$?
+    if [ $rc -ne 130 ]; then bad ctrl_c_leaves_nothing "exit $rc, want 130: $(cat "$T/stderr")"
+    elif [ -e "$T/fm" ] || ls -A "$T" | grep -q '^\.fm\.tmp-'; then bad ctrl_c_leaves_nothing "output left behind"
+    elif ! grep -q "interrupted; nothing was written" "$T/stderr"; then bad ctrl_c_leaves_nothing "$(cat "$T/stderr")"
+    else echo "    $(cat "$T/stderr")"; ok ctrl_c_leaves_nothing; fi
+else
+    echo "[  SKIPPED ] ctrl_c_leaves_nothing: $FM not installed"; skip=$((skip + 1))
+fi
+
 echo "[ RUN      ] deterministic_threads"
 rm -rf "$T/a" "$T/b"
 "$PACKDATA" "$T/folder" -o "$T/a" -q --threads 1 >/dev/null 2>&1

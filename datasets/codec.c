@@ -17,9 +17,6 @@
 #define ZSTD_STATIC_LINKING_ONLY /* ZSTD_c_literalCompressionMode */
 #include <zstd.h>
 
-/* Samples taken (at an even stride) to train the dictionary. */
-#define CODEC_DICT_SAMPLES 8192
-
 #define ZCHECK(err, expr, what)                                              \
     do {                                                                     \
         size_t zc__ = (expr);                                                \

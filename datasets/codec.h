@@ -31,8 +31,11 @@ int codec_cdict_create(const void *dict, size_t len, int level,
                        codec_cdict **out, st_error *err);
 void codec_cdict_destroy(codec_cdict *d); /* accepts NULL */
 
+/* Most samples codec_train_dict uses (taken at an even stride). */
+#define CODEC_DICT_SAMPLES 8192
+
 /* Trains a zstd dictionary of at most cap bytes with ZDICT_trainFromBuffer
- * on up to max_samples samples taken at an even stride from samples
+ * on up to CODEC_DICT_SAMPLES samples taken at an even stride from samples
  * (n samples of sample_bytes each, contiguous). Deterministic.
  * @return 0 (with *len set, possibly 0 when training is not worth it: then
  *         the pack is written without a dictionary) or ST_ENOMEM. */

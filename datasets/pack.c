@@ -18,7 +18,6 @@
 #include <zstd.h>
 
 #define MANIFEST_MAX_BYTES (64u << 20)
-#define DICT_FILE "dictionary.zstd"
 
 /* ---- reading ----------------------------------------------------------- */
 

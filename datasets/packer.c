@@ -227,7 +227,7 @@ static void pool_stop(packer *pk)
 static int train_dict(packer *pk, size_t cap, void **dict, size_t *len,
                       st_error *err)
 {
-    uint64_t n = pk->info->splits[0].count, take = n < 8192 ? n : 8192;
+    uint64_t n = pk->info->splits[0].count, take = n < CODEC_DICT_SAMPLES ? n : CODEC_DICT_SAMPLES;
     uint8_t *buf = malloc(take * pk->sample_bytes + 1);
     source_scratch *sc = NULL;
     int32_t label;

@@ -345,8 +345,16 @@ extern "C" int gpu__cuda_probe(char *why, size_t why_len)
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess) {
         cudaGetLastError();
+        // the static runtime answers "insufficient driver" also when no
+        // driver (libcuda.so.1) is installed at all: say both
+        const char *hint =
+            e == cudaErrorInsufficientDriver
+                ? " (no NVIDIA driver found, or one older than this build's "
+                  "CUDA runtime)"
+                : "";
         if (why && why_len)
-            snprintf(why, why_len, "no CUDA device: %s", cudaGetErrorString(e));
+            snprintf(why, why_len, "no CUDA device: %s%s",
+                     cudaGetErrorString(e), hint);
         return 0;
     }
     if (n == 0) {

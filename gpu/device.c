@@ -163,7 +163,10 @@ size_t gpu_device_auto_budget(gpu_device *d)
     if (d->kind == GPU_KIND_CPU) return fr / 2;
     size_t margin = tot / 20;
     if (margin < ((size_t)256 << 20)) margin = (size_t)256 << 20;
-    return fr > margin ? fr - margin : 0;
+    /* 0 means "no budget" to the plan: with nothing to spare, a 1-byte
+     * budget makes it refuse with the numbers instead of failing in
+     * cudaMalloc */
+    return fr > margin ? fr - margin : 1;
 }
 
 int gpu_arena_alloc(gpu_device *d, size_t bytes, void **base, st_error *err)
@@ -200,8 +203,16 @@ void gpu_host_free(void *p, void *ctx)
 {
     gpu_device *d = ctx;
     if (p == NULL) return;
-    if (d == NULL) gpu__cpu_ops.host_free(p);
-    else d->ops->host_free(p);
+    if (d == NULL) {
+        gpu__cpu_ops.host_free(p);
+        return;
+    }
+    /* A copy queued from p may still be in flight when a caller frees early
+     * (an error or Ctrl-C stops the run before the prefetcher drained, and
+     * run.c closes the loaders before the trainer). Rings are freed once,
+     * at shutdown, so waiting for both queues here costs nothing. */
+    if (!d->ops->unified) d->ops->sync(d->impl, NULL);
+    d->ops->host_free(p);
 }
 
 void gpu_host_free_sized(void *p, size_t bytes, void *ctx)

@@ -122,7 +122,8 @@ size_t gpu_device_workspace_bytes(const gpu_device *d);
 int gpu_device_mem(gpu_device *d, gpu_mem_stats *out);
 
 /* Budget for --device-mem auto: free memory minus a margin (CUDA: free -
- * max(256 MiB, 5%); CPU: MemAvailable / 2). */
+ * max(256 MiB, 5%), at least 1 byte so that the plan refuses rather than
+ * reading 0 as "no budget"; CPU: MemAvailable / 2). */
 size_t gpu_device_auto_budget(gpu_device *d);
 
 /* Allocates the one arena block of `bytes` (256-byte aligned) and returns
@@ -136,7 +137,8 @@ int gpu_device_set_workspace(gpu_device *d, void *p, size_t bytes);
 /* ---- host memory hook (the loader's ring uses it) ---------------------
  * ctx is the gpu_device (or NULL: plain aligned memory). CUDA: pinned
  * (cudaHostAlloc), so copies from it are truly asynchronous. CPU: 64-byte
- * aligned malloc. gpu_host_alloc returns NULL on failure. */
+ * aligned malloc. gpu_host_alloc returns NULL on failure. gpu_host_free
+ * on CUDA first waits for both queues, so no copy still reads p. */
 void *gpu_host_alloc(size_t bytes, void *ctx);
 void gpu_host_free(void *p, void *ctx);
 /* The same, in the shape of loader/ring.h's ring_allocator.free. */

@@ -9,7 +9,11 @@
  *              prefetcher's copy path on CUDA)
  *   prefetch   pinned host batches stream over the copy queue; tags come
  *              back in order; H2D bytes are timed
- *   memory     device memory in use is identical after epochs 1 and 3
+ *   memory     device memory in use is identical after epochs 1, 2 and 3
+ *
+ * ST_REQUIRE_GPU=1 (tests/gpu/check.sh sets it) turns "no GPU, skipped"
+ * into a failure, so that a GPU machine whose GPU is not visible cannot
+ * pass by skipping.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -38,6 +42,9 @@ static int need_gpu(void)
     char why[256];
     if (GPU_UNDER_TEST == GPU_KIND_CPU) return 1;
     if (gpu_cuda_probe(why, sizeof why)) return 1;
+    const char *req = getenv("ST_REQUIRE_GPU");
+    if (req && req[0] && strcmp(req, "0") != 0)
+        fail_msg("ST_REQUIRE_GPU is set but %s", why);
     print_message("skipped: %s\n", why);
     return 0;
 }
@@ -69,6 +76,21 @@ static void close_enough(const char *what, const float *a, const float *b,
         if (!(fabsf(a[i] - b[i]) <= tol * scale))
             fail_msg("%s[%zu]: cuda %.9g vs cpu %.9g", what, i, a[i], b[i]);
     }
+}
+
+/* |a[i] - b[i]| <= tol * max|b| for every i: for tensors whose entries are
+ * all well below 1 (gradients, weight updates), where close_enough's floor
+ * of 1 would let a wrong result through. */
+static void close_rel(const char *what, const float *a, const float *b,
+                      size_t n, float tol)
+{
+    float mx = 0.0f;
+    for (size_t i = 0; i < n; i++) mx = fmaxf(mx, fabsf(b[i]));
+    if (!(mx > 0.0f)) fail_msg("%s: the cpu reference is all zero", what);
+    for (size_t i = 0; i < n; i++)
+        if (!(fabsf(a[i] - b[i]) <= tol * mx))
+            fail_msg("%s[%zu]: cuda %.9g vs cpu %.9g (max |cpu| %.3g, tol "
+                     "%.1g)", what, i, a[i], b[i], mx, tol);
 }
 
 /* Device scratch: a CUDA arena carved by hand. */
@@ -137,16 +159,21 @@ static void test_elementwise_agrees(void **state)
     (void)state;
     pair p;
     if (!pair_open(&p)) { skip(); return; }
-    /* normalize at an odd offset (the unaligned path) */
+    /* normalize: from an aligned start (the 4-pixel path, then a tail of
+     * 3) and from an odd offset (the scalar path) */
     static uint8_t px[R * K];
     for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(i * 31 + 7);
     uint8_t *dpx = take(&p.a, sizeof px);
     float *dC = take(&p.a, sizeof C0), *dy = take(&p.a, sizeof C0);
     gpu_to_device(p.g, dpx, px, sizeof px);
-    gpu_normalize_u8(p.c, px + 1, R * K - 1, 1 / 255.0f, -0.1f, Cc);
-    gpu_normalize_u8(p.g, dpx + 1, R * K - 1, 1 / 255.0f, -0.1f, dC);
-    gpu_to_host(p.g, Cg, dC, (R * K - 1) * 4);
-    close_enough("normalize", Cg, Cc, R * K - 1, 1e-6f);
+    for (int off = 0; off < 2; off++) {
+        size_t n = (size_t)R * K - (off ? 1 : 3); /* R * K - 3 = 4k + 3 */
+        gpu_normalize_u8(p.c, px + off, n, 1 / 255.0f, -0.1f, Cc);
+        gpu_normalize_u8(p.g, dpx + off, n, 1 / 255.0f, -0.1f, dC);
+        gpu_to_host(p.g, Cg, dC, n * 4);
+        close_enough(off ? "normalize (odd offset)" : "normalize (aligned)",
+                     Cg, Cc, n, 1e-6f);
+    }
     /* bias + ReLU, then mask + bias gradient (accumulating) */
     float bias[K], db_c[K], db_g[K];
     for (int i = 0; i < K; i++) bias[i] = frand(), db_c[i] = frand();
@@ -192,7 +219,8 @@ static void test_loss_and_updates_agree(void **state)
     gpu_to_host(p.g, Cg, dC, R * CL * 4);
     gpu_to_host(p.g, &sg, dst, sizeof sg);
     close_enough("dlogits", Cg, Cc, R * CL, 1e-6f);
-    assert_float_equal(sg.loss_sum, sc.loss_sum, 1e-4);
+    /* ~70 terms of ~3 nats, each off by an ulp or two (expf, logf) */
+    assert_float_equal(sg.loss_sum, sc.loss_sum, 1e-3);
     assert_int_equal(sg.correct, sc.correct);
     assert_int_equal(sg.count, R);
     assert_int_equal(sg.bad_labels, 1);
@@ -235,19 +263,30 @@ static void recipe(trainer_config *c, int micro)
     c->micro_batch = micro;
 }
 
-/* Submits batch k through the prefetcher and trains on it. */
-static void step(trainer *t, const uint8_t *px, const int32_t *lab, int k)
+/* Submits the first n samples of batch k through the prefetcher and
+ * trains (eval = 0) or evaluates (eval = 1) on them. */
+static void run_batch(trainer *t, const uint8_t *px, const int32_t *lab,
+                      int k, int n, int eval)
 {
     st_error err = {0};
     prefetch *pf = trainer_prefetch(t);
     prefetch_batch b;
     void *tag;
     assert_int_equal(prefetch_submit(pf, px + (size_t)k * BT * IN,
-                                     lab + k * BT, BT, NULL, &b, &err), 0);
-    if (trainer_train_batch(t, &b, &err) != 0) fail_msg("%s", err.msg);
+                                     lab + k * BT, n, NULL, &b, &err), 0);
+    if ((eval ? trainer_eval_batch(t, &b, &err)
+              : trainer_train_batch(t, &b, &err)) != 0)
+        fail_msg("%s", err.msg);
     assert_int_equal(prefetch_consumed(pf, &b, &err), 0);
-    while (prefetch_poll(pf, 1, &tag, &err) == 1) {
+    int rc;
+    while ((rc = prefetch_poll(pf, 1, &tag, &err)) == 1) {
     }
+    if (rc < 0) fail_msg("prefetch_poll: %s", err.msg);
+}
+
+static void step(trainer *t, const uint8_t *px, const int32_t *lab, int k)
+{
+    run_batch(t, px, lab, k, BT, 0);
 }
 
 static void test_trainer_agrees(void **state)
@@ -265,26 +304,33 @@ static void test_trainer_agrees(void **state)
     trainer *t[2];
     st_error err = {0};
     size_t np = 0;
-    float *logits[2], *grads[2], *params[2];
+    float *logits[2], *grads[2], *p0[2], *params[2];
     for (int k = 0; k < 2; k++) {
         assert_int_equal(trainer_create(&t[k], dv[k], &c, &err), 0);
         model *m = trainer_model(t[k]);
         np = model_param_count(m);
         logits[k] = malloc(32 * 10 * 4);
         grads[k] = malloc(np * 4);
+        p0[k] = malloc(np * 4);
         params[k] = malloc(np * 4);
-        step(t[k], px, lab, 0); /* grads now hold batch 0's last micro-batch
-                                   sum; logits its last micro-batch */
+        assert_int_equal(trainer_get_params(t[k], p0[k], NULL, &err), 0);
+        step(t[k], px, lab, 0); /* grads: batch 0's two micro-batches
+                                   summed; logits: its last micro-batch */
         gpu_to_host(dv[k], logits[k], model_logits(m), 32 * 10 * 4);
         gpu_to_host(dv[k], grads[k], model_grads(m), np * 4);
         for (int s = 1; s < 3; s++) step(t[k], px, lab, s);
         assert_int_equal(trainer_get_params(t[k], params[k], NULL, &err), 0);
+        assert_int_equal(gpu_device_check(dv[k], &err), 0);
+        /* what 3 steps changed: ~1e-2 and below, next to weights of ~0.1,
+         * so compare the change itself, not the weights */
+        for (size_t i = 0; i < np; i++) params[k][i] -= p0[k][i];
     }
+    close_enough("initial params", p0[0], p0[1], np, 0.0f);
     close_enough("logits", logits[0], logits[1], 32 * 10, 1e-4f);
-    close_enough("grads", grads[0], grads[1], np, 1e-4f);
-    close_enough("params after 3 steps", params[0], params[1], np, 1e-4f);
+    close_rel("grads", grads[0], grads[1], np, 1e-3f);
+    close_rel("params change over 3 steps", params[0], params[1], np, 1e-3f);
     for (int k = 0; k < 2; k++) {
-        free(logits[k]), free(grads[k]), free(params[k]);
+        free(logits[k]), free(grads[k]), free(p0[k]), free(params[k]);
         trainer_destroy(t[k]);
     }
     gpu_host_free(px, dv[0]);
@@ -333,9 +379,10 @@ static void test_prefetch_stream(void **state)
     if (!gpu_device_unified(g)) {
         assert_int_equal(st.bytes, (uint64_t)NB * MB * (SB + 4));
         assert_true(st.copy_s > 0);
+        print_message("prefetch: %.2f GB/s over %d batches\n",
+                      st.bytes / st.copy_s / 1e9, NB);
     }
-    print_message("prefetch: %.2f GB/s over %d batches\n",
-                  st.bytes / st.copy_s / 1e9, NB);
+    assert_int_equal(gpu_device_check(g, &err), 0);
     prefetch_destroy(p);
     free(check);
     gpu_host_free(host, g);
@@ -343,6 +390,19 @@ static void test_prefetch_stream(void **state)
     gpu_device_destroy(g);
 }
 
+static size_t mem_used(gpu_device *g)
+{
+    gpu_mem_stats ms;
+    assert_int_equal(gpu_device_mem(g, &ms), 0);
+    return ms.used;
+}
+
+/* Epochs as streamtrain runs them: a short last batch in training and in
+ * eval (other GEMM shapes than the full batches), statistics read and
+ * reset. Memory is read where run.c reads it (after training, before the
+ * eval pass) and after the eval pass. Only the second must be flat from
+ * epoch 1 on: the first may grow once, in epoch 2, if epoch 1's eval pass
+ * loaded code for a shape training had not used (CUDA lazy loading). */
 static void test_memory_flat(void **state)
 {
     (void)state;
@@ -356,31 +416,29 @@ static void test_memory_flat(void **state)
     trainer *t = NULL;
     st_error err = {0};
     assert_int_equal(trainer_create(&t, g, &c, &err), 0);
-    size_t used[3];
+    size_t before_eval[3], after_eval[3];
     gpu_loss_stats st;
     for (int epoch = 0; epoch < 3; epoch++) {
-        for (int k = 0; k < NBATCH; k++) step(t, px, lab, k);
-        for (int k = 0; k < NBATCH; k++) { /* eval: same buffers */
-            prefetch *pf = trainer_prefetch(t);
-            prefetch_batch b;
-            void *tag;
-            assert_int_equal(prefetch_submit(pf, px + (size_t)k * BT * IN,
-                                             lab + k * BT, BT, NULL, &b,
-                                             &err), 0);
-            assert_int_equal(trainer_eval_batch(t, &b, &err), 0);
-            assert_int_equal(prefetch_consumed(pf, &b, &err), 0);
-            while (prefetch_poll(pf, 0, &tag, &err) == 1) {
-            }
-        }
-        assert_int_equal(trainer_read_stats(t, 1, 1, &st, &err), 0);
+        for (int k = 0; k < NBATCH; k++)
+            run_batch(t, px, lab, k, k < NBATCH - 1 ? BT : 40, 0);
         assert_int_equal(trainer_read_stats(t, 0, 1, &st, &err), 0);
-        gpu_mem_stats ms;
-        assert_int_equal(gpu_device_mem(g, &ms), 0);
-        used[epoch] = ms.used;
-        print_message("epoch %d: device memory in use %zu, peak %zu, arena "
-                      "%zu\n", epoch + 1, ms.used, ms.peak, ms.arena);
+        before_eval[epoch] = mem_used(g);
+        for (int k = 0; k < NBATCH; k++)
+            run_batch(t, px, lab, k, k < NBATCH - 1 ? BT : 16, 1);
+        assert_int_equal(trainer_read_stats(t, 1, 1, &st, &err), 0);
+        after_eval[epoch] = mem_used(g);
+        print_message("epoch %d: device memory in use %zu before eval, %zu "
+                      "after\n", epoch + 1, before_eval[epoch],
+                      after_eval[epoch]);
     }
-    assert_int_equal(used[0], used[2]);
+    if (before_eval[1] != before_eval[0])
+        print_message("note: before eval, epoch 2 uses %lld bytes more than "
+                      "epoch 1 (first use of a shape in epoch 1's eval)\n",
+                      (long long)before_eval[1] - (long long)before_eval[0]);
+    assert_int_equal(before_eval[1], before_eval[2]);
+    assert_int_equal(after_eval[0], after_eval[1]);
+    assert_int_equal(after_eval[0], after_eval[2]);
+    assert_int_equal(gpu_device_check(g, &err), 0);
     trainer_destroy(t);
     gpu_host_free(px, g);
     gpu_host_free(lab, g);

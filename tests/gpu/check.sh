@@ -3,104 +3,197 @@
 # runs the GPU tests (CUDA vs CPU agreement, prefetch stream, device memory
 # flat across epochs, H2D reference), then trains Fashion-MNIST for 3
 # epochs on the device and prints samples/s, loader wait %, H2D GB/s and
-# device memory per epoch as a table.
+# device memory per epoch as a table, and a verdict as the last line.
 #
 #   tests/gpu/check.sh                 on the GPU machine
 #   tests/gpu/check.sh --bundle        here, when the GPU machine lacks the
 #                                      -dev packages: builds with nvcc and
 #                                      writes .gpucheck/bundle.tar.xz
-#                                      (binaries, their non-system shared
-#                                      libraries, the Fashion-MNIST pack);
-#                                      add /.gpucheck/ to .git/info/exclude
-#                                      and carry .gpucheck
+#                                      (~35 MB: binaries, their non-system
+#                                      shared libraries, the Fashion-MNIST
+#                                      pack); .gpucheck/ is git-ignored, so
+#                                      carry .gpucheck/bundle.tar.xz (not
+#                                      all of .gpucheck: with bench.sh's
+#                                      bundle it is over 64 MiB)
 #
 # On the GPU machine the script builds with make when it can, else it runs
-# the bundle. Results go to stdout and, when $OUT is set, $OUT/gpu-check.txt
-# and $OUT/metrics.jsonl.
-set -u
+# the bundle's binaries; the data is data/fashion-mnist, else packed from
+# /usr/share/datasets/fashion-mnist, else the bundle's pack. The machine
+# needs the NVIDIA driver and cuBLAS 13 (libcublas.so.13, libcublasLt.so.13:
+# /usr/local/cuda/lib64 or anywhere under /usr or /opt); nvidia-smi is
+# optional. "No GPU visible" is a failure here, not a skip. Results go to
+# stdout and, when $OUT is set, to $OUT/gpu-check.txt and
+# $OUT/metrics.jsonl. Exit status 0 only when everything passed.
+set -u -o pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT" || exit 1
 BUNDLE=.gpucheck
-FM_SRC=/usr/share/datasets/fashion-mnist
+UNPACKED=0
+FM_SRC=${FM_SRC:-/usr/share/datasets/fashion-mnist}
+BUDGET=285 # seconds for the whole check, build included
 
-bundle() {
+bundle() (
     set -e
-    B=build/gpu-bundle
-    make --no-print-directory BUILD=$B -j2 $B/streamtrain $B/packdata \
-        $B/tests/test_gpu >/dev/null
-    rm -rf $BUNDLE && mkdir -p $BUNDLE/stage/lib
-    cp $B/streamtrain $B/tests/test_gpu $BUNDLE/stage/
+    b=build/gpu-bundle
+    if [ ! -d "$FM_SRC" ]; then
+        echo "check.sh --bundle: $FM_SRC is missing (apt-get install dataset-fashion-mnist)" >&2
+        exit 1
+    fi
+    make --no-print-directory BUILD=$b -j2 $b/streamtrain $b/packdata \
+        $b/tests/test_gpu >/dev/null
+    rm -rf $BUNDLE/stage && mkdir -p $BUNDLE/stage/lib
+    cp $b/streamtrain $b/tests/test_gpu $BUNDLE/stage/
     # every shared library that is not glibc, libstdc++/libgcc or CUDA's
-    for bin in $B/streamtrain $B/tests/test_gpu; do
+    for bin in $b/streamtrain $b/tests/test_gpu; do
         ldd "$bin" | awk '$3 ~ /^\// {print $3}'
     done | sort -u | grep -vE '/(libc|libm|libdl|librt|libpthread|ld-linux[^/]*|libstdc\+\+|libgcc_s)\.so|cuda|cublas' |
         while read -r lib; do cp -L "$lib" $BUNDLE/stage/lib/; done
-    $B/packdata "$FM_SRC" -o $BUNDLE/stage/fm -q --force >/dev/null
+    $b/packdata "$FM_SRC" -o $BUNDLE/stage/fm -q --force >/dev/null
     tar -C $BUNDLE/stage -cJf $BUNDLE/bundle.tar.xz .
     rm -rf $BUNDLE/stage
     ls -la $BUNDLE/bundle.tar.xz
+)
+
+# Seconds a step may take: at most CAP, and never past the budget.
+tmo() {
+    local left=$((BUDGET - SECONDS - ${2:-0}))
+    if [ "$left" -ge "$1" ]; then echo "$1"; elif [ "$left" -gt 10 ]; then echo "$left"; else echo 10; fi
+}
+
+# Directories holding libcublas.so.13, the usual place first.
+cublas_dirs() {
+    for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+        [ -e "$d/libcublas.so.13" ] && echo "$d"
+    done
+    timeout 30 find /usr /opt -name 'libcublas.so.13' -printf '%h\n' 2>/dev/null
+}
+
+# Unpacks the bundle into /tmp/gpucheck once per run (never a
+# stale copy from an earlier run). @return 1 without a bundle.
+unpack() {
+    [ "$UNPACKED" = 1 ] && return 0
+    [ -f $BUNDLE/bundle.tar.xz ] || return 1
+    rm -rf /tmp/gpucheck && mkdir -p /tmp/gpucheck &&
+        tar -C /tmp/gpucheck -xJf $BUNDLE/bundle.tar.xz && UNPACKED=1
+}
+
+# The per-epoch table from metrics JSONL, then flatness of device memory.
+epoch_table() {
+    awk '
+    function v(k,   r) {
+        if (!match($0, "\"" k "\":[^,}]*")) return "-"
+        r = substr($0, RSTART + length(k) + 3, RLENGTH - length(k) - 3)
+        gsub(/"/, "", r)
+        return r
+    }
+    /"kind":"epoch"/ {
+        printf "%-6s %12s %10s %10s %16s %16s %10s\n", v("epoch"),
+            v("samples_per_s"), v("loader_wait_pct"), v("h2d_gbps"),
+            v("dev_mem_used"), v("dev_mem_peak"), v("test_acc")
+        n++; u = v("dev_mem_used")
+        if (n == 1) first = u; else if (u != first) changed = 1
+    }
+    END {
+        if (n == 0) { print "(no epoch rows)"; exit 2 }
+        if (changed) { print "device memory in use: NOT flat across epochs"; exit 1 }
+        print "device memory in use: flat across " n " epochs (" first " bytes)"
+    }' "$1"
+}
+
+# Sets ST, TEST (build here, else the bundle's), DATA (a pack or "") and
+# LIBPATH (their LD_LIBRARY_PATH). @return 1 when there are no binaries.
+pick_binaries() {
+    local b=build/gpu how
+    LIBPATH='' DATA=''
+    if make --no-print-directory BUILD=$b -j"$(nproc)" $b/streamtrain \
+            $b/packdata $b/tests/test_gpu >/tmp/gpu-check-build.log 2>&1; then
+        ST=$b/streamtrain TEST=$b/tests/test_gpu how="built here"
+        DATA=data/fashion-mnist
+        if [ ! -f $DATA/MANIFEST ] && [ -d "$FM_SRC" ]; then
+            mkdir -p data
+            $b/packdata "$FM_SRC" -o $DATA -q --force >/dev/null || DATA=
+        fi
+    elif unpack; then
+        echo "make failed here (last lines below); using $BUNDLE/bundle.tar.xz"
+        tail -3 /tmp/gpu-check-build.log
+        ST=/tmp/gpucheck/streamtrain TEST=/tmp/gpucheck/test_gpu how="bundle"
+        LIBPATH=/tmp/gpucheck/lib
+    else
+        echo "cannot build (last lines below) and no $BUNDLE/bundle.tar.xz:"
+        echo "run tests/gpu/check.sh --bundle first and carry it"
+        tail -20 /tmp/gpu-check-build.log
+        return 1
+    fi
+    if [ ! -f "$DATA/MANIFEST" ] && unpack; then DATA=/tmp/gpucheck/fm; fi
+    [ -f "$DATA/MANIFEST" ] || DATA=
+    # no empty entries: one would put the current directory on the path
+    LIBPATH=$( (echo "$LIBPATH"; cublas_dirs) | awk 'NF && !seen[$0]++' | paste -sd: -)
+    echo "binaries: $how; data: ${DATA:-none}; LD_LIBRARY_PATH for them: $LIBPATH"
+}
+
+main() {
+    echo "== $(date -u +%FT%TZ) gpu check"
+    timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total \
+        --format=csv,noheader 2>/dev/null || echo "nvidia-smi: not available"
+    if ! pick_binaries; then
+        echo "RESULT: FAIL (no binaries)"
+        return 1
+    fi
+    local missing
+    missing=$(env LD_LIBRARY_PATH="$LIBPATH" ldd "$ST" "$TEST" | grep 'not found' | sort -u)
+    if [ -n "$missing" ]; then
+        echo "shared libraries missing on this machine:"
+        echo "$missing"
+        echo "RESULT: FAIL (missing libraries; cuBLAS 13 must be installed)"
+        return 1
+    fi
+
+    local tests_ok=FAIL train_ok=FAIL mem_ok=FAIL rc
+    echo
+    echo "== GPU tests (ST_REQUIRE_GPU=1: no GPU is a failure)"
+    env LD_LIBRARY_PATH="$LIBPATH" ST_REQUIRE_GPU=1 timeout "$(tmo 120 90)" "$TEST"
+    rc=$?
+    if [ $rc -eq 0 ]; then tests_ok=PASS; elif [ $rc -eq 124 ]; then tests_ok="FAIL (timed out)"; fi
+
+    echo
+    local m=${OUT:-/tmp}/metrics.jsonl
+    rm -f "$m"
+    if [ -z "$DATA" ]; then
+        echo "== no Fashion-MNIST pack (not in data/, $FM_SRC or a bundle): training not run"
+        train_ok="FAIL (no data)"
+    else
+        echo "== streamtrain --data $DATA --epochs 3 --device cuda"
+        env LD_LIBRARY_PATH="$LIBPATH" timeout "$(tmo 150 5)" "$ST" --data "$DATA" \
+            --epochs 3 --device cuda --metrics "$m" -q
+        rc=$?
+        if [ $rc -eq 0 ]; then train_ok=PASS; elif [ $rc -eq 124 ]; then train_ok="FAIL (timed out)"; fi
+    fi
+
+    echo
+    echo "== per epoch"
+    printf '%-6s %12s %10s %10s %16s %16s %10s\n' epoch samples/s wait% h2d_GB/s \
+        dev_mem_used dev_mem_peak test_acc
+    if [ ! -f "$m" ]; then
+        echo "(no metrics: streamtrain wrote none)"
+    elif epoch_table "$m"; then
+        mem_ok=PASS
+    fi
+    echo
+    printf '%-28s %s\n' "GPU tests:" "$tests_ok" "streamtrain 3 epochs:" "$train_ok" \
+        "device memory flat:" "$mem_ok" "time:" "${SECONDS} s"
+    if [ "$tests_ok$train_ok$mem_ok" = PASSPASSPASS ]; then
+        echo "RESULT: PASS"
+        return 0
+    fi
+    echo "RESULT: FAIL"
+    return 1
 }
 
 if [ "${1:-}" = "--bundle" ]; then
     bundle
     exit $?
 fi
-
-LOG=${OUT:-/tmp}/gpu-check.txt
-exec > >(tee "$LOG") 2>&1
-echo "== $(date -u +%FT%TZ) gpu check"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null ||
-    echo "nvidia-smi: not available"
-
-# ---- binaries: build here, or unpack the bundle ----------------------------
-B=build/gpu
-if make --no-print-directory BUILD=$B -j8 $B/streamtrain $B/packdata \
-        $B/tests/test_gpu >/tmp/gpu-check-build.log 2>&1; then
-    ST=$B/streamtrain TEST=$B/tests/test_gpu
-    DATA=data/fashion-mnist
-    if [ ! -f $DATA/MANIFEST ] && [ -d "$FM_SRC" ]; then
-        mkdir -p data
-        $B/packdata "$FM_SRC" -o $DATA -q --force >/dev/null || DATA=
-    fi
-elif [ -f $BUNDLE/bundle.tar.xz ]; then
-    echo "make failed here (see below); using $BUNDLE/bundle.tar.xz"
-    tail -3 /tmp/gpu-check-build.log
-    mkdir -p /tmp/gpucheck && tar -C /tmp/gpucheck -xJf $BUNDLE/bundle.tar.xz
-    CUBLAS=$(ls -d /usr/local/cuda/lib64 2>/dev/null; \
-             find /usr /opt -name 'libcublas.so.13' -printf '%h\n' 2>/dev/null | head -1)
-    export LD_LIBRARY_PATH="/tmp/gpucheck/lib:$(echo "$CUBLAS" | paste -sd:)"
-    ST=/tmp/gpucheck/streamtrain TEST=/tmp/gpucheck/test_gpu DATA=/tmp/gpucheck/fm
-else
-    echo "cannot build (see below) and no bundle: run tests/gpu/check.sh --bundle first"
-    tail -20 /tmp/gpu-check-build.log
-    exit 1
-fi
-
-status=0
-echo
-echo "== GPU tests"
-timeout 180 "$TEST" || status=1
-
-echo
-if [ -z "${DATA:-}" ] || [ ! -f "$DATA/MANIFEST" ]; then
-    echo "== no Fashion-MNIST pack here: training skipped"
-    exit $status
-fi
-M=${OUT:-/tmp}/metrics.jsonl
-echo "== streamtrain --data $DATA --epochs 3 --device cuda"
-timeout 240 "$ST" --data "$DATA" --epochs 3 --device cuda --metrics "$M" \
-    || status=1
-
-echo
-echo "== per epoch"
-printf '%-6s %12s %10s %10s %16s %16s %10s\n' epoch samples/s wait% h2d_GB/s \
-    dev_mem_used dev_mem_peak test_acc
-grep '"kind":"epoch"' "$M" | sed 's/[{}"]//g' | tr ',' '\n' | awk -F: '
-    $1 == "epoch" { e = $2 }
-    $1 == "samples_per_s" { s = $2 }
-    $1 == "loader_wait_pct" { w = $2 }
-    $1 == "h2d_gbps" { h = $2 }
-    $1 == "dev_mem_used" { u = $2 }
-    $1 == "dev_mem_peak" { p = $2 }
-    $1 == "test_acc" { printf "%-6s %12s %10s %10s %16s %16s %10s\n", e, s, w, h, u, p, $2 }'
-exit $status
+# tee in the pipeline (not a process substitution), so that the verdict is
+# written out before the script exits
+main 2>&1 | tee "${OUT:-/tmp}/gpu-check.txt"
+exit "${PIPESTATUS[0]}"

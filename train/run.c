@@ -108,6 +108,18 @@ static int read_pack(run *r, model_spec *spec, uint64_t *train_n,
                : pack_split_find(p, "val") >= 0 ? "val"
                                                 : NULL;
     if (want) snprintf(r->eval_split, sizeof r->eval_split, "%s", want);
+    fprintf(r->out, "data: %s, split '%s': %llu samples, %dx%dx%d, %d "
+            "classes; ", c->data, c->train_split,
+            (unsigned long long)*train_n, spec->in_h, spec->in_w, spec->in_c,
+            spec->classes);
+    if (want)
+        fprintf(r->out, "eval split '%s': %llu samples\n", want,
+                (unsigned long long)pack_split_samples(
+                    p, pack_split_find(p, want)));
+    else
+        fprintf(r->out, "no evaluation (%s; test_acc is reported as nan)\n",
+                c->eval_split ? "--eval-split none"
+                              : "the pack has no test or val split");
 done:
     pack_close(p);
     return rc;

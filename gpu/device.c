@@ -18,6 +18,7 @@ struct gpu_device {
     const gpu_backend_ops *ops;
     void *impl;          /* backend state, owned */
     gpu_kind kind;       /* CUDA or CPU, never AUTO */
+    int unified;         /* device code reads host memory directly */
     st_error err;        /* sticky first failure */
     void *arena;         /* the one block, owned; NULL before alloc */
     size_t arena_bytes;
@@ -105,6 +106,13 @@ int gpu_device_create(gpu_device **out, const gpu_device_config *cfg,
     if (rc < 0) goto fail_dev;
     rc = d->ops->create(&d->impl, cfg, d->name, sizeof d->name, err);
     if (rc < 0) goto fail_dev;
+    d->unified = d->ops->unified;
+    if (d->kind == GPU_KIND_CPU && cfg->cpu_staged) {
+        d->unified = 0;
+        size_t len = strlen(d->name);
+        snprintf(d->name + len, sizeof d->name - len,
+                 ", staged: batches copied as on a GPU");
+    }
     *out = d;
     return 0;
 
@@ -126,7 +134,7 @@ void gpu_device_destroy(gpu_device *d)
 
 gpu_kind gpu_device_kind(const gpu_device *d) { return d->kind; }
 const char *gpu_device_name(const gpu_device *d) { return d->name; }
-int gpu_device_unified(const gpu_device *d) { return d->ops->unified; }
+int gpu_device_unified(const gpu_device *d) { return d->unified; }
 const st_error *gpu_device_err(const gpu_device *d) { return &d->err; }
 
 int gpu_device_check(const gpu_device *d, st_error *err)
@@ -211,7 +219,7 @@ void gpu_host_free(void *p, void *ctx)
      * (an error or Ctrl-C stops the run before the prefetcher drained, and
      * run.c closes the loaders before the trainer). Rings are freed once,
      * at shutdown, so waiting for both queues here costs nothing. */
-    if (!d->ops->unified) d->ops->sync(d->impl, NULL);
+    if (!d->unified) d->ops->sync(d->impl, NULL);
     d->ops->host_free(p);
 }
 

@@ -5,6 +5,13 @@
  *   [s * slot_bytes + px_bytes]    labels (max_batch) int32
  * with px_bytes and the label block each rounded up to 256 bytes.
  *
+ * One copy per batch where it can: the loader's ring slot holds the labels
+ * a little after the pixels (loader.c: at the pixel bytes rounded up to
+ * 64), so when that gap fits the device slot the pixels, the padding and
+ * the labels cross in one cudaMemcpyAsync and the device labels sit at the
+ * same offset. Each copy has a fixed cost of a few microseconds, as large
+ * as moving a 100 KB batch itself; other layouts take two copies.
+ *
  * Slot life: FREE -> COPIED (submit: copy queued, compute waits on
  * copy_done) -> CONSUMED (compute_done recorded) -> reused by the submit D
  * batches later, after compute_done. Host batches wait in a FIFO of
@@ -41,6 +48,7 @@ struct prefetch {
     int depth;
     int max_batch;
     size_t sample_bytes;
+    size_t slot_bytes;         /* device bytes of one slot */
     pf_slot slot[PREFETCH_MAX_DEPTH];
     pf_pending fifo[PREFETCH_MAX_DEPTH]; /* ring: head, count */
     int head, count;
@@ -91,6 +99,7 @@ int prefetch_create(prefetch **out, gpu_device *d, int depth, int max_batch,
     p->sample_bytes = sample_bytes;
     size_t px_bytes = align256((size_t)max_batch * sample_bytes);
     size_t per = need / (size_t)depth;
+    p->slot_bytes = per;
     int rc = 0;
     for (int s = 0; s < depth && rc == 0; s++) {
         pf_slot *sl = &p->slot[s];
@@ -167,14 +176,40 @@ static int reclaim(prefetch *p, int s)
     return rc;
 }
 
+/* The offset of the labels from the pixels when one copy can carry both
+ * into the slot (labels after the pixels, 4-aligned, at most a quarter of
+ * the pixel bytes of padding between, and all of it fitting the slot);
+ * 0 when two copies are needed. */
+static size_t one_copy_gap(const prefetch *p, const uint8_t *px,
+                           const int32_t *lab, int n)
+{
+    uintptr_t a = (uintptr_t)px, b = (uintptr_t)lab;
+    size_t pxb = (size_t)n * p->sample_bytes;
+    if (b < a + pxb) return 0;
+    size_t gap = (size_t)(b - a);
+    if (gap % sizeof *lab || gap - pxb > pxb / 4) return 0;
+    if (gap + (size_t)n * sizeof *lab > p->slot_bytes) return 0;
+    return gap;
+}
+
+/* Queues the batch's copies; *dlab is where its labels land. */
 static int queue_copy(prefetch *p, pf_slot *sl, const uint8_t *px,
-                      const int32_t *lab, int n)
+                      const int32_t *lab, int n, int32_t **dlab)
 {
     gpu_device *d = p->d;
-    size_t pxb = (size_t)n * p->sample_bytes;
+    size_t pxb = (size_t)n * p->sample_bytes, lb = (size_t)n * sizeof *lab;
+    size_t gap = one_copy_gap(p, px, lab, n);
     ST_TRY(gpu_event_record(d, sl->copy_start, GPU_Q_COPY));
-    ST_TRY(gpu_copy_async(d, GPU_Q_COPY, sl->px, px, pxb));
-    ST_TRY(gpu_copy_async(d, GPU_Q_COPY, sl->lab, lab, (size_t)n * sizeof *lab));
+    if (gap) {
+        ST_TRY(gpu_copy_async(d, GPU_Q_COPY, sl->px, px, gap + lb));
+        *dlab = (int32_t *)(sl->px + gap);
+        p->st.copies++;
+    } else {
+        ST_TRY(gpu_copy_async(d, GPU_Q_COPY, sl->px, px, pxb));
+        ST_TRY(gpu_copy_async(d, GPU_Q_COPY, sl->lab, lab, lb));
+        *dlab = sl->lab;
+        p->st.copies += 2;
+    }
     ST_TRY(gpu_event_record(d, sl->copy_done, GPU_Q_COPY));
     ST_TRY(gpu_queue_wait(d, GPU_Q_COMPUTE, sl->copy_done));
     return 0;
@@ -193,7 +228,9 @@ int prefetch_submit(prefetch *p, const uint8_t *pixels,
     if (rc == 0 && p->count == PREFETCH_MAX_DEPTH)
         rc = st_seterr(err, ST_EINVAL, "prefetch: %d host batches pending; "
                        "poll and release them", p->count);
-    if (rc == 0 && !p->unified) rc = queue_copy(p, sl, pixels, labels, n);
+    int32_t *dlab = NULL;
+    if (rc == 0 && !p->unified)
+        rc = queue_copy(p, sl, pixels, labels, n, &dlab);
     if (rc < 0) {
         gpu_device_check(p->d, err);
         return rc;
@@ -208,7 +245,7 @@ int prefetch_submit(prefetch *p, const uint8_t *pixels,
     p->count++;
     p->st.batches++;
     out->pixels = p->unified ? pixels : sl->px;
-    out->labels = p->unified ? labels : sl->lab;
+    out->labels = p->unified ? labels : dlab;
     out->n = n;
     out->slot = s;
     return 0;

@@ -49,6 +49,8 @@ typedef struct prefetch_batch {
 
 typedef struct prefetch_stats {
     uint64_t batches;      /* batches submitted */
+    uint64_t copies;       /* H2D copies queued: 1 a batch when the host
+                              labels follow its pixels closely, else 2 */
     uint64_t bytes;        /* H2D bytes whose copy completed and was timed */
     double copy_s;         /* copy-queue time of those copies (CUDA events) */
     double wait_s;         /* host time blocked in submit for a free buffer */

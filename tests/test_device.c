@@ -320,6 +320,68 @@ static void test_prefetch_cpu(void **state)
     gpu_device_destroy(d);
 }
 
+/* The staged CPU device takes the GPU's path: batches are copied into the
+ * arena's buffers. A ring-slot layout (labels right after the pixels) takes
+ * one copy, separate labels two; the device copies hold the host's bytes,
+ * and the host batch comes back once copied, before it is consumed. */
+static void test_prefetch_staged(void **state)
+{
+    (void)state;
+    enum { SB = 16, MB = 8 };
+    gpu_device_config cfg;
+    gpu_device_config_init(&cfg);
+    cfg.kind = GPU_KIND_CPU;
+    cfg.cpu_threads = 1;
+    cfg.cpu_staged = 1;
+    gpu_device *d = NULL;
+    st_error err = {0};
+    assert_int_equal(gpu_device_create(&d, &cfg, NULL, 0, &err), 0);
+    assert_false(gpu_device_unified(d));
+    assert_non_null(strstr(gpu_device_name(d), "staged"));
+    size_t need = prefetch_plan_bytes(0, 2, MB, SB);
+    assert_int_equal(need, 2 * (256 + 256));
+    void *arena;
+    assert_int_equal(gpu_arena_alloc(d, need, &arena, &err), 0);
+    prefetch *p = NULL;
+    assert_int_equal(prefetch_create(&p, d, 2, MB, SB, arena, need, &err), 0);
+    static _Alignas(64) uint8_t host[5][256];
+    static int32_t sep[MB];
+    const int ns[5] = {8, 8, 6, 7, 8};
+    const int copies[5] = {1, 1, 2, 1, 2};
+    uint64_t want_copies = 0, want_bytes = 0;
+    for (int k = 0; k < 5; k++) {
+        uint8_t *px = host[k];
+        int32_t *lab = k == 4 ? sep : (int32_t *)(host[k] + MB * SB);
+        for (int i = 0; i < ns[k] * SB; i++) px[i] = (uint8_t)(k * 31 + i);
+        for (int i = 0; i < ns[k]; i++) lab[i] = k * 100 + i;
+        prefetch_batch b;
+        void *tag;
+        assert_int_equal(prefetch_submit(p, px, lab, ns[k], host[k], &b, &err),
+                         0);
+        assert_int_equal(b.slot, k % 2);
+        uintptr_t lo = (uintptr_t)arena, hi = lo + need;
+        assert_true((uintptr_t)b.pixels >= lo && (uintptr_t)b.pixels < hi);
+        assert_true((uintptr_t)b.labels >= lo && (uintptr_t)b.labels < hi);
+        assert_memory_equal(b.pixels, px, (size_t)ns[k] * SB);
+        assert_memory_equal(b.labels, lab, (size_t)ns[k] * sizeof *lab);
+        /* copied, so the host batch goes back before it is consumed */
+        assert_int_equal(prefetch_poll(p, 0, &tag, &err), 1);
+        assert_ptr_equal(tag, host[k]);
+        want_copies += (uint64_t)copies[k];
+        want_bytes += (uint64_t)ns[k] * (SB + sizeof(int32_t));
+        prefetch_stats st;
+        prefetch_get_stats(p, &st);
+        assert_int_equal(st.copies, want_copies);
+        assert_int_equal(prefetch_consumed(p, &b, &err), 0);
+    }
+    prefetch_stats st;
+    prefetch_get_stats(p, &st);
+    assert_int_equal(st.batches, 5);
+    assert_int_equal(st.bytes, want_bytes);
+    prefetch_destroy(p);
+    gpu_device_destroy(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -331,6 +393,7 @@ int main(void)
         cmocka_unit_test(test_arena_and_sticky_error),
         cmocka_unit_test(test_host_alloc),
         cmocka_unit_test(test_prefetch_cpu),
+        cmocka_unit_test(test_prefetch_staged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

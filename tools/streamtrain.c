@@ -58,8 +58,10 @@ static void usage(FILE *f)
 "                           (max(1, epochs/3))\n"
 "      --lr-gamma F         step schedule: decay factor (0.1)\n"
 "device and pipeline\n"
-"      --device D           auto | cuda | cpu (auto: CUDA when a GPU is\n"
-"                           visible)\n"
+"      --device D           auto | cuda | cpu | cpu-staged (auto: CUDA\n"
+"                           when a GPU is visible; cpu-staged: the CPU,\n"
+"                           copying each batch into device buffers as on\n"
+"                           a GPU, to check that path without one)\n"
 "      --device-mem BYTES   memory budget for the plan, e.g. 512M, or auto\n"
 "                           (free memory minus a margin) (auto)\n"
 "      --threads N          loader threads per split (max(1, cores/2))\n"
@@ -162,12 +164,16 @@ static int parse_int(const char *s, long lo, long hi, int *out)
     return 0;
 }
 
-static int parse_device(const char *s, gpu_kind *k)
+static int parse_device(const char *s, gpu_device_config *dc)
 {
-    if (strcmp(s, "auto") == 0) *k = GPU_KIND_AUTO;
-    else if (strcmp(s, "cuda") == 0) *k = GPU_KIND_CUDA;
-    else if (strcmp(s, "cpu") == 0) *k = GPU_KIND_CPU;
-    else return -1;
+    dc->cpu_staged = 0;
+    if (strcmp(s, "auto") == 0) dc->kind = GPU_KIND_AUTO;
+    else if (strcmp(s, "cuda") == 0) dc->kind = GPU_KIND_CUDA;
+    else if (strcmp(s, "cpu") == 0) dc->kind = GPU_KIND_CPU;
+    else if (strcmp(s, "cpu-staged") == 0) {
+        dc->kind = GPU_KIND_CPU;
+        dc->cpu_staged = 1;
+    } else return -1;
     return 0;
 }
 
@@ -228,7 +234,7 @@ static int parse_run_opt(int o, const char *a, run_config *c, pending *p)
 {
     long v;
     switch (o) {
-    case OPT_DEVICE: return parse_device(a, &c->device.kind);
+    case OPT_DEVICE: return parse_device(a, &c->device);
     case OPT_DEVICE_MEM: return parse_mem(a, c);
     case OPT_THREADS: return parse_int(a, 1, 256, &c->loader_threads);
     case OPT_BLAS: return parse_int(a, 1, 1024, &c->device.cpu_threads);

@@ -453,6 +453,13 @@ static int run_epoch(run *r, uint64_t epoch, run_result *res, st_error *err)
         res->has_test = 1;
         res->test_loss = row.test_loss;
         res->test_acc = row.test_acc;
+        /* read again after eval: CUDA loads kernels lazily, and the eval
+         * pass may load some (its last, short batch) on first use; read
+         * before it, epoch 1 would look smaller than epoch 2 */
+        gpu_mem_stats ms;
+        gpu_device_mem(r->dev, &ms);
+        row.dev_mem_used = ms.used;
+        row.dev_mem_peak = ms.peak;
     }
     if (r->cfg->progress) fprintf(stderr, "\r\033[K");
     print_epoch(r, &row, secs);

@@ -267,6 +267,14 @@ static void test_bad_input(void **state)
     st_clearerr(&err);
     assert_int_equal(run_train(&c, out, &res, &err), ST_ENOMEM);
     assert_non_null(strstr(err.msg, "micro-batch 1"));
+
+    /* --save into a missing directory: refused before any training */
+    config(&c);
+    c.save = "/nonexistent/dir/run.ckpt";
+    st_clearerr(&err);
+    assert_int_equal(run_train(&c, out, &res, &err), ST_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "/nonexistent/dir"));
+    assert_int_equal(res.steps, 0);
     fclose(out);
 }
 
@@ -318,6 +326,13 @@ static void test_cli(void **state)
     assert_non_null(strstr(t, "--epochs"));
     free(t);
     assert_int_equal(cli("--data /nonexistent", &t), 1);
+    free(t);
+    /* an unknown option: one line of ours, not getopt's as well */
+    assert_int_equal(cli("--data x --bogus", &t), 2);
+    assert_non_null(strstr(t, "'--bogus'"));
+    int lines = 0;
+    for (const char *q = t; *q; q++) lines += *q == '\n';
+    assert_int_equal(lines, 1);
     free(t);
     char why[256];
     if (!gpu_cuda_probe(why, sizeof why)) {

@@ -119,6 +119,8 @@ static int parse_args(int argc, char **argv, opts *o)
                 .epochs = 2, .slots = 4, .window = 4,
                 .shuffle = LOADER_SHUFFLE_GLOBAL, .io = LOADER_IO_AUTO};
     int c, bad = 0;
+    const char *unknown = NULL;
+    opterr = 0; /* one line of our own instead of getopt's */
     while (!bad && (c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (c) {
         case 'd': o->data = optarg; break;
@@ -140,13 +142,17 @@ static int parse_args(int argc, char **argv, opts *o)
         case 'c': bad = parse_u32(optarg, 0, 1u << 20, &o->consumer_us); break;
         case 'C': o->codec_check = 1; break;
         case 'h': usage(stdout); return 1;
-        default: bad = -1;
+        default: bad = -1, unknown = argv[optind - 1];
         }
     }
-    if (bad || optind != argc || o->data == NULL) {
-        if (bad && optarg) fprintf(stderr, "loadbench: bad value '%s'\n", optarg);
-        else fprintf(stderr, "loadbench: --data DIR is required\n");
-        usage(stderr);
+    const char *why = unknown ? "unknown option or missing value"
+                      : bad ? "bad value" : optind != argc ? "unexpected argument"
+                      : o->data == NULL ? "--data DIR is required" : NULL;
+    if (why) {
+        const char *arg = unknown ? unknown : bad ? optarg
+                          : optind != argc ? argv[optind] : NULL;
+        if (arg) fprintf(stderr, "loadbench: %s: '%s' (see loadbench --help)\n", why, arg);
+        else fprintf(stderr, "loadbench: %s (see loadbench --help)\n", why);
         return 2;
     }
     return 0;

@@ -113,6 +113,7 @@ static int parse_args(int argc, char **argv, packer_config *cfg,
     int c;
     long v;
     uint64_t b;
+    opterr = 0; /* one line of our own instead of getopt's */
     while ((c = getopt_long(argc, argv, "o:fqh", opts, NULL)) != -1) {
         switch (c) {
         case 'o': *out = optarg; break;
@@ -157,7 +158,9 @@ static int parse_args(int argc, char **argv, packer_config *cfg,
         case 'H': cfg->huffman_literals = 1; break;
         case 'q': *quiet = 1; break;
         case 'h': usage(stdout); exit(0);
-        default: return die_usage("%s", "invalid option");
+        default:
+            return die_usage("unknown option or missing value: '%s'",
+                             argv[optind - 1]);
         }
     }
     if (optind != argc - 1)

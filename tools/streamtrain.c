@@ -275,12 +275,15 @@ static int parse_args(int argc, char **argv, run_config *c)
 {
     pending p = {.optimizer = OPTIM_SGD};
     int o;
+    opterr = 0; /* one line of our own instead of getopt's */
     while ((o = getopt_long(argc, argv, "qh", LONG_OPTS, NULL)) != -1) {
         if (o == 'h') {
             usage(stdout);
             exit(0);
         }
-        if (o == '?') return die_usage("%s", "bad option");
+        if (o == '?')
+            return die_usage("unknown option or missing value: '%s'",
+                             argv[optind - 1]);
         int rc = parse_train_opt(o, optarg, c, &p);
         if (rc == 1) rc = parse_run_opt(o, optarg, c, &p);
         if (rc != 0) {

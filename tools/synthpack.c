@@ -399,6 +399,7 @@ static int parse_args(int argc, char **argv, opts *o)
     uint64_t size = 0, b;
     long v;
     int c;
+    opterr = 0; /* one line of our own instead of getopt's */
     while ((c = getopt_long(argc, argv, "o:fqh", lo, NULL)) != -1) {
         switch (c) {
         case 'o': o->out = optarg; break;
@@ -458,7 +459,9 @@ static int parse_args(int argc, char **argv, opts *o)
         case 'f': o->force = 1; break;
         case 'q': o->quiet = 1; break;
         case 'h': usage(stdout); return 1;
-        default: return die_usage("%s", "invalid option");
+        default:
+            return die_usage("unknown option or missing value: '%s'",
+                             argv[optind - 1]);
         }
     }
     if (optind != argc) return die_usage("unexpected argument '%s'", argv[optind]);

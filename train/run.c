@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -484,10 +485,34 @@ static void teardown(run *r)
     gpu_device_destroy(r->dev);
 }
 
+/* --save is first written after an epoch: refuse a path that cannot be
+ * written now, not after the run has spent that epoch. */
+static int check_save_path(const char *path, st_error *err)
+{
+    if (path == NULL) return 0;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir) slash[1] = '\0';
+    else if (slash) *slash = '\0';
+    else snprintf(dir, sizeof dir, ".");
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return st_seterr(err, ST_EINVAL, "--save %s: is a directory", path);
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return st_seterr(err, ST_ENOTFOUND, "--save %s: no directory %s",
+                         path, dir);
+    if (access(dir, W_OK) != 0)
+        return st_seterr(err, ST_EIO, "--save %s: directory %s is not "
+                         "writable", path, dir);
+    return 0;
+}
+
 static int setup(run *r, st_error *err)
 {
     model_spec spec;
     uint64_t train_n = 0;
+    ST_TRY(check_save_path(r->cfg->save, err));
     ST_TRY(read_pack(r, &spec, &train_n, err));
     ST_TRY(open_device(r, err));
     ST_TRY(make_trainer(r, &spec, train_n, err));

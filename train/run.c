@@ -421,9 +421,12 @@ static void print_epoch(run *r, const metrics_row *row, double secs)
     if (row->has_test)
         fprintf(r->out, " | test_loss %.4f test_acc %.4f", row->test_loss,
                 row->test_acc);
-    fprintf(r->out, " | %.2f s, %.0f samples/s, loader wait %.1f%%, h2d %.2f "
-            "GB/s, device mem %s (peak %s)\n", secs, row->samples_per_s,
-            row->loader_wait_pct, row->h2d_gbps,
+    fprintf(r->out, " | %.2f s, %.0f samples/s, loader wait %.1f%%", secs,
+            row->samples_per_s, row->loader_wait_pct);
+    /* a unified device copies nothing: no H2D figure to show */
+    if (!gpu_device_unified(r->dev))
+        fprintf(r->out, ", h2d %.2f GB/s", row->h2d_gbps);
+    fprintf(r->out, ", device mem %s (peak %s)\n",
             plan_fmt_bytes(row->dev_mem_used, mem, sizeof mem),
             plan_fmt_bytes(row->dev_mem_peak, peak, sizeof peak));
     fflush(r->out);

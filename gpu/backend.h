@@ -1,6 +1,7 @@
 /* gpu/backend.h — internal: the table each backend fills in.
  *
- * defines: gpu_backend_ops, gpu__cpu_ops, gpu__cuda_ops (ST_HAVE_CUDA only)
+ * defines: gpu_backend_ops, gpu__cpu_ops, gpu__cpu_staged_ops,
+ *          gpu__cuda_ops (ST_HAVE_CUDA only)
  *
  * gpu/device.c owns the gpu_device handle and the sticky error and calls
  * through this table; gpu/cpu_backend.c and gpu/cuda_backend.cu implement
@@ -79,6 +80,9 @@ typedef struct gpu_backend_ops {
 } gpu_backend_ops;
 
 extern const gpu_backend_ops gpu__cpu_ops;
+/* gpu/cpu_staged.c: the CPU's arithmetic behind a discrete GPU's ordering
+ * rules (deferred copies, events), for gpu_device_config.cpu_staged. */
+extern const gpu_backend_ops gpu__cpu_staged_ops;
 #if defined(ST_HAVE_CUDA) && ST_HAVE_CUDA
 extern const gpu_backend_ops gpu__cuda_ops;
 /* Probe without creating a device: 1 when a GPU is visible. */

@@ -62,7 +62,7 @@ static int pick_backend(const gpu_device_config *cfg, gpu_kind *kind,
     if (note && note_len) note[0] = '\0';
     if (cfg->kind == GPU_KIND_CPU) {
         *kind = GPU_KIND_CPU;
-        *ops = &gpu__cpu_ops;
+        *ops = cfg->cpu_staged ? &gpu__cpu_staged_ops : &gpu__cpu_ops;
         return 0;
     }
     int have = gpu_cuda_probe(why, sizeof why);
@@ -107,12 +107,6 @@ int gpu_device_create(gpu_device **out, const gpu_device_config *cfg,
     rc = d->ops->create(&d->impl, cfg, d->name, sizeof d->name, err);
     if (rc < 0) goto fail_dev;
     d->unified = d->ops->unified;
-    if (d->kind == GPU_KIND_CPU && cfg->cpu_staged) {
-        d->unified = 0;
-        size_t len = strlen(d->name);
-        snprintf(d->name + len, sizeof d->name - len,
-                 ", staged: batches copied as on a GPU");
-    }
     *out = d;
     return 0;
 

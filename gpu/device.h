@@ -65,11 +65,12 @@ typedef struct gpu_device_config {
      * OpenBLAS 2 + loader 2: 1.8 s; OpenBLAS 1 + loader 1: 1.9 s. */
     int cpu_threads;
     int cuda_device;   /* CUDA ordinal, default 0 */
-    /* CPU only: behave as a discrete device. Batches are copied into the
-     * plan's device batch buffers through copy_async and events, as on
-     * CUDA, so the prefetcher's copy path and the trainer's release logic
-     * run (and are tested) on machines without a GPU. Copies are
-     * synchronous memcpys; results equal the plain CPU backend's. */
+    /* CPU only: behave as a discrete device (gpu/cpu_staged.c). Batches
+     * are copied into the plan's device batch buffers through copy_async
+     * and events, and copies are deferred until something orders after
+     * them, as on CUDA, so the prefetcher's copy path and the trainer's
+     * release logic run (and are tested) on machines without a GPU.
+     * Results equal the plain CPU backend's bit for bit. */
     int cpu_staged;
 } gpu_device_config;
 

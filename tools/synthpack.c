@@ -380,6 +380,72 @@ static int parse_shape(const char *s, opts *o)
 }
 
 /* @return 0, 1 (help printed) or 2 (usage error printed). */
+/* One option with its value a; 0, or die_usage's code. */
+static int parse_opt(int c, const char *a, opts *o, uint64_t *size)
+{
+    uint64_t b;
+    long v;
+    switch (c) {
+    case 'o': o->out = a; return 0;
+    case 'n':
+        if (units_parse_int(a, 1, 1L << 40, &v))
+            return die_usage("--samples %s: expected a count >= 1", a);
+        o->samples = (uint64_t)v;
+        return 0;
+    case 'z':
+        if (units_parse_bytes(a, size) || *size == 0)
+            return die_usage("--size %s: expected a size, e.g. 256M or 4G", a);
+        return 0;
+    case 'T':
+        if (units_parse_int(a, 0, 1L << 40, &v))
+            return die_usage("--test %s: expected a count >= 0", a);
+        o->test_samples = (uint64_t)v;
+        return 0;
+    case 'S':
+        if (parse_shape(a, o))
+            return die_usage("--shape %s: expected HxWxC with C 1, 3 or 4", a);
+        return 0;
+    case 'k':
+        if (units_parse_int(a, 1, 16, &v))
+            return die_usage("--classes %s: expected 1..16", a);
+        o->classes = (uint32_t)v;
+        return 0;
+    case 'c':
+        if ((o->codec = manifest_codec_parse(a)) < 0)
+            return die_usage("--codec %s: expected zstd, png or raw", a);
+        return 0;
+    case 'l':
+        if (units_parse_int(a, 1, 22, &v))
+            return die_usage("--level %s: expected 1..22", a);
+        o->level = (int)v;
+        return 0;
+    case 'd':
+        if (units_parse_bytes(a, &b) || b > (16u << 20))
+            return die_usage("--dict-size %s: expected 0..16M", a);
+        o->dict_bytes = (size_t)b;
+        return 0;
+    case 's':
+        if (units_parse_bytes(a, &b) || b < 4096)
+            return die_usage("--shard-size %s: expected a size of at least 4K", a);
+        o->shard_bytes = b;
+        return 0;
+    case 'e':
+        if (units_parse_int(a, 0, 0x7fffffffffffffffL, &v))
+            return die_usage("--seed %s: expected an integer >= 0", a);
+        o->seed = (uint64_t)v;
+        return 0;
+    case 't':
+        if (units_parse_int(a, 1, MAX_THREADS, &v))
+            return die_usage("--threads %s: expected 1..64", a);
+        o->threads = (int)v;
+        return 0;
+    case 'H': o->huffman_literals = 1; return 0;
+    case 'f': o->force = 1; return 0;
+    case 'q': o->quiet = 1; return 0;
+    default: return die_usage("%s", "unknown option");
+    }
+}
+
 static int parse_args(int argc, char **argv, opts *o)
 {
     static const struct option lo[] = {
@@ -396,73 +462,18 @@ static int parse_args(int argc, char **argv, opts *o)
                 .threads = n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : (int)n,
                 .dict_bytes = PACKER_DEFAULT_DICT_BYTES,
                 .shard_bytes = 64u << 20, .seed = 1};
-    uint64_t size = 0, b;
-    long v;
-    int c;
+    uint64_t size = 0;
+    int c, rc;
     opterr = 0; /* one line of our own instead of getopt's */
     while ((c = getopt_long(argc, argv, "o:fqh", lo, NULL)) != -1) {
-        switch (c) {
-        case 'o': o->out = optarg; break;
-        case 'n':
-            if (units_parse_int(optarg, 1, 1L << 40, &v))
-                return die_usage("--samples %s: expected a count >= 1", optarg);
-            o->samples = (uint64_t)v;
-            break;
-        case 'z':
-            if (units_parse_bytes(optarg, &size) || size == 0)
-                return die_usage("--size %s: expected a size, e.g. 256M or 4G", optarg);
-            break;
-        case 'T':
-            if (units_parse_int(optarg, 0, 1L << 40, &v))
-                return die_usage("--test %s: expected a count >= 0", optarg);
-            o->test_samples = (uint64_t)v;
-            break;
-        case 'S':
-            if (parse_shape(optarg, o))
-                return die_usage("--shape %s: expected HxWxC with C 1, 3 or 4", optarg);
-            break;
-        case 'k':
-            if (units_parse_int(optarg, 1, 16, &v))
-                return die_usage("--classes %s: expected 1..16", optarg);
-            o->classes = (uint32_t)v;
-            break;
-        case 'c':
-            if ((o->codec = manifest_codec_parse(optarg)) < 0)
-                return die_usage("--codec %s: expected zstd, png or raw", optarg);
-            break;
-        case 'l':
-            if (units_parse_int(optarg, 1, 22, &v))
-                return die_usage("--level %s: expected 1..22", optarg);
-            o->level = (int)v;
-            break;
-        case 'd':
-            if (units_parse_bytes(optarg, &b) || b > (16u << 20))
-                return die_usage("--dict-size %s: expected 0..16M", optarg);
-            o->dict_bytes = (size_t)b;
-            break;
-        case 's':
-            if (units_parse_bytes(optarg, &b) || b < 4096)
-                return die_usage("--shard-size %s: expected a size of at least 4K", optarg);
-            o->shard_bytes = b;
-            break;
-        case 'e':
-            if (units_parse_int(optarg, 0, 0x7fffffffffffffffL, &v))
-                return die_usage("--seed %s: expected an integer >= 0", optarg);
-            o->seed = (uint64_t)v;
-            break;
-        case 't':
-            if (units_parse_int(optarg, 1, MAX_THREADS, &v))
-                return die_usage("--threads %s: expected 1..64", optarg);
-            o->threads = (int)v;
-            break;
-        case 'H': o->huffman_literals = 1; break;
-        case 'f': o->force = 1; break;
-        case 'q': o->quiet = 1; break;
-        case 'h': usage(stdout); return 1;
-        default:
+        if (c == 'h') {
+            usage(stdout);
+            return 1;
+        }
+        if (c == '?')
             return die_usage("unknown option or missing value: '%s'",
                              argv[optind - 1]);
-        }
+        if ((rc = parse_opt(c, optarg, o, &size)) != 0) return rc;
     }
     if (optind != argc) return die_usage("unexpected argument '%s'", argv[optind]);
     if (o->out == NULL) return die_usage("%s", "missing -o OUT");

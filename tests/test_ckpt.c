@@ -42,6 +42,8 @@ static int setup(void **state)
     f->meta.seed = 42;
     f->meta.epoch = 3;
     f->meta.next_batch = 17;
+    f->meta.batch = 256;
+    f->meta.samples = 60000;
     f->cap = ckpt_file_bytes(f->np, f->ns);
     f->params = malloc(f->np * 4), f->p2 = malloc(f->np * 4);
     f->state = malloc(f->ns * 4), f->s2 = malloc(f->ns * 4);
@@ -97,6 +99,8 @@ static void test_round_trip(void **state)
     assert_int_equal(got.seed, 42);
     assert_int_equal(got.epoch, 3);
     assert_int_equal(got.next_batch, 17);
+    assert_int_equal(got.batch, 256);
+    assert_int_equal(got.samples, 60000);
     assert_int_equal(got.layers, 2);
     assert_int_equal(got.widths[0], 5);
     assert_int_equal(got.widths[1], 3);

@@ -259,6 +259,12 @@ static void test_bad_input(void **state)
     st_clearerr(&err);
     assert_int_equal(run_train(&c, out, &res, &err), ST_EINVAL);
     assert_non_null(strstr(err.msg, "64-32-4 sgd"));
+    /* the same shape with another --batch: the position would not map */
+    c.trainer.model.hidden[0] = 32;
+    c.trainer.batch = 64;
+    st_clearerr(&err);
+    assert_int_equal(run_train(&c, out, &res, &err), ST_EINVAL);
+    assert_non_null(strstr(err.msg, "--batch 32"));
 
     /* a budget too small for micro-batch 1 */
     config(&c);

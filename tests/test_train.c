@@ -147,7 +147,9 @@ static void test_resume_bitwise(void **state)
         float *w = malloc(np * 4), *s = malloc(ns * 4);
         if (run == 0) {
             run_steps(t, px, lab, 0, CUT);
-            assert_int_equal(trainer_save(t, path, 77, 1, CUT, &err), 0);
+            trainer_stream ts = {.seed = 77, .epoch = 1, .next_batch = CUT,
+                                 .samples = 1234};
+            assert_int_equal(trainer_save(t, path, &ts, &err), 0);
             run_steps(t, px, lab, CUT, NB);
             wa = w, sa = s;
         } else {
@@ -157,6 +159,8 @@ static void test_resume_bitwise(void **state)
             assert_int_equal(got.seed, 77);
             assert_int_equal(got.epoch, 1);
             assert_int_equal(got.next_batch, CUT);
+            assert_int_equal(got.batch, c.batch);
+            assert_int_equal(got.samples, 1234);
             assert_int_equal(trainer_step(t), CUT);
             run_steps(t, px, lab, (int)got.next_batch, NB);
             wb = w, sb = s;

@@ -58,6 +58,8 @@ static void encode_header(uint8_t *h, const ckpt_meta *m)
     st_put_u64(h + 120, m->next_batch);
     st_put_u64(h + 128, m->nparams);
     st_put_u64(h + 136, m->nstate);
+    st_put_u64(h + 144, m->batch);
+    st_put_u64(h + 152, m->samples);
 }
 
 static void decode_header(const uint8_t *h, ckpt_meta *m)
@@ -76,6 +78,8 @@ static void decode_header(const uint8_t *h, ckpt_meta *m)
     m->next_batch = st_get_u64(h + 120);
     m->nparams = st_get_u64(h + 128);
     m->nstate = st_get_u64(h + 136);
+    m->batch = st_get_u64(h + 144);
+    m->samples = st_get_u64(h + 152);
 }
 
 int ckpt_save(const char *path, const ckpt_meta *meta, const float *params,

@@ -17,7 +17,10 @@
  *   120  8  loader next batch (within that epoch)
  *   128  8  P (parameter floats)
  *   136  8  S (optimizer-state floats)
- *   144  112 zero
+ *   144  8  effective batch B: the loader position counts batches of B
+ *           (0 in files that predate it: not checked)
+ *   152  8  samples in the train split (0: not recorded, not checked)
+ *   160  96 zero
  *   256  4P parameters (train/model.h layout)
  *   ...  4S optimizer state (train/optim.h layout)
  *   end  8  XXH3-64 of every byte before it
@@ -43,6 +46,8 @@ typedef struct ckpt_meta {
     uint32_t widths[MODEL_MAX_LAYERS];  /* output width per layer */
     uint64_t step;
     uint64_t seed, epoch, next_batch;   /* the loader's position */
+    uint64_t batch;                     /* B of next_batch; 0: unknown */
+    uint64_t samples;                   /* train split size; 0: unknown */
     uint64_t nparams, nstate;
 } ckpt_meta;
 

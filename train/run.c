@@ -41,6 +41,7 @@ typedef struct run {
     uint32_t slots;
     char eval_split[MANIFEST_NAME_MAX];
     uint64_t bpe;                   /* training batches per epoch */
+    uint64_t train_n;               /* samples in the train split */
     uint64_t start_epoch, start_batch;
     uint64_t stream_seed;           /* --seed, or the checkpoint's */
     double t_start;
@@ -180,6 +181,19 @@ static int resume(run *r, st_error *err)
     if (got.seed != r->cfg->trainer.seed)
         fprintf(r->out, "resume: the checkpoint's stream seed %llu replaces "
                 "--seed\n", (unsigned long long)got.seed);
+    uint64_t b = (uint64_t)r->cfg->trainer.batch;
+    if (got.batch && got.batch != b)
+        return st_seterr(err, ST_EINVAL, "checkpoint %s counts its position "
+                         "in batches of %llu; this run asks for --batch %llu, "
+                         "so the sample stream would not continue: resume "
+                         "with --batch %llu", r->cfg->resume,
+                         (unsigned long long)got.batch, (unsigned long long)b,
+                         (unsigned long long)got.batch);
+    if (got.samples && got.samples != r->train_n)
+        return st_seterr(err, ST_EINVAL, "checkpoint %s was saved on a train "
+                         "split of %llu samples; %s's has %llu: another pack?",
+                         r->cfg->resume, (unsigned long long)got.samples,
+                         r->cfg->data, (unsigned long long)r->train_n);
     r->stream_seed = got.seed; /* the stream continues as it was */
     r->start_epoch = got.epoch;
     r->start_batch = got.next_batch;
@@ -360,7 +374,9 @@ static int save(run *r, st_error *err)
 {
     if (r->cfg->save == NULL) return 0;
     loader_state s = loader_get_state(r->train);
-    return trainer_save(r->t, r->cfg->save, s.seed, s.epoch, s.batch, err);
+    trainer_stream ts = {.seed = s.seed, .epoch = s.epoch,
+                         .next_batch = s.batch, .samples = r->train_n};
+    return trainer_save(r->t, r->cfg->save, &ts, err);
 }
 
 /* One training epoch; *samples receives how many were trained on. */
@@ -438,7 +454,12 @@ static int run_epoch(run *r, uint64_t epoch, run_result *res, st_error *err)
     uint64_t n;
     r->epoch_tally = (tally){0};
     r->iv_t = t0, r->iv_wait = w0, r->iv_samples = 0;
-    ST_TRY(train_epoch(r, epoch, &n, err));
+    int rc = train_epoch(r, epoch, &n, err);
+    if (rc == ST_ECLOSED) { /* stopped mid-epoch: its samples still count */
+        r->train_s += now_s() - t0;
+        r->train_samples += n;
+    }
+    if (rc < 0) return rc;
     tally rest;
     ST_TRY(take_stats(r, &rest, err));
     double secs = now_s() - t0;
@@ -514,11 +535,10 @@ static int check_save_path(const char *path, st_error *err)
 static int setup(run *r, st_error *err)
 {
     model_spec spec;
-    uint64_t train_n = 0;
     ST_TRY(check_save_path(r->cfg->save, err));
-    ST_TRY(read_pack(r, &spec, &train_n, err));
+    ST_TRY(read_pack(r, &spec, &r->train_n, err));
     ST_TRY(open_device(r, err));
-    ST_TRY(make_trainer(r, &spec, train_n, err));
+    ST_TRY(make_trainer(r, &spec, r->train_n, err));
     if (r->cfg->plan_only) return 0;
     ST_TRY(resume(r, err));
     if (r->cfg->metrics) ST_TRY(metrics_open(&r->mx, r->cfg->metrics, err));

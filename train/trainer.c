@@ -186,16 +186,18 @@ int trainer_get_params(trainer *t, float *params, float *state, st_error *err)
     return 0;
 }
 
-int trainer_save(trainer *t, const char *path, uint64_t seed, uint64_t epoch,
-                 uint64_t next_batch, st_error *err)
+int trainer_save(trainer *t, const char *path, const trainer_stream *s,
+                 st_error *err)
 {
     size_t np = model_param_count(t->m);
     ckpt_meta meta;
     ckpt_meta_from_model(&meta, t->m, t->cfg.optim.kind, t->nstate);
     meta.step = t->step;
-    meta.seed = seed;
-    meta.epoch = epoch;
-    meta.next_batch = next_batch;
+    meta.seed = s->seed;
+    meta.epoch = s->epoch;
+    meta.next_batch = s->next_batch;
+    meta.batch = (uint64_t)t->cfg.batch;
+    meta.samples = s->samples;
     ST_TRY(trainer_get_params(t, t->host_ps, t->host_ps + np, err));
     return ckpt_save(path, &meta, t->host_ps, t->host_ps + np, t->ckpt_buf,
                      t->ckpt_cap, err);

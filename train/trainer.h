@@ -83,11 +83,17 @@ int trainer_read_stats(trainer *t, int eval, int reset, gpu_loss_stats *out,
 int trainer_get_params(trainer *t, float *params, float *state,
                        st_error *err);
 
-/* Writes a checkpoint (weights, optimizer state, step and the loader
- * position seed/epoch/next_batch) atomically, through staging buffers made
- * at create. @return 0 or a ckpt_save / device error. */
-int trainer_save(trainer *t, const char *path, uint64_t seed, uint64_t epoch,
-                 uint64_t next_batch, st_error *err);
+/* Where the sample stream stands, saved with the weights. */
+typedef struct trainer_stream {
+    uint64_t seed, epoch, next_batch; /* the loader's position */
+    uint64_t samples;                 /* train split size */
+} trainer_stream;
+
+/* Writes a checkpoint (weights, optimizer state, step, the stream position
+ * and the effective batch it counts in) atomically, through staging
+ * buffers made at create. @return 0 or a ckpt_save / device error. */
+int trainer_save(trainer *t, const char *path, const trainer_stream *s,
+                 st_error *err);
 /* Loads a checkpoint of this model and optimizer; *got receives its step
  * and loader position. @return 0 or a ckpt_load / device error. */
 int trainer_load(trainer *t, const char *path, ckpt_meta *got, st_error *err);

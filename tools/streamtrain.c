@@ -139,6 +139,30 @@ static const char *opt_name(int val)
     return "?";
 }
 
+/* What a value of option val must be, for the error line; keep in step
+ * with the ranges in parse_train_opt and parse_run_opt. */
+static const char *opt_expect(int val)
+{
+    switch (val) {
+    case OPT_EPOCHS: return "an integer 1..1000000";
+    case OPT_BATCH: case OPT_MICRO: return "an integer 1..1048576";
+    case OPT_HIDDEN: return "widths such as 512,256, or none";
+    case OPT_SEED: case OPT_SAVE_EVERY: return "an integer >= 0";
+    case OPT_OPTIM: return "sgd or adamw";
+    case OPT_LR: return "a number in [1e-9, 100]";
+    case OPT_MOMENTUM: case OPT_WD: return "a number in [0, 1)";
+    case OPT_SCHEDULE: return "constant, step or cosine";
+    case OPT_WARMUP: return "an integer 0..1073741824";
+    case OPT_GAMMA: return "a number in [1e-6, 1]";
+    case OPT_DEVICE: return "auto, cuda, cpu or cpu-staged";
+    case OPT_DEVICE_MEM: return "a size such as 512M or 4G, or auto";
+    case OPT_THREADS: return "an integer 1..256";
+    case OPT_BLAS: return "an integer 1..1024";
+    case OPT_PREFETCH: return "an integer 2..8";
+    default: return "an integer >= 1";
+    }
+}
+
 /* Parsed values that need a second look once every flag is known. */
 typedef struct pending {
     int optimizer;       /* optim_kind */
@@ -190,7 +214,8 @@ static int parse_mem(const char *s, run_config *c)
     return 0;
 }
 
-/* One option of the data/model/optimizer groups; 1 when not ours. */
+/* One option of the data/model/optimizer groups; 1 when not ours, -1 for
+ * a bad value, -2 for one already reported. */
 static int parse_train_opt(int o, const char *a, run_config *c, pending *p)
 {
     trainer_config *t = &c->trainer;
@@ -201,7 +226,10 @@ static int parse_train_opt(int o, const char *a, run_config *c, pending *p)
     case OPT_EPOCHS: return parse_int(a, 1, 1000000, &c->epochs);
     case OPT_BATCH: return parse_int(a, 1, 1 << 20, &t->batch);
     case OPT_MICRO: return parse_int(a, 1, 1 << 20, &t->micro_batch);
-    case OPT_HIDDEN: return model_parse_hidden(&t->model, a, &err) ? -1 : 0;
+    case OPT_HIDDEN:
+        if (model_parse_hidden(&t->model, a, &err) == 0) return 0;
+        die_usage("%s", err.msg); /* its own, more precise line */
+        return -2;
     case OPT_SEED: {
         long v;
         if (units_parse_int(a, 0, 0x7fffffffffffffffL, &v)) return -1;
@@ -286,15 +314,21 @@ static int parse_args(int argc, char **argv, run_config *c)
                              argv[optind - 1]);
         int rc = parse_train_opt(o, optarg, c, &p);
         if (rc == 1) rc = parse_run_opt(o, optarg, c, &p);
+        if (rc == -2) return 2;
         if (rc != 0) {
             char what[128];
             snprintf(what, sizeof what, "--%s %s", opt_name(o),
                      optarg ? optarg : "");
-            return die_usage("%s: value out of range or malformed", what);
+            char line[256];
+            snprintf(line, sizeof line, "%s: expected %s", what,
+                     opt_expect(o));
+            return die_usage("%s", line);
         }
     }
     if (optind < argc) return die_usage("unexpected argument '%s'", argv[optind]);
     if (c->data == NULL) return die_usage("%s", "--data DIR is required");
+    if (c->save_every && c->save == NULL)
+        return die_usage("%s", "--save-every needs --save PATH");
     finish(c, &p);
     return 0;
 }

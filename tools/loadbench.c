@@ -118,10 +118,12 @@ static int parse_args(int argc, char **argv, opts *o)
                 .readahead = LOADER_DEFAULT_READAHEAD,
                 .epochs = 2, .slots = 4, .window = 4,
                 .shuffle = LOADER_SHUFFLE_GLOBAL, .io = LOADER_IO_AUTO};
-    int c, bad = 0;
+    int c, bad = 0, idx = -1;
     const char *unknown = NULL;
     opterr = 0; /* one line of our own instead of getopt's */
-    while (!bad && (c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+    char val[256] = ""; /* optarg as given: parse_threads splits it */
+    while (!bad && (c = getopt_long(argc, argv, "h", lo, &idx)) != -1) {
+        snprintf(val, sizeof val, "%s", optarg ? optarg : "");
         switch (c) {
         case 'd': o->data = optarg; break;
         case 's': o->split = optarg; break;
@@ -151,7 +153,11 @@ static int parse_args(int argc, char **argv, opts *o)
     if (why) {
         const char *arg = unknown ? unknown : bad ? optarg
                           : optind != argc ? argv[optind] : NULL;
-        if (arg) fprintf(stderr, "loadbench: %s: '%s' (see loadbench --help)\n", why, arg);
+        if (bad && !unknown && idx >= 0)
+            fprintf(stderr, "loadbench: --%s %s: bad value (see loadbench --help)\n",
+                    lo[idx].name, val);
+        else if (arg)
+            fprintf(stderr, "loadbench: %s: '%s' (see loadbench --help)\n", why, arg);
         else fprintf(stderr, "loadbench: %s (see loadbench --help)\n", why);
         return 2;
     }

@@ -235,7 +235,7 @@ static void test_metrics_jsonl(void **state)
     close(fd);
     metrics *m = NULL;
     st_error err = {0};
-    assert_int_equal(metrics_open(&m, path, &err), 0);
+    assert_int_equal(metrics_open(&m, path, 0, &err), 0);
     metrics_row r = {.kind = "log", .epoch = 1, .step = 50, .loss = 0.5,
                      .acc = 0.8, .samples_per_s = 1e5, .host_rss = 1};
     assert_int_equal(metrics_write(m, &r, &err), 0);
@@ -247,12 +247,24 @@ static void test_metrics_jsonl(void **state)
     metrics_close(m);
     metrics_close(NULL);
     assert_int_equal(metrics_write(NULL, &r, &err), 0);
+    /* append (a resumed run) keeps the first line; a new run truncates */
+    assert_int_equal(metrics_open(&m, path, 1, &err), 0);
+    assert_int_equal(metrics_write(m, &r, &err), 0);
+    metrics_close(m);
     char text[2048] = {0};
     FILE *f = fopen(path, "r");
     size_t n = fread(text, 1, sizeof text - 1, f);
     fclose(f);
-    unlink(path);
     assert_true(n > 0);
+    int lines = 0;
+    for (size_t i = 0; i < n; i++) lines += text[i] == '\n';
+    assert_int_equal(lines, 3);
+    assert_int_equal(metrics_open(&m, path, 0, &err), 0);
+    metrics_close(m);
+    f = fopen(path, "r");
+    assert_int_equal(fread(text, 1, sizeof text - 1, f), 0);
+    fclose(f);
+    unlink(path);
     const char *keys[] = {"\"kind\":\"log\"", "\"loss\":0.500000",
                           "\"samples_per_s\":", "\"loader_wait_pct\":",
                           "\"h2d_gbps\":", "\"dev_mem_used\":",
@@ -261,7 +273,7 @@ static void test_metrics_jsonl(void **state)
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         if (strstr(text, keys[i]) == NULL) fail_msg("missing %s in %s", keys[i], text);
     assert_true(metrics_host_rss() > 0);
-    assert_int_equal(metrics_open(&m, "/nonexistent/m.jsonl", &err), ST_EIO);
+    assert_int_equal(metrics_open(&m, "/nonexistent/m.jsonl", 0, &err), ST_EIO);
 }
 
 int main(void)

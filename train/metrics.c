@@ -14,7 +14,7 @@ struct metrics {
     char *path;   /* owned, for messages */
 };
 
-int metrics_open(metrics **out, const char *path, st_error *err)
+int metrics_open(metrics **out, const char *path, int append, st_error *err)
 {
     *out = NULL;
     metrics *m = calloc(1, sizeof *m);
@@ -24,7 +24,7 @@ int metrics_open(metrics **out, const char *path, st_error *err)
         free(m);
         return st_seterr(err, ST_ENOMEM, "metrics: out of memory");
     }
-    m->f = fopen(path, "w");
+    m->f = fopen(path, append ? "a" : "w");
     if (m->f == NULL) {
         int rc = st_seterr(err, ST_EIO, "--metrics %s: %s", path,
                            strerror(errno));

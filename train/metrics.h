@@ -35,8 +35,9 @@ typedef struct metrics_row {
     double test_loss, test_acc;
 } metrics_row;
 
-/* Opens (truncates) path. @return 0 or ST_EIO. */
-int metrics_open(metrics **out, const char *path, st_error *err);
+/* Opens path: truncated for a new run, appended to when append is set (a
+ * resumed run continues its log). @return 0 or ST_EIO. */
+int metrics_open(metrics **out, const char *path, int append, st_error *err);
 void metrics_close(metrics *m); /* accepts NULL */
 /* Appends one line. m may be NULL (no log): returns 0. @return 0 or ST_EIO. */
 int metrics_write(metrics *m, const metrics_row *r, st_error *err);

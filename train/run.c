@@ -541,7 +541,9 @@ static int setup(run *r, st_error *err)
     ST_TRY(make_trainer(r, &spec, r->train_n, err));
     if (r->cfg->plan_only) return 0;
     ST_TRY(resume(r, err));
-    if (r->cfg->metrics) ST_TRY(metrics_open(&r->mx, r->cfg->metrics, err));
+    if (r->cfg->metrics) /* a resumed run continues its log */
+        ST_TRY(metrics_open(&r->mx, r->cfg->metrics, r->cfg->resume != NULL,
+                            err));
     return open_loaders(r, r->stream_seed, err);
 }
 

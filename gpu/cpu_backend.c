@@ -11,10 +11,12 @@
  * bias + ReLU in one pass, ReLU mask + bias gradient in one pass.
  */
 #include <cblas.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gpu/backend.h"
 
@@ -55,23 +57,32 @@ static int cpu_create(void **impl, const gpu_device_config *cfg, char *name,
 
 static void cpu_destroy(void *impl) { free(impl); }
 
-/* MemTotal / MemAvailable from /proc/meminfo. */
+/* The kB figure after `key` in /proc/meminfo's text, in bytes; 0 if none. */
+static size_t meminfo_field(const char *text, const char *key)
+{
+    const char *p = strstr(text, key);
+    unsigned long long kb;
+    if (p == NULL || sscanf(p + strlen(key), " %llu", &kb) != 1) return 0;
+    return (size_t)kb * 1024;
+}
+
+/* MemTotal / MemAvailable from /proc/meminfo. Read with open/read into a
+ * stack buffer: this runs at every log line, inside the training loop,
+ * where fopen's FILE and buffer would be allocations. */
 static int cpu_mem_info(void *impl, size_t *free_b, size_t *total_b,
                         st_error *err)
 {
-    (void)impl;
+    (void)impl, (void)err;
     *free_b = *total_b = 0;
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (f == NULL) return 0; /* not fatal: figures stay 0 */
-    char line[256];
-    unsigned long long kb;
-    while (fgets(line, sizeof line, f)) {
-        if (sscanf(line, "MemTotal: %llu kB", &kb) == 1) *total_b = kb * 1024;
-        else if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
-            *free_b = kb * 1024;
-    }
-    fclose(f);
-    (void)err;
+    char text[4096];
+    int fd = open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0; /* not fatal: figures stay 0 */
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    text[n] = '\0';
+    *total_b = meminfo_field(text, "MemTotal:");
+    *free_b = meminfo_field(text, "MemAvailable:");
     return 0;
 }
 

@@ -1,0 +1,179 @@
+/* tests/test_noalloc.c — "nothing is allocated inside the training loop",
+ * measured: this binary interposes malloc and its relatives (glibc's
+ * __libc_* underneath) and counts every call made, by any thread, while a
+ * whole run_train runs on a small generated pack. The count must not grow
+ * with the number of steps or of epochs: setup may allocate, the loop may
+ * not. Not built for the sanitizer runs, which interpose malloc themselves.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "datasets/fsutil.h"
+#include "loader_fixture.h"
+#include "train/run.h"
+
+/* ---- the counting allocator ---------------------------------------------- */
+
+extern void *__libc_malloc(size_t n);
+extern void *__libc_calloc(size_t n, size_t size);
+extern void *__libc_realloc(void *p, size_t n);
+extern void *__libc_memalign(size_t align, size_t n);
+
+static atomic_int g_armed;
+static atomic_long g_allocs;
+
+static void count(void)
+{
+    if (atomic_load_explicit(&g_armed, memory_order_relaxed))
+        atomic_fetch_add_explicit(&g_allocs, 1, memory_order_relaxed);
+}
+
+void *malloc(size_t n)
+{
+    count();
+    return __libc_malloc(n);
+}
+
+void *calloc(size_t n, size_t size)
+{
+    count();
+    return __libc_calloc(n, size);
+}
+
+void *realloc(void *p, size_t n)
+{
+    count();
+    return __libc_realloc(p, n);
+}
+
+void *aligned_alloc(size_t align, size_t n)
+{
+    count();
+    return __libc_memalign(align, n);
+}
+
+int posix_memalign(void **out, size_t align, size_t n)
+{
+    count();
+    void *p = __libc_memalign(align, n);
+    if (p == NULL) return ENOMEM;
+    *out = p;
+    return 0;
+}
+
+void *memalign(size_t align, size_t n)
+{
+    count();
+    return __libc_memalign(align, n);
+}
+
+/* ---- runs ------------------------------------------------------------------ */
+
+enum { NTRAIN = 4096, NTEST = 512, B = 32 }; /* 128 batches an epoch */
+
+static char g_dir[256], g_pack[300];
+
+static int make_pack(void **state)
+{
+    (void)state;
+    snprintf(g_dir, sizeof g_dir, "/tmp/st-noalloc-XXXXXX");
+    assert_non_null(mkdtemp(g_dir));
+    snprintf(g_pack, sizeof g_pack, "%s/pack", g_dir);
+    spec sp = {.codec = CODEC_ZSTD, .h = 8, .w = 8, .c = 1,
+               .n_train = NTRAIN, .n_test = NTEST, .shard_bytes = 64 << 10,
+               .garbage = NONE};
+    st_error err = {0};
+    if (write_pack(g_pack, &sp, &err)) fail_msg("%s", err.msg);
+    return 0;
+}
+
+static int remove_pack(void **state)
+{
+    (void)state;
+    fs_rmtree(g_dir, NULL);
+    return 0;
+}
+
+/* Allocation calls made during one whole run (setup, loop, teardown). */
+static long allocs_of_run(int epochs, uint64_t max_steps, int staged)
+{
+    run_config c;
+    run_config_init(&c);
+    c.data = g_pack;
+    c.epochs = epochs;
+    c.max_steps = max_steps;
+    c.trainer.batch = B;
+    c.trainer.model.n_hidden = 1;
+    c.trainer.model.hidden[0] = 32;
+    c.device.kind = GPU_KIND_CPU;
+    c.device.cpu_threads = 1;
+    c.device.cpu_staged = staged;
+    c.loader_threads = 2;
+    c.log_every = 10;
+    char metrics[320], save[320];
+    snprintf(metrics, sizeof metrics, "%s/m.jsonl", g_dir);
+    snprintf(save, sizeof save, "%s/run.ckpt", g_dir);
+    c.metrics = metrics;
+    c.save = save;
+    c.save_every = 25;
+    FILE *out = fopen("/dev/null", "w");
+    assert_non_null(out);
+    fputs("warm the stream's buffer\n", out);
+    run_result res;
+    st_error err = {0};
+    atomic_store(&g_allocs, 0);
+    atomic_store(&g_armed, 1);
+    int rc = run_train(&c, out, &res, &err);
+    atomic_store(&g_armed, 0);
+    fclose(out);
+    if (rc != 0) fail_msg("%s", err.msg);
+    return atomic_load(&g_allocs);
+}
+
+static void test_steps_allocate_nothing(void **state)
+{
+    (void)state;
+    allocs_of_run(1, 5, 0); /* first use of anything lazy: not measured */
+    long few = allocs_of_run(1, 20, 0), many = allocs_of_run(1, 120, 0);
+    print_message("allocation calls in a whole run: %ld with 20 steps, %ld "
+                  "with 120\n", few, many);
+    assert_true(few > 0); /* the counter works: setup allocates */
+    assert_int_equal(few, many);
+}
+
+static void test_epochs_allocate_nothing(void **state)
+{
+    (void)state;
+    long one = allocs_of_run(1, 0, 0), three = allocs_of_run(3, 0, 0);
+    print_message("allocation calls in a whole run: %ld with 1 epoch, %ld "
+                  "with 3 (evaluation, logs and checkpoints included)\n", one,
+                  three);
+    assert_int_equal(one, three);
+}
+
+static void test_staged_steps_allocate_nothing(void **state)
+{
+    (void)state;
+    long few = allocs_of_run(1, 20, 1), many = allocs_of_run(2, 0, 1);
+    print_message("staged device: %ld allocation calls with 20 steps, %ld "
+                  "with 2 epochs\n", few, many);
+    assert_int_equal(few, many);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_steps_allocate_nothing),
+        cmocka_unit_test(test_epochs_allocate_nothing),
+        cmocka_unit_test(test_staged_steps_allocate_nothing),
+    };
+    return cmocka_run_group_tests(tests, make_pack, remove_pack);
+}

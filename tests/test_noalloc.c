@@ -102,8 +102,10 @@ static int remove_pack(void **state)
     return 0;
 }
 
-/* Allocation calls made during one whole run (setup, loop, teardown). */
-static long allocs_of_run(int epochs, uint64_t max_steps, int staged)
+/* Allocation calls made during one whole run (setup, loop, teardown) on
+ * the CPU (kind GPU_KIND_CPU, staged or not) or on CUDA. */
+static long allocs_of_run(int epochs, uint64_t max_steps, int staged,
+                          gpu_kind kind)
 {
     run_config c;
     run_config_init(&c);
@@ -113,7 +115,7 @@ static long allocs_of_run(int epochs, uint64_t max_steps, int staged)
     c.trainer.batch = B;
     c.trainer.model.n_hidden = 1;
     c.trainer.model.hidden[0] = 32;
-    c.device.kind = GPU_KIND_CPU;
+    c.device.kind = kind;
     c.device.cpu_threads = 1;
     c.device.cpu_staged = staged;
     c.loader_threads = 2;
@@ -141,8 +143,9 @@ static long allocs_of_run(int epochs, uint64_t max_steps, int staged)
 static void test_steps_allocate_nothing(void **state)
 {
     (void)state;
-    allocs_of_run(1, 5, 0); /* first use of anything lazy: not measured */
-    long few = allocs_of_run(1, 20, 0), many = allocs_of_run(1, 120, 0);
+    allocs_of_run(1, 5, 0, GPU_KIND_CPU); /* first use of anything lazy: not measured */
+    long few = allocs_of_run(1, 20, 0, GPU_KIND_CPU),
+         many = allocs_of_run(1, 120, 0, GPU_KIND_CPU);
     print_message("allocation calls in a whole run: %ld with 20 steps, %ld "
                   "with 120\n", few, many);
     assert_true(few > 0); /* the counter works: setup allocates */
@@ -152,7 +155,8 @@ static void test_steps_allocate_nothing(void **state)
 static void test_epochs_allocate_nothing(void **state)
 {
     (void)state;
-    long one = allocs_of_run(1, 0, 0), three = allocs_of_run(3, 0, 0);
+    long one = allocs_of_run(1, 0, 0, GPU_KIND_CPU),
+         three = allocs_of_run(3, 0, 0, GPU_KIND_CPU);
     print_message("allocation calls in a whole run: %ld with 1 epoch, %ld "
                   "with 3 (evaluation, logs and checkpoints included)\n", one,
                   three);
@@ -162,9 +166,29 @@ static void test_epochs_allocate_nothing(void **state)
 static void test_staged_steps_allocate_nothing(void **state)
 {
     (void)state;
-    long few = allocs_of_run(1, 20, 1), many = allocs_of_run(2, 0, 1);
+    long few = allocs_of_run(1, 20, 1, GPU_KIND_CPU),
+         many = allocs_of_run(2, 0, 1, GPU_KIND_CPU);
     print_message("staged device: %ld allocation calls with 20 steps, %ld "
                   "with 2 epochs\n", few, many);
+    assert_int_equal(few, many);
+}
+
+/* The same on CUDA, when a GPU is visible: our host code and the CUDA
+ * runtime's calls in the loop (events, async copies, launches, cuBLAS). */
+static void test_cuda_steps_allocate_nothing(void **state)
+{
+    (void)state;
+    char why[256];
+    if (!gpu_cuda_probe(why, sizeof why)) {
+        print_message("skipped: %s\n", why);
+        skip();
+        return;
+    }
+    allocs_of_run(1, 5, 0, GPU_KIND_CUDA); /* lazy loading: not measured */
+    long few = allocs_of_run(1, 20, 0, GPU_KIND_CUDA),
+         many = allocs_of_run(2, 0, 0, GPU_KIND_CUDA);
+    print_message("CUDA: %ld allocation calls with 20 steps, %ld with 2 "
+                  "epochs\n", few, many);
     assert_int_equal(few, many);
 }
 
@@ -174,6 +198,7 @@ int main(void)
         cmocka_unit_test(test_steps_allocate_nothing),
         cmocka_unit_test(test_epochs_allocate_nothing),
         cmocka_unit_test(test_staged_steps_allocate_nothing),
+        cmocka_unit_test(test_cuda_steps_allocate_nothing),
     };
     return cmocka_run_group_tests(tests, make_pack, remove_pack);
 }

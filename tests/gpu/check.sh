@@ -1,7 +1,8 @@
 #!/bin/bash
 # tests/gpu/check.sh — the GPU check, for a lent GPU machine (< 5 minutes):
 # runs the GPU tests (CUDA vs CPU agreement, prefetch stream, device memory
-# flat across epochs, H2D reference), then trains Fashion-MNIST for 3
+# flat across epochs, H2D reference) and test_noalloc (no host allocation
+# in the training loop, on CUDA too), then trains Fashion-MNIST for 3
 # epochs on the device and prints samples/s, loader wait %, H2D GB/s and
 # device memory per epoch as a table, and a verdict as the last line.
 #
@@ -40,11 +41,11 @@ bundle() (
         exit 1
     fi
     make --no-print-directory BUILD=$b -j2 $b/streamtrain $b/packdata \
-        $b/tests/test_gpu >/dev/null
+        $b/tests/test_gpu $b/tests/test_noalloc >/dev/null
     rm -rf $BUNDLE/stage && mkdir -p $BUNDLE/stage/lib
-    cp $b/streamtrain $b/tests/test_gpu $BUNDLE/stage/
+    cp $b/streamtrain $b/tests/test_gpu $b/tests/test_noalloc $BUNDLE/stage/
     # every shared library that is not glibc, libstdc++/libgcc or CUDA's
-    for bin in $b/streamtrain $b/tests/test_gpu; do
+    for bin in $b/streamtrain $b/tests/test_gpu $b/tests/test_noalloc; do
         ldd "$bin" | awk '$3 ~ /^\// {print $3}'
     done | sort -u | grep -vE '/(libc|libm|libdl|librt|libpthread|ld-linux[^/]*|libstdc\+\+|libgcc_s)\.so|cuda|cublas' |
         while read -r lib; do cp -L "$lib" $BUNDLE/stage/lib/; done
@@ -127,7 +128,8 @@ pick_binaries() {
     local b=build/gpu how
     LIBPATH='' DATA=''
     if make --no-print-directory BUILD=$b -j"$(nproc)" $b/streamtrain \
-            $b/packdata $b/tests/test_gpu >/tmp/gpu-check-build.log 2>&1; then
+            $b/packdata $b/tests/test_gpu $b/tests/test_noalloc \
+            >/tmp/gpu-check-build.log 2>&1; then
         ST=$b/streamtrain TEST=$b/tests/test_gpu how="built here"
         DATA=data/fashion-mnist
         if [ ! -f $DATA/MANIFEST ] && [ -d "$FM_SRC" ]; then
@@ -169,13 +171,19 @@ main() {
         return 1
     fi
 
-    local tests_ok=FAIL train_ok=FAIL mem_ok=FAIL rc
+    local tests_ok=FAIL noalloc_ok=FAIL train_ok=FAIL mem_ok=FAIL rc
     echo
     echo "== GPU tests (ST_REQUIRE_GPU=1: no GPU is a failure)"
     local tlog=${OUT:-/tmp}/test_gpu.txt
     env LD_LIBRARY_PATH="$LIBPATH" ST_REQUIRE_GPU=1 timeout "$(tmo 120 90)" "$TEST" 2>&1 | tee "$tlog"
     rc=${PIPESTATUS[0]}
     if [ "$rc" -eq 0 ]; then tests_ok=PASS; elif [ "$rc" -eq 124 ]; then tests_ok="FAIL (timed out)"; fi
+
+    echo
+    echo "== host allocations in the training loop (test_noalloc, CUDA included)"
+    env LD_LIBRARY_PATH="$LIBPATH" timeout "$(tmo 60 60)" "${TEST%test_gpu}test_noalloc"
+    rc=$?
+    if [ "$rc" -eq 0 ]; then noalloc_ok=PASS; elif [ "$rc" -eq 124 ]; then noalloc_ok="FAIL (timed out)"; fi
 
     echo
     local m=${OUT:-/tmp}/metrics.jsonl
@@ -202,9 +210,10 @@ main() {
     fi
     echo
     targets "$m" "$tlog"
-    printf '%-28s %s\n' "GPU tests:" "$tests_ok" "streamtrain 3 epochs:" "$train_ok" \
+    printf '%-28s %s\n' "GPU tests:" "$tests_ok" "no allocations in the loop:" "$noalloc_ok" \
+        "streamtrain 3 epochs:" "$train_ok" \
         "device memory flat:" "$mem_ok" "time:" "${SECONDS} s"
-    if [ "$tests_ok$train_ok$mem_ok" = PASSPASSPASS ]; then
+    if [ "$tests_ok$noalloc_ok$train_ok$mem_ok" = PASSPASSPASSPASS ]; then
         echo "RESULT: PASS"
         return 0
     fi

@@ -310,11 +310,12 @@ class Report:
         pt_sps = {r: 60000 / s for r, s in pt_secs.items()}
         st_wait = {r: mean(v, "wait") for r, v in st.items()}
         seeds = sorted(st)
-        self.w("## 2. The trainer: MLP 784-512-256-10, SGD momentum 0.9, lr 0.05, "
-               "batch 128, 5 epochs", "",
+        self.w("## 2. The trainer: MLP 784-512-256-10, SGD momentum 0.9, lr 0.05 "
+               "with per-step cosine decay to 0, batch 128, 5 epochs", "",
                "streamtrain: `streamtrain --data data/bench/fm-zstd --seed S` (CPU backend, "
                "its defaults: OpenBLAS on every core, one loader thread, streaming "
-               "from the zstd pack). PyTorch: the same model and recipe from "
+               "from the zstd pack). PyTorch: the same model and recipe (the same "
+               "cosine decay, `torch_peer.py train --schedule cosine`) from "
                "in-memory float tensors scaled to [0, 1], `torch.set_num_threads(1)` "
                "(its fastest setting here; OpenBLAS still uses 2 threads), default "
                "`nn.Linear` initialization. Seeds %s, one run each, the two run "

@@ -130,7 +130,7 @@ trainer_section() {
         "$BUILD/streamtrain" --data data/bench/fm-zstd --seed $r -q \
             --metrics "$RAW/st-$r.jsonl" >"$RAW/st-$r.log"
         $PY bench/torch_peer.py train "$FM" --seed $r --epochs 5 --threads 1 \
-            >"$RAW/pt-$r.log"
+            --schedule cosine >"$RAW/pt-$r.log"
     done
     mark trainer "$t"
 }

@@ -22,8 +22,10 @@ Run with Debian's /usr/bin/python3 (python3-torch 1.13, CPU build).
         torch_gpu_epoch workers=0 epoch=1 secs=.. samples_per_s=..
                         step_ms=.. loss=.. test_acc=.. mem_used=.. ...
   torch_peer.py train IDX_DIR --seed S [--epochs 5] [--threads 1]
+                     [--schedule constant|cosine]
       the reference recipe (MLP 784-512-256-10, SGD momentum 0.9, lr 0.05,
-      batch 128, inputs scaled to [0, 1]) from in-memory tensors; eval on
+      batch 128, inputs scaled to [0, 1]) from in-memory tensors, with a
+      constant lr or streamtrain's per-step cosine decay to 0; eval on
       t10k after each epoch, outside the epoch's time (as streamtrain).
       Prints per epoch and a last line like streamtrain's:
         torch_epoch epoch=1 secs=2.10 samples_per_s=28571 loss=0.52
@@ -32,6 +34,7 @@ Run with Debian's /usr/bin/python3 (python3-torch 1.13, CPU build).
 """
 import argparse
 import gzip
+import math
 import os
 import sys
 import time
@@ -157,6 +160,11 @@ def cmd_train(a):
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     lossf = torch.nn.CrossEntropyLoss()
     B, n = 128, len(x)
+    total = a.epochs * ((n + B - 1) // B)
+    # the lr of step k (0-based), as train/optim.c's sched_lr computes it
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, (lambda k: 0.5 * (1 + math.cos(math.pi * min(k, total) / total)))
+        if a.schedule == "cosine" else (lambda k: 1.0))
     secs_all = []
     for e in range(1, a.epochs + 1):
         model.train()
@@ -171,6 +179,7 @@ def cmd_train(a):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sched.step()
             loss_sum += loss.item() * len(idx)
             correct += int((out.argmax(1) == yb).sum())
         secs = time.perf_counter() - t0
@@ -264,6 +273,8 @@ def main():
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--epochs", type=int, default=5)
     s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--schedule", choices=["constant", "cosine"],
+                   default="constant")
     s = sub.add_parser("train-gpu")
     s.add_argument("idx_dir")
     s.add_argument("--device", default="cuda")

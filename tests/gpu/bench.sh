@@ -40,6 +40,11 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT" || exit 1
 BUNDLE=.gpucheck
 UNPACKED=0
+# shellcheck source=tests/gpu/lib.sh
+. tests/gpu/lib.sh
+
+# the bundle made by --bundle, unpacked once per run
+unpack() { unpack_bundle $BUNDLE/bench-bundle.tar.xz /tmp/gpubench; }
 FM_SRC=${FM_SRC:-/usr/share/datasets/fashion-mnist}
 STEPS=2000 # gpustep steps per timing
 BUDGET=290 # seconds for the whole run, build included
@@ -66,39 +71,15 @@ bundle() {
     build_helpers $b
     rm -rf $BUNDLE/bstage && mkdir -p $BUNDLE/bstage/lib $BUNDLE/bstage/idx
     cp $b/streamtrain $b/packdata $b/bench/gpustep $b/bench/h2d $BUNDLE/bstage/
-    # every shared library that is not glibc, libstdc++/libgcc or CUDA's
-    for bin in $b/streamtrain $b/packdata $b/bench/gpustep $b/bench/h2d; do
-        ldd "$bin" | awk '$3 ~ /^\// {print $3}'
-    done | sort -u | grep -vE '/(libc|libm|libdl|librt|libpthread|ld-linux[^/]*|libstdc\+\+|libgcc_s)\.so|cuda|cublas' |
-        while read -r lib; do cp -L "$lib" $BUNDLE/bstage/lib/; done
+    copy_libs $BUNDLE/bstage/lib $b/streamtrain $b/packdata $b/bench/gpustep $b/bench/h2d
     cp "$FM_SRC"/*-ubyte.gz $BUNDLE/bstage/idx/ # packed there: smaller
     tar -C $BUNDLE/bstage -cJf $BUNDLE/bench-bundle.tar.xz .
     rm -rf $BUNDLE/bstage
     ls -la $BUNDLE/bench-bundle.tar.xz
 }
 
-# Seconds a step may take: at most CAP, and never past the budget.
-tmo() {
-    local left=$((BUDGET - SECONDS - ${2:-0}))
-    if [ "$left" -ge "$1" ]; then echo "$1"; elif [ "$left" -gt 10 ]; then echo "$left"; else echo 10; fi
-}
 
-# Directories holding libcublas.so.13, the usual place first.
-cublas_dirs() {
-    for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
-        [ -e "$d/libcublas.so.13" ] && echo "$d"
-    done
-    timeout 30 find /usr /opt -name 'libcublas.so.13' -printf '%h\n' 2>/dev/null
-}
 
-# Unpacks the bundle into /tmp/gpubench once per run (never a
-# stale copy from an earlier run). @return 1 without a bundle.
-unpack() {
-    [ "$UNPACKED" = 1 ] && return 0
-    [ -f $BUNDLE/bench-bundle.tar.xz ] || return 1
-    rm -rf /tmp/gpubench && mkdir -p /tmp/gpubench &&
-        tar -C /tmp/gpubench -xJf $BUNDLE/bench-bundle.tar.xz && UNPACKED=1
-}
 
 # Our binaries, with the bundle's libraries and cuBLAS on their path.
 ours() { env LD_LIBRARY_PATH="$LIBPATH" "$@"; }

@@ -30,6 +30,11 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT" || exit 1
 BUNDLE=.gpucheck
 UNPACKED=0
+# shellcheck source=tests/gpu/lib.sh
+. tests/gpu/lib.sh
+
+# the bundle made by --bundle, unpacked once per run
+unpack() { unpack_bundle $BUNDLE/bundle.tar.xz /tmp/gpucheck; }
 FM_SRC=${FM_SRC:-/usr/share/datasets/fashion-mnist}
 BUDGET=285 # seconds for the whole check, build included
 
@@ -44,39 +49,15 @@ bundle() (
         $b/tests/test_gpu $b/tests/test_noalloc >/dev/null
     rm -rf $BUNDLE/stage && mkdir -p $BUNDLE/stage/lib
     cp $b/streamtrain $b/tests/test_gpu $b/tests/test_noalloc $BUNDLE/stage/
-    # every shared library that is not glibc, libstdc++/libgcc or CUDA's
-    for bin in $b/streamtrain $b/tests/test_gpu $b/tests/test_noalloc; do
-        ldd "$bin" | awk '$3 ~ /^\// {print $3}'
-    done | sort -u | grep -vE '/(libc|libm|libdl|librt|libpthread|ld-linux[^/]*|libstdc\+\+|libgcc_s)\.so|cuda|cublas' |
-        while read -r lib; do cp -L "$lib" $BUNDLE/stage/lib/; done
+    copy_libs $BUNDLE/stage/lib $b/streamtrain $b/tests/test_gpu $b/tests/test_noalloc
     $b/packdata "$FM_SRC" -o $BUNDLE/stage/fm -q --force >/dev/null
     tar -C $BUNDLE/stage -cJf $BUNDLE/bundle.tar.xz .
     rm -rf $BUNDLE/stage
     ls -la $BUNDLE/bundle.tar.xz
 )
 
-# Seconds a step may take: at most CAP, and never past the budget.
-tmo() {
-    local left=$((BUDGET - SECONDS - ${2:-0}))
-    if [ "$left" -ge "$1" ]; then echo "$1"; elif [ "$left" -gt 10 ]; then echo "$left"; else echo 10; fi
-}
 
-# Directories holding libcublas.so.13, the usual place first.
-cublas_dirs() {
-    for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
-        [ -e "$d/libcublas.so.13" ] && echo "$d"
-    done
-    timeout 30 find /usr /opt -name 'libcublas.so.13' -printf '%h\n' 2>/dev/null
-}
 
-# Unpacks the bundle into /tmp/gpucheck once per run (never a
-# stale copy from an earlier run). @return 1 without a bundle.
-unpack() {
-    [ "$UNPACKED" = 1 ] && return 0
-    [ -f $BUNDLE/bundle.tar.xz ] || return 1
-    rm -rf /tmp/gpucheck && mkdir -p /tmp/gpucheck &&
-        tar -C /tmp/gpucheck -xJf $BUNDLE/bundle.tar.xz && UNPACKED=1
-}
 
 # The per-epoch table from metrics JSONL, then flatness of device memory.
 epoch_table() {

@@ -32,6 +32,8 @@ typedef struct staged_copy {
     size_t bytes;
 } staged_copy;
 
+/* Used by the thread that drives the device (the trainer's), as CUDA
+ * streams are: no field is shared with another thread, so no lock. */
 typedef struct staged {
     void *cpu;                        /* the CPU backend's impl, owned */
     staged_copy fifo[STAGED_MAX];     /* copies queued and not yet run */

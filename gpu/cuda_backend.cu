@@ -347,14 +347,13 @@ extern "C" int gpu__cuda_probe(char *why, size_t why_len)
         cudaGetLastError();
         // the static runtime answers "insufficient driver" also when no
         // driver (libcuda.so.1) is installed at all: say both
-        const char *hint =
-            e == cudaErrorInsufficientDriver
-                ? " (no NVIDIA driver found, or one older than this build's "
-                  "CUDA runtime)"
-                : "";
+        const char *hint = e == cudaErrorInsufficientDriver
+                               ? ": no NVIDIA driver, or one older than "
+                                 "this build's CUDA runtime"
+                               : "";
         if (why && why_len)
-            snprintf(why, why_len, "no CUDA device: %s%s",
-                     cudaGetErrorString(e), hint);
+            snprintf(why, why_len, "no CUDA device (cudaGetDeviceCount: "
+                     "\"%s\")%s", cudaGetErrorString(e), hint);
         return 0;
     }
     if (n == 0) {

@@ -70,7 +70,7 @@ static int pick_backend(const gpu_device_config *cfg, gpu_kind *kind,
         return st_seterr(err, ST_EDEVICE, "--device cuda: %s", why);
     if (!have) {
         if (note && note_len)
-            snprintf(note, note_len, "device auto: no GPU (%s); using the CPU",
+            snprintf(note, note_len, "device auto: using the CPU; %s",
                      why);
         *kind = GPU_KIND_CPU;
         *ops = &gpu__cpu_ops;

@@ -63,9 +63,10 @@ LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(CU_SRCS:%.cu=$(BUILD)/obj/%.o)
 LIB       := $(BUILD)/libstreamtrain.a
 TOOLS     := $(TOOL_SRCS:tools/%.c=$(BUILD)/%)
 TESTS     := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
-# Tests run again under TSan and ASan: everything that exercises threads.
+# Tests run again under TSan and ASan: everything that exercises threads
+# (the loader, the trainer's run, the packer's encoder pool).
 SAN_TESTS := $(BUILD)/tests/test_loader $(BUILD)/tests/test_order $(BUILD)/tests/test_ring \
-             $(BUILD)/tests/test_run $(BUILD)/tests/test_train
+             $(BUILD)/tests/test_run $(BUILD)/tests/test_train $(BUILD)/tests/test_pack
 
 .PHONY: all tools tests test demo fuzz bench deps clean san-tests
 all: tools tests

@@ -13,8 +13,10 @@
 #include "shard.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +41,8 @@ typedef struct worker {
     source_scratch *sc;
     codec_enc *enc;
     uint8_t *pixels;    /* (H*W*C) */
+    st_error perr;      /* its failed pthread call; written by the worker
+                           before it sets pk->broken, read after */
 } worker;
 
 typedef struct packer {
@@ -50,7 +54,10 @@ typedef struct packer {
     chunk chunks[2];
     worker *workers;
     int nworkers;
-    volatile sig_atomic_t *cancel;
+    volatile sig_atomic_t *cancel; /* set by a signal handler; read by the
+                                      calling thread only */
+    atomic_int cancelled;          /* *cancel as the calling thread last saw
+                                      it, for the workers */
 
     pthread_mutex_t mu;
     pthread_cond_t work, finished;
@@ -60,6 +67,8 @@ typedef struct packer {
     int shutdown;        /* guarded by mu */
     int failed;          /* guarded by mu */
     st_error err;        /* first worker failure; guarded by mu */
+    atomic_int broken;   /* a worker's lock or wait failed and it left;
+                            atomic: it holds no lock to say so */
 } packer;
 
 static double now_s(void)
@@ -106,63 +115,110 @@ static int encode_one(worker *w, int split, uint64_t i, uint8_t *slot,
     return 0;
 }
 
+/* A worker whose pthread call failed leaves, holding nothing; wait_job
+ * sees `broken` and reports w->perr. */
+static void *worker_broken(worker *w)
+{
+    atomic_store_explicit(&w->pk->broken, 1, memory_order_release);
+    return NULL;
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
     packer *pk = w->pk;
     st_error err = {0};
-    pthread_mutex_lock(&pk->mu);
+    if (ST_PTHREAD(&w->perr, pthread_mutex_lock(&pk->mu))) return worker_broken(w);
     while (!pk->shutdown) {
         chunk *c = pk->job;
         if (c == NULL || pk->next >= c->count) {
-            pthread_cond_wait(&pk->work, &pk->mu);
+            if (ST_PTHREAD(&w->perr, pthread_cond_wait(&pk->work, &pk->mu)))
+                return worker_broken(w);
             continue;
         }
         uint64_t i0 = pk->next, n = c->count - i0 < CLAIM ? c->count - i0 : CLAIM;
         int split = pk->split, failed = pk->failed;
         pk->next += n;
-        pthread_mutex_unlock(&pk->mu);
+        if (ST_PTHREAD(&w->perr, pthread_mutex_unlock(&pk->mu)))
+            return worker_broken(w);
         int rc = 0;
         for (uint64_t i = i0; i < i0 + n && rc == 0 && !failed; i++) {
-            if (pk->cancel && *pk->cancel) break;
+            if (atomic_load_explicit(&pk->cancelled, memory_order_relaxed))
+                break;
             rc = encode_one(w, split, c->start + i, c->data + i * pk->slot,
                             &c->len[i], &c->label[i], &err);
         }
-        pthread_mutex_lock(&pk->mu);
+        if (ST_PTHREAD(&w->perr, pthread_mutex_lock(&pk->mu)))
+            return worker_broken(w);
         if (rc != 0 && !pk->failed) {
             pk->failed = 1;
             pk->err = err;
         }
         pk->done += n;
-        if (pk->done == c->count) pthread_cond_broadcast(&pk->finished);
+        if (pk->done == c->count &&
+            ST_PTHREAD(&w->perr, pthread_cond_broadcast(&pk->finished))) {
+            (void)pthread_mutex_unlock(&pk->mu); /* already failing */
+            return worker_broken(w);
+        }
     }
-    pthread_mutex_unlock(&pk->mu);
+    if (ST_PTHREAD(&w->perr, pthread_mutex_unlock(&pk->mu))) return worker_broken(w);
     return NULL;
 }
 
-static void post_job(packer *pk, chunk *c, int split)
+/* Passes a cancel request (a signal handler's flag) on to the workers. */
+static void relay_cancel(packer *pk)
 {
-    pthread_mutex_lock(&pk->mu);
+    if (pk->cancel && *pk->cancel)
+        atomic_store_explicit(&pk->cancelled, 1, memory_order_relaxed);
+}
+
+static int post_job(packer *pk, chunk *c, int split, st_error *err)
+{
+    relay_cancel(pk);
+    ST_TRY(ST_PTHREAD(err, pthread_mutex_lock(&pk->mu)));
     pk->job = c;
     pk->split = split;
     pk->next = pk->done = 0;
-    pthread_cond_broadcast(&pk->work);
-    pthread_mutex_unlock(&pk->mu);
+    int rc = ST_PTHREAD(err, pthread_cond_broadcast(&pk->work));
+    int u = ST_PTHREAD(err, pthread_mutex_unlock(&pk->mu));
+    return rc ? rc : u;
 }
 
-/* Waits for the posted chunk. @return 0 or the first worker error. */
+/* The first broken worker's pthread failure, as err. */
+static int broken_error(packer *pk, st_error *err)
+{
+    for (int t = 0; t < pk->nworkers; t++)
+        if (pk->workers[t].perr.code)
+            return st_seterr(err, pk->workers[t].perr.code, "encoder thread: "
+                             "%s", pk->workers[t].perr.msg);
+    return st_seterr(err, ST_EINTERNAL, "an encoder thread failed");
+}
+
+/* Waits for the posted chunk, waking every 100 ms to see whether a worker
+ * broke (and so will never finish it). @return 0 or the first error. */
 static int wait_job(packer *pk, st_error *err)
 {
-    pthread_mutex_lock(&pk->mu);
-    while (pk->job && pk->done < pk->job->count)
-        pthread_cond_wait(&pk->finished, &pk->mu);
-    pk->job = NULL;
+    ST_TRY(ST_PTHREAD(err, pthread_mutex_lock(&pk->mu)));
     int rc = 0;
-    if (pk->failed) {
+    while (rc == 0 && pk->job && pk->done < pk->job->count &&
+           !atomic_load_explicit(&pk->broken, memory_order_acquire)) {
+        relay_cancel(pk);
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += 100000000;
+        if (until.tv_nsec >= 1000000000) until.tv_sec++, until.tv_nsec -= 1000000000;
+        int w = pthread_cond_timedwait(&pk->finished, &pk->mu, &until);
+        if (w != ETIMEDOUT) rc = ST_PTHREAD(err, w);
+    }
+    if (rc == 0 && atomic_load_explicit(&pk->broken, memory_order_acquire))
+        rc = broken_error(pk, err);
+    pk->job = NULL;
+    if (rc == 0 && pk->failed) {
         if (err) *err = pk->err;
         rc = pk->err.code ? pk->err.code : ST_EINTERNAL;
     }
-    pthread_mutex_unlock(&pk->mu);
+    int u = ST_PTHREAD(err, pthread_mutex_unlock(&pk->mu));
+    if (rc == 0) rc = u;
     if (rc == 0 && pk->cancel && *pk->cancel)
         rc = st_seterr(err, ST_ECLOSED, "interrupted");
     return rc;
@@ -204,13 +260,14 @@ static int pool_start(packer *pk, int nthreads, const codec_cdict *cdict,
 
 static void pool_stop(packer *pk)
 {
-    pthread_mutex_lock(&pk->mu);
+    st_error ignored = {0}; /* teardown: nothing left to report to */
+    int locked = ST_PTHREAD(&ignored, pthread_mutex_lock(&pk->mu)) == 0;
     pk->shutdown = 1;
-    pthread_cond_broadcast(&pk->work);
-    pthread_mutex_unlock(&pk->mu);
+    (void)ST_PTHREAD(&ignored, pthread_cond_broadcast(&pk->work));
+    if (locked) (void)ST_PTHREAD(&ignored, pthread_mutex_unlock(&pk->mu));
     for (int t = 0; t < pk->nworkers; t++) {
         worker *w = &pk->workers[t];
-        if (w->started) pthread_join(w->tid, NULL);
+        if (w->started) (void)ST_PTHREAD(&ignored, pthread_join(w->tid, NULL));
         source_scratch_destroy(w->sc);
         codec_enc_destroy(w->enc);
         free(w->pixels);
@@ -264,7 +321,7 @@ static int pack_split(packer *pk, pack_writer *pw, int s, uint64_t *done,
     chunk *c = &pk->chunks[cur];
     c->start = 0;
     c->count = n < pk->cap ? n : pk->cap;
-    post_job(pk, c, s);
+    ST_TRY(post_job(pk, c, s, err));
     while (pos < n) {
         ST_TRY(wait_job(pk, err));
         pos += c->count;
@@ -272,7 +329,7 @@ static int pack_split(packer *pk, pack_writer *pw, int s, uint64_t *done,
         if (pos < n) {
             nx->start = pos;
             nx->count = n - pos < pk->cap ? n - pos : pk->cap;
-            post_job(pk, nx, s);
+            ST_TRY(post_job(pk, nx, s, err));
         }
         int rc = write_chunk(pk, pw, c, err);
         if (rc) {
@@ -321,6 +378,31 @@ static int check_config(const packer_config *cfg, st_error *err)
     if (cfg->codec < -1 || cfg->codec > CODEC_PNG)
         return st_seterr(err, ST_EINVAL, "unknown codec %d", cfg->codec);
     return 0;
+}
+
+/* The lock and conditions; `finished` runs on CLOCK_MONOTONIC for
+ * wait_job's timed waits. On failure nothing is left initialized. */
+static int init_sync(packer *pk, st_error *err)
+{
+    pthread_condattr_t ca;
+    ST_TRY(ST_PTHREAD(err, pthread_condattr_init(&ca)));
+    int a = ST_PTHREAD(err, pthread_condattr_setclock(&ca, CLOCK_MONOTONIC));
+    int m = a ? a : ST_PTHREAD(err, pthread_mutex_init(&pk->mu, NULL));
+    int w = m ? m : ST_PTHREAD(err, pthread_cond_init(&pk->work, NULL));
+    int f = w ? w : ST_PTHREAD(err, pthread_cond_init(&pk->finished, &ca));
+    st_error ignored = {0};
+    (void)ST_PTHREAD(&ignored, pthread_condattr_destroy(&ca));
+    if (f && !w) (void)ST_PTHREAD(&ignored, pthread_cond_destroy(&pk->work));
+    if (f && !m) (void)ST_PTHREAD(&ignored, pthread_mutex_destroy(&pk->mu));
+    return f;
+}
+
+static void destroy_sync(packer *pk)
+{
+    st_error ignored = {0}; /* teardown: nothing left to report to */
+    (void)ST_PTHREAD(&ignored, pthread_cond_destroy(&pk->finished));
+    (void)ST_PTHREAD(&ignored, pthread_cond_destroy(&pk->work));
+    (void)ST_PTHREAD(&ignored, pthread_mutex_destroy(&pk->mu));
 }
 
 static int run(packer *pk, const char *out, const packer_config *cfg,
@@ -389,15 +471,13 @@ int packer_run(const char *src_path, const char *out,
         pk.cap = (uint64_t)cfg->threads * CLAIM;
     if (pk.cap > 8192) pk.cap = 8192;
     stats->info = *pk.info;
-    int rc = ST_PTHREAD(err, pthread_mutex_init(&pk.mu, NULL));
-    if (rc == 0) rc = ST_PTHREAD(err, pthread_cond_init(&pk.work, NULL));
-    if (rc == 0) rc = ST_PTHREAD(err, pthread_cond_init(&pk.finished, NULL));
-    if (rc == 0) rc = run(&pk, out, cfg, t0, stats, err);
+    int rc = init_sync(&pk, err);
+    if (rc == 0) {
+        rc = run(&pk, out, cfg, t0, stats, err);
+        destroy_sync(&pk);
+    }
     if (rc == ST_ECLOSED)
         st_seterr_force(err, rc, "%s: interrupted; nothing was written", out);
-    pthread_cond_destroy(&pk.finished);
-    pthread_cond_destroy(&pk.work);
-    pthread_mutex_destroy(&pk.mu);
     stats->info.classes = NULL;
     source_close(src);
     return rc;

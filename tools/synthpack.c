@@ -25,6 +25,7 @@
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,7 +66,10 @@ typedef struct worker {
     st_error err;
 } worker;
 
-static volatile sig_atomic_t g_cancel;
+/* Set by the signal handler, read by the workers: a lock-free atomic is
+ * safe in both places (a plain sig_atomic_t would race with the threads). */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "g_cancel must be lock-free");
+static atomic_int g_cancel;
 
 static void on_signal(int sig)
 {
@@ -167,7 +171,7 @@ static int start_chunk(worker *ws, int n, chunk *c, st_error *err)
         int rc = ST_PTHREAD(err, pthread_create(&ws[t].tid, NULL, worker_main,
                                                 &ws[t]));
         if (rc) {
-            while (t-- > 0) pthread_join(ws[t].tid, NULL);
+            while (t-- > 0) (void)ST_PTHREAD(NULL, pthread_join(ws[t].tid, NULL));
             return rc;
         }
     }
@@ -179,7 +183,8 @@ static int join_chunk(worker *ws, int n, st_error *err)
 {
     int rc = 0;
     for (int t = 0; t < n; t++) {
-        pthread_join(ws[t].tid, NULL);
+        int j = ST_PTHREAD(err, pthread_join(ws[t].tid, NULL));
+        if (j && rc == 0) rc = j;
         if (ws[t].rc && rc == 0) {
             rc = ws[t].rc;
             st_seterr(err, rc, "%s", ws[t].err.msg);
@@ -499,9 +504,10 @@ int main(int argc, char **argv)
     signal(SIGXFSZ, SIG_IGN); /* a file-size limit fails the write instead */
     st_error err = {0};
     result res = {0};
-    if (run(&o, &res, &err) != 0) {
+    int rc = run(&o, &res, &err);
+    if (rc != 0) {
         fprintf(stderr, "synthpack: %s\n", err.msg);
-        return 1;
+        return rc == ST_ECLOSED ? 130 : 1; /* as packdata */
     }
     if (!o.quiet) {
         char a[32], b[32];

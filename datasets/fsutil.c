@@ -9,7 +9,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -89,10 +91,41 @@ void fs_parent_dir(const char *path, char *out, size_t cap)
     }
 }
 
+/* Removes "path.tmp-PID" files left by processes that no longer exist (a
+ * kill -9 during a write): each can be as large as a checkpoint. */
+static void sweep_stale_tmp(const char *path)
+{
+    char dir[PATH_MAX], prefix[PATH_MAX], full[PATH_MAX];
+    fs_parent_dir(path, dir, sizeof dir);
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    int plen = snprintf(prefix, sizeof prefix, "%s.tmp-", base);
+    DIR *d = opendir(dir);
+    if (d == NULL) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, prefix, (size_t)plen) != 0) continue;
+        char *end;
+        long pid = strtol(e->d_name + plen, &end, 10);
+        if (*end != '\0' || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive */
+        snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (lstat(full, &st) == 0 && S_ISREG(st.st_mode)) unlink(full);
+    }
+    closedir(d);
+}
+
 int fs_write_atomic(const char *path, const void *data, size_t len,
                     st_error *err)
 {
     char tmp[PATH_MAX], dir[PATH_MAX];
+    /* the rename would replace whatever path is: only ever a file */
+    struct stat st;
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
+        return st_seterr(err, ST_EINVAL, "%s: exists and is not a regular "
+                         "file; refusing to replace it", path);
+    sweep_stale_tmp(path);
     snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return fs_errno_err(err, tmp, "cannot create");
@@ -123,12 +156,15 @@ int fs_write_atomic(const char *path, const void *data, size_t len,
 
 int fs_rmtree(const char *dir, st_error *err)
 {
+    /* dir itself may be a symbolic link: remove the link, never what it
+     * points to (opendir would follow it) */
+    struct stat top;
+    if (lstat(dir, &top) != 0)
+        return errno == ENOENT ? 0 : fs_errno_err(err, dir, "cannot stat");
+    if (!S_ISDIR(top.st_mode))
+        return unlink(dir) == 0 ? 0 : fs_errno_err(err, dir, "unlink failed");
     DIR *d = opendir(dir);
-    if (d == NULL) {
-        if (errno == ENOENT) return 0;
-        if (errno == ENOTDIR) return unlink(dir) == 0 ? 0 : fs_errno_err(err, dir, "unlink failed");
-        return fs_errno_err(err, dir, "cannot open directory");
-    }
+    if (d == NULL) return fs_errno_err(err, dir, "cannot open directory");
     int rc = 0;
     struct dirent *e;
     char path[PATH_MAX];
@@ -146,4 +182,15 @@ int fs_rmtree(const char *dir, st_error *err)
     closedir(d);
     if (rmdir(dir) != 0 && rc == 0) rc = fs_errno_err(err, dir, "rmdir failed");
     return rc;
+}
+
+int fs_raise_open_files(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return -1;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) return -1;
+    }
+    return rl.rlim_cur > (rlim_t)INT32_MAX ? INT32_MAX : (int)rl.rlim_cur;
 }

@@ -3,7 +3,7 @@
  * directory fsync and removal of a directory tree we created.
  *
  * defines: fs_errno_err, fs_read_file, fs_write_atomic, fs_fsync_dir, fs_rmtree,
- *          fs_parent_dir
+ *          fs_parent_dir, fs_raise_open_files
  */
 #ifndef ST_FSUTIL_H
 #define ST_FSUTIL_H
@@ -24,19 +24,29 @@ int fs_read_file(const char *path, size_t max, void **data, size_t *len,
 
 /* Writes data to path atomically: "path.tmp-PID", fsync, rename, fsync of
  * the directory. A failure leaves any previous file at path untouched.
- * @return 0 or ST_EIO / ST_ENOSPC. */
+ * A path that exists as anything but a file or a symbolic link (a device,
+ * FIFO, socket or directory) is refused, never replaced. Temporary files
+ * of this path left by dead processes (kill -9) are removed first.
+ * @return 0 or ST_EIO / ST_ENOSPC / ST_EINVAL. */
 int fs_write_atomic(const char *path, const void *data, size_t len,
                     st_error *err);
 
 /* fsyncs a directory so that renames inside it are durable. */
 int fs_fsync_dir(const char *dir, st_error *err);
 
-/* Removes dir and everything below it (no symlinks are followed).
+/* Removes dir and everything below it. No symbolic link is followed: when
+ * dir itself is one, the link is removed, not its target.
  * @return 0 or ST_EIO. */
 int fs_rmtree(const char *dir, st_error *err);
 
 /* Writes the parent directory of path into out (cap bytes): "." when path
  * has no slash. */
 void fs_parent_dir(const char *path, char *out, size_t cap);
+
+/* Raises this process's soft limit of open files to its hard limit: a
+ * reader keeps every shard of a pack open, and packs of more than ~1,000
+ * shards exist. Called by the tools' main()s. @return the new limit, or
+ * -1 when it cannot be read or set. */
+int fs_raise_open_files(void);
 
 #endif

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <xxhash.h>
 
+#include "datasets/fsutil.h"
 #include "datasets/codec.h"
 #include "datasets/pack.h"
 #include "loader/loader.h"
@@ -399,6 +400,7 @@ int main(int argc, char **argv)
     opts o;
     int prc = parse_args(argc, argv, &o);
     if (prc) return prc == 1 ? 0 : 2;
+    fs_raise_open_files(); /* every shard stays open */
     st_error err = {0};
     baseline bl = {0};
     if (run_baseline(&o, &bl, &err) != 0) {

@@ -1,5 +1,6 @@
 /* tools/packinfo.c — packinfo: describes a pack directory, and with
  * --verify checks every checksum and decodes every sample. */
+#include "datasets/fsutil.h"
 #include "datasets/pack.h"
 #include "datasets/units.h"
 
@@ -74,6 +75,7 @@ static void describe(const pack *p)
 
 int main(int argc, char **argv)
 {
+    fs_raise_open_files(); /* every shard stays open */
     int verify = 0;
     const char *dir = NULL;
     for (int i = 1; i < argc; i++) {

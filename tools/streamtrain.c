@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "datasets/fsutil.h"
 #include "datasets/units.h"
 #include "gpu/prefetch.h"
 #include "train/run.h"
@@ -351,6 +352,7 @@ static void tame_openblas(char **argv)
 int main(int argc, char **argv)
 {
     tame_openblas(argv);
+    fs_raise_open_files(); /* the loaders keep every shard open */
     run_config c;
     run_config_init(&c);
     int rc = parse_args(argc, argv, &c);

@@ -220,6 +220,41 @@ static void test_staged_bitwise(void **state)
     assert_same_ckpt(a, b);
 }
 
+/* Stopping never loses an evaluation, and a resume with nothing left to
+ * train changes nothing and still reports the weights' accuracy. */
+static void test_stops_keep_evaluations(void **state)
+{
+    (void)state;
+    char ck[320];
+    snprintf(ck, sizeof ck, "%s/stops.ckpt", g_dir);
+    run_config c;
+    config(&c);
+    c.save = ck;
+    c.max_steps = NTRAIN / B; /* exactly the end of epoch 1 */
+    run_result res;
+    st_error err = {0};
+    FILE *out = sink();
+    if (run_train(&c, out, &res, &err) != 0) fail_msg("%s", err.msg);
+    assert_true(res.stopped);
+    assert_int_equal(res.epochs, 1);
+    assert_true(res.has_test && res.test_acc > 0.5); /* epoch 1 evaluated */
+    double acc1 = res.test_acc;
+    /* resumed with a --max-steps already reached: no step is taken */
+    c.resume = ck;
+    c.max_steps = 5;
+    if (run_train(&c, out, &res, &err) != 0) fail_msg("%s", err.msg);
+    assert_int_equal(res.steps, NTRAIN / B);
+    /* resumed with fewer --epochs than done: evaluates, trains nothing */
+    c.max_steps = 0;
+    c.epochs = 1;
+    c.save = NULL;
+    if (run_train(&c, out, &res, &err) != 0) fail_msg("%s", err.msg);
+    assert_int_equal(res.steps, NTRAIN / B);
+    assert_true(res.has_test);
+    assert_true(res.test_acc == acc1);
+    fclose(out);
+}
+
 static void test_bad_input(void **state)
 {
     (void)state;
@@ -369,6 +404,7 @@ int main(void)
         cmocka_unit_test(test_learns),
         cmocka_unit_test(test_resume_bitwise),
         cmocka_unit_test(test_staged_bitwise),
+        cmocka_unit_test(test_stops_keep_evaluations),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_cli),
     };

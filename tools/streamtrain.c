@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "datasets/fsutil.h"
@@ -18,13 +19,9 @@
 #include "gpu/prefetch.h"
 #include "train/run.h"
 
-static volatile sig_atomic_t g_stop;
+static volatile sig_atomic_t g_stop; /* the signal that asked to stop */
 
-static void on_signal(int sig)
-{
-    (void)sig;
-    g_stop = 1;
-}
+static void on_signal(int sig) { g_stop = sig; }
 
 static void usage(FILE *f)
 {
@@ -163,6 +160,16 @@ static const char *opt_expect(int val)
     case OPT_PREFETCH: return "an integer 2..8";
     default: return "an integer >= 1";
     }
+}
+
+/* 1 when paths a and b name one file: the same string, or (both existing)
+ * the same device and inode. */
+static int same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (strcmp(a, b) == 0) return 1;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
 }
 
 /* Parsed values that need a second look once every flag is known. */
@@ -331,6 +338,13 @@ static int parse_args(int argc, char **argv, run_config *c)
     if (c->data == NULL) return die_usage("%s", "--data DIR is required");
     if (c->save_every && c->save == NULL)
         return die_usage("%s", "--save-every needs --save PATH");
+    const trainer_config *t = &c->trainer;
+    if (t->micro_batch && t->batch % t->micro_batch)
+        return die_usage("--batch must be a multiple of --micro-batch%s", "");
+    if (c->metrics && ((c->save && same_file(c->metrics, c->save)) ||
+                       (c->resume && same_file(c->metrics, c->resume))))
+        return die_usage("--metrics %s: is also the checkpoint file",
+                         c->metrics);
     finish(c, &p);
     return 0;
 }
@@ -370,7 +384,8 @@ int main(int argc, char **argv)
         if (c.progress) fprintf(stderr, "\r\033[K");
         fprintf(stderr, "streamtrain: %s\n", err.msg[0] ? err.msg
                                                         : st_strerror(rc));
-        return rc == ST_ECLOSED ? 130 : 1;
+        /* 128 + the signal, as a shell reports it: 130 SIGINT, 143 SIGTERM */
+        return rc == ST_ECLOSED ? 128 + (g_stop ? (int)g_stop : SIGINT) : 1;
     }
     if (c.plan_only) return 0;
     printf("final epochs=%d test_acc=%.4f test_loss=%.4f samples_per_s=%.0f\n",

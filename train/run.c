@@ -229,9 +229,11 @@ static int open_loaders(run *r, uint64_t seed, st_error *err)
     r->slots = lc.threads + (uint32_t)c->trainer.depth + 2;
     lc.slots = r->slots;
     lc.seed = seed;
-    lc.start_epoch = r->start_epoch;
-    lc.start_batch = r->start_batch;
     lc.epochs = (uint64_t)c->epochs;
+    /* a checkpoint past --epochs trains nothing more (run_train says so) */
+    int done = r->start_epoch >= lc.epochs;
+    lc.start_epoch = done ? lc.epochs : r->start_epoch;
+    lc.start_batch = done ? 0 : r->start_batch;
     lc.alloc = &r->alloc;
     r->train_held = calloc(r->slots, sizeof *r->train_held);
     r->eval_held = calloc(r->slots, sizeof *r->eval_held);
@@ -384,7 +386,27 @@ static int save(run *r, st_error *err)
     return trainer_save(r->t, r->cfg->save, &ts, err);
 }
 
-/* One training epoch; *samples receives how many were trained on. */
+/* ST_ECLOSED when the run must stop now (a signal, or --max-steps
+ * reached), else 0. */
+static int should_stop(run *r, uint64_t epoch, st_error *err)
+{
+    const run_config *c = r->cfg;
+    uint64_t step = trainer_step(r->t);
+    if (c->stop && *c->stop)
+        return st_seterr(err, ST_ECLOSED, "interrupted at epoch %llu, step "
+                         "%llu", (unsigned long long)epoch + 1,
+                         (unsigned long long)step);
+    if (c->max_steps && step >= c->max_steps) {
+        r->stopped = 1;
+        return ST_ECLOSED;
+    }
+    return 0;
+}
+
+/* One training epoch; *samples receives how many were trained on. A stop
+ * is honoured before the first step and after any step but the epoch's
+ * last: that one is followed by the epoch's evaluation and checkpoint
+ * first, so that a stopped run never skips an evaluation. */
 static int train_epoch(run *r, uint64_t epoch, uint64_t *samples,
                        st_error *err)
 {
@@ -393,6 +415,7 @@ static int train_epoch(run *r, uint64_t epoch, uint64_t *samples,
     prefetch_batch db;
     int rc;
     *samples = 0;
+    ST_TRY(should_stop(r, epoch, err));
     while ((rc = fetch(r, r->train, r->train_held, &db, err)) == 0) {
         ST_TRY(trainer_train_batch(r->t, &db, err));
         ST_TRY(consumed(r, &db, err));
@@ -403,14 +426,7 @@ static int train_epoch(run *r, uint64_t epoch, uint64_t *samples,
         if (c->log_every > 0 && step % (uint64_t)c->log_every == 0)
             ST_TRY(log_interval(r, epoch, batch, err));
         if (c->save_every && step % c->save_every == 0) ST_TRY(save(r, err));
-        if (c->stop && *c->stop)
-            return st_seterr(err, ST_ECLOSED, "interrupted at epoch %llu, "
-                             "step %llu", (unsigned long long)epoch + 1,
-                             (unsigned long long)step);
-        if (c->max_steps && step >= c->max_steps) {
-            r->stopped = 1;
-            return ST_ECLOSED;
-        }
+        if (batch < r->bpe) ST_TRY(should_stop(r, epoch, err));
     }
     if (rc != ST_EEND) return rc;
     return drain(r, err);
@@ -552,6 +568,22 @@ static int setup(run *r, st_error *err)
     return open_loaders(r, r->stream_seed, err);
 }
 
+/* A resumed run with nothing left to train: evaluates the checkpoint's
+ * weights once, so that the final line reports them. */
+static int eval_only(run *r, run_result *res, st_error *err)
+{
+    fprintf(r->out, "resume: all %d epochs already done (%llu in the "
+            "checkpoint)%s\n", r->cfg->epochs,
+            (unsigned long long)r->start_epoch,
+            r->eval ? "; evaluating its weights" : "");
+    if (r->eval == NULL) return 0;
+    ST_TRY(eval_pass(r, &res->test_loss, &res->test_acc, err));
+    res->has_test = 1;
+    fprintf(r->out, "eval: test_loss %.4f test_acc %.4f\n", res->test_loss,
+            res->test_acc);
+    return 0;
+}
+
 /* After a stop (signal or max_steps): hand every batch back, save. */
 static int stop_early(run *r, run_result *res, int rc, st_error *err)
 {
@@ -581,7 +613,7 @@ int run_train(const run_config *cfg, FILE *out, run_result *res,
     res->epochs = (int)r.start_epoch;
     if (rc == 0 && !cfg->plan_only) {
         if (r.start_epoch >= (uint64_t)cfg->epochs)
-            fprintf(out, "resume: all %d epochs already done\n", cfg->epochs);
+            rc = eval_only(&r, res, err);
         for (uint64_t e = r.start_epoch; rc == 0 && e < (uint64_t)cfg->epochs;
              e++) {
             rc = run_epoch(&r, e, res, err);

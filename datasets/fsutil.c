@@ -91,9 +91,7 @@ void fs_parent_dir(const char *path, char *out, size_t cap)
     }
 }
 
-/* Removes "path.tmp-PID" files left by processes that no longer exist (a
- * kill -9 during a write): each can be as large as a checkpoint. */
-static void sweep_stale_tmp(const char *path)
+void fs_sweep_stale_tmp(const char *path)
 {
     char dir[PATH_MAX], prefix[PATH_MAX], full[PATH_MAX];
     fs_parent_dir(path, dir, sizeof dir);
@@ -125,7 +123,6 @@ int fs_write_atomic(const char *path, const void *data, size_t len,
     if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
         return st_seterr(err, ST_EINVAL, "%s: exists and is not a regular "
                          "file; refusing to replace it", path);
-    sweep_stale_tmp(path);
     snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return fs_errno_err(err, tmp, "cannot create");

@@ -3,7 +3,7 @@
  * directory fsync and removal of a directory tree we created.
  *
  * defines: fs_errno_err, fs_read_file, fs_write_atomic, fs_fsync_dir, fs_rmtree,
- *          fs_parent_dir, fs_raise_open_files
+ *          fs_parent_dir, fs_raise_open_files, fs_sweep_stale_tmp
  */
 #ifndef ST_FSUTIL_H
 #define ST_FSUTIL_H
@@ -25,11 +25,17 @@ int fs_read_file(const char *path, size_t max, void **data, size_t *len,
 /* Writes data to path atomically: "path.tmp-PID", fsync, rename, fsync of
  * the directory. A failure leaves any previous file at path untouched.
  * A path that exists as anything but a file or a symbolic link (a device,
- * FIFO, socket or directory) is refused, never replaced. Temporary files
- * of this path left by dead processes (kill -9) are removed first.
+ * FIFO, socket or directory) is refused, never replaced. Allocates
+ * nothing: checkpoints are written from inside the training loop.
  * @return 0 or ST_EIO / ST_ENOSPC / ST_EINVAL. */
 int fs_write_atomic(const char *path, const void *data, size_t len,
                     st_error *err);
+
+/* Removes the "path.tmp-PID" files fs_write_atomic left behind in
+ * processes that no longer exist (a kill -9 mid-write): each can be as
+ * large as a checkpoint. Files of live processes are left alone. Call it
+ * once, before the writes (it allocates: opendir). */
+void fs_sweep_stale_tmp(const char *path);
 
 /* fsyncs a directory so that renames inside it are durable. */
 int fs_fsync_dir(const char *dir, st_error *err);

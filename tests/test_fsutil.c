@@ -1,7 +1,7 @@
 /* tests/test_fsutil.c — the file-system helpers' promises about what they
  * will not touch: fs_rmtree never follows a symbolic link, fs_write_atomic
- * never replaces a device, FIFO or directory, and it clears the temporary
- * files of dead writers (and only those).
+ * never replaces a device, FIFO or directory, and fs_sweep_stale_tmp
+ * clears the temporary files of dead writers (and only those).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -119,6 +119,7 @@ static void test_write_atomic_sweeps_dead_writers(void **state)
     touch(dead, "left by kill -9");
     touch(alive, "another writer, still running");
     st_error err = {0};
+    fs_sweep_stale_tmp(path);
     assert_int_equal(fs_write_atomic(path, "ckpt", 4, &err), 0);
     assert_false(exists(dead));
     assert_true(exists(alive));

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "datasets/fsutil.h"
 #include "datasets/pack.h"
 #include "gpu/prefetch.h"
 #include "loader/loader.h"
@@ -550,6 +551,7 @@ static int check_save_path(const char *path, st_error *err)
     if (access(dir, W_OK) != 0)
         return st_seterr(err, ST_EIO, "--save %s: directory %s is not "
                          "writable", path, dir);
+    fs_sweep_stale_tmp(path); /* what a killed earlier run left */
     return 0;
 }
 

@@ -74,7 +74,10 @@ typedef struct pack_writer_config {
 } pack_writer_config;
 
 /* Creates a temporary directory beside out_dir (".NAME.tmp-XXXXXX") where
- * everything is written. Refuses an existing out_dir unless cfg->force.
+ * everything is written. Refuses an out_dir that is a symbolic link, and an
+ * existing out_dir unless cfg->force; even then only an empty directory or
+ * a pack (a MANIFEST starting "streamtrain-pack N", the dictionary and
+ * *.shard files, nothing else) is replaced.
  * @return 0 or ST_EEXIST / ST_EIO / ST_ENOSPC / ST_EINVAL. */
 int pack_writer_open(const char *out_dir, const pack_writer_config *cfg,
                      pack_writer **out, st_error *err);

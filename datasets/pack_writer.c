@@ -62,29 +62,85 @@ static void sweep_stale(const char *parent, const char *name)
     closedir(d);
 }
 
+#define FORCE_HINT "--force only replaces a pack or an empty directory"
+
+/* 1 when name is a file a pack directory consists of. */
+static int pack_file_name(const char *name)
+{
+    size_t n = strlen(name);
+    return strcmp(name, MANIFEST_NAME) == 0 || strcmp(name, DICT_FILE) == 0 ||
+           (n > 6 && strcmp(name + n - 6, ".shard") == 0);
+}
+
+/* 0 when out/MANIFEST is a regular file whose first line is a pack's magic
+ * line ("streamtrain-pack N", any version). */
+static int check_manifest_magic(const char *out, st_error *err)
+{
+    static const char magic[] = "streamtrain-pack ";
+    char path[PATH_MAX], line[64] = "";
+    snprintf(path, sizeof path, "%s/%s", out, MANIFEST_NAME);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return st_seterr(err, ST_EIO, "%s: cannot read: %s", path,
+                         strerror(errno));
+    if (fgets(line, sizeof line, f) == NULL) line[0] = '\0';
+    fclose(f);
+    size_t mlen = sizeof magic - 1, i = mlen;
+    int ok = strncmp(line, magic, mlen) == 0 && line[i] >= '0' && line[i] <= '9';
+    while (ok && line[i] >= '0' && line[i] <= '9') i++;
+    if (!ok || line[i] != '\n')
+        return st_seterr(err, ST_EEXIST, "%s: holds a MANIFEST that is not a "
+                         "pack manifest (its first line is not \"streamtrain-"
+                         "pack N\"); " FORCE_HINT, out);
+    return 0;
+}
+
+/* Under --force, out may be replaced only when it is empty or a pack: a
+ * MANIFEST with the pack magic plus nothing but pack files. */
+static int check_replaceable(const char *out, st_error *err)
+{
+    DIR *d = opendir(out);
+    if (d == NULL)
+        return st_seterr(err, ST_EIO, "%s: cannot list: %s", out,
+                         strerror(errno));
+    int has_manifest = 0, nfiles = 0, rc = 0;
+    struct dirent *e;
+    char path[PATH_MAX];
+    struct stat st;
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        nfiles++;
+        snprintf(path, sizeof path, "%s/%s", out, e->d_name);
+        if (!pack_file_name(e->d_name) || lstat(path, &st) != 0 ||
+            !S_ISREG(st.st_mode))
+            rc = st_seterr(err, ST_EEXIST, "%s: holds %s, which is not part "
+                           "of a pack; " FORCE_HINT, out, e->d_name);
+        else if (strcmp(e->d_name, MANIFEST_NAME) == 0)
+            has_manifest = 1;
+    }
+    closedir(d);
+    if (rc != 0 || nfiles == 0) return rc;
+    if (!has_manifest)
+        return st_seterr(err, ST_EEXIST, "%s: has no %s, so it is not a pack; "
+                         FORCE_HINT, out, MANIFEST_NAME);
+    return check_manifest_magic(out, err);
+}
+
 static int check_out(const char *out, int force, st_error *err)
 {
     struct stat st;
-    char path[PATH_MAX];
-    if (stat(out, &st) != 0) return 0;
+    if (lstat(out, &st) != 0) return 0;
+    if (S_ISLNK(st.st_mode))
+        return st_seterr(err, ST_EEXIST, "%s: OUT is a symbolic link; give "
+                         "the directory it points to", out);
     if (!force)
         return st_seterr(err, ST_EEXIST, "%s: already exists (use --force "
                          "to replace it)", out);
     if (!S_ISDIR(st.st_mode))
         return st_seterr(err, ST_EEXIST, "%s: exists and is not a directory; "
                          "refusing to replace it", out);
-    snprintf(path, sizeof path, "%s/%s", out, MANIFEST_NAME);
-    if (access(path, F_OK) == 0) return 0;
-    DIR *d = opendir(out);
-    int empty = 1;
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL)
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) empty = 0;
-    if (d) closedir(d);
-    if (!empty)
-        return st_seterr(err, ST_EEXIST, "%s: exists and is not a pack "
-                         "directory; refusing to replace it", out);
-    return 0;
+    return check_replaceable(out, err);
 }
 
 static int copy_classes(pack_writer *w, const pack_writer_config *cfg,
@@ -266,7 +322,7 @@ static int publish(pack_writer *w, st_error *err)
     char parent[PATH_MAX], old[PATH_MAX + 32];
     fs_parent_dir(w->out, parent, sizeof parent);
     struct stat st;
-    int replacing = stat(w->out, &st) == 0;
+    int replacing = lstat(w->out, &st) == 0;
     if (replacing) {
         if (!w->force) return check_out(w->out, 0, err);
         ST_TRY(check_out(w->out, 1, err));

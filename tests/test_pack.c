@@ -11,8 +11,11 @@
 #include <errno.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "datasets/codec.h"
+#include "datasets/fsutil.h"
 #include "datasets/pack.h"
 #include "fixtures.h"
 
@@ -280,9 +283,29 @@ static void test_refuses_existing(void **state)
     snprintf(other, sizeof other, "%s/src", f->dir);
     st_clearerr(&err);
     assert_int_equal(packer_run(src, other, &cfg, &st, &err), ST_EEXIST);
-    assert_non_null(strstr(err.msg, "not a pack directory"));
+    assert_non_null(strstr(err.msg, "which is not part of a pack"));
+    /* a MANIFEST alone does not make a pack: the user's files survive */
+    char notes[4200], path[4300], link[4200];
+    snprintf(notes, sizeof notes, "%s/notes", f->dir);
+    assert_int_equal(mkdir(notes, 0755), 0);
+    snprintf(path, sizeof path, "%s/MANIFEST", notes);
+    assert_int_equal(fs_write_atomic(path, "mine\n", 5, &err), 0);
+    st_clearerr(&err);
+    assert_int_equal(packer_run(src, notes, &cfg, &st, &err), ST_EEXIST);
+    assert_non_null(strstr(err.msg, "not a pack manifest"));
+    assert_int_equal(access(path, F_OK), 0);
+    /* an OUT that is a symbolic link is refused, --force or not */
+    snprintf(link, sizeof link, "%s/link", f->dir);
+    assert_int_equal(symlink("p", link), 0);
+    st_clearerr(&err);
+    assert_int_equal(packer_run(src, link, &cfg, &st, &err), ST_EEXIST);
+    assert_non_null(strstr(err.msg, "symbolic link"));
+    snprintf(path, sizeof path, "%s/MANIFEST", f->pack);
+    assert_int_equal(access(path, F_OK), 0);
     assert_false(has_entry(f->dir, ".p.tmp-"));
     assert_false(has_entry(f->dir, ".src.tmp-"));
+    assert_false(has_entry(f->dir, ".link.tmp-"));
+    assert_false(has_entry(f->dir, ".notes.tmp-"));
 }
 
 static volatile sig_atomic_t g_cancel;

@@ -114,6 +114,37 @@ elif ! grep -q -- "--force" "$T/stderr"; then bad refuses_existing_output "$(cat
 elif ! "$PACKDATA" "$T/good" -o "$T/out" -q --force >/dev/null 2>&1; then bad refuses_existing_output "--force failed"
 else ok refuses_existing_output; fi
 
+echo "[ RUN      ] force_refuses_symlink_out"
+rm -rf "$T/real" "$T/link"
+"$PACKDATA" "$T/good" -o "$T/real" -q >/dev/null 2>&1
+ln -s real "$T/link"
+sum_before=$(cat "$T/real"/* | cksum)
+"$PACKDATA" "$T/folder" -o "$T/link" -q --force >/dev/null 2>"$T/stderr"; rc=$?
+if [ $rc -ne 1 ]; then bad force_refuses_symlink_out "exit $rc, want 1"
+elif [ "$(wc -l <"$T/stderr")" -ne 1 ] || ! grep -q "symbolic link" "$T/stderr"; then bad force_refuses_symlink_out "$(cat "$T/stderr")"
+elif [ "$(cat "$T/real"/* | cksum)" != "$sum_before" ] || ! [ -L "$T/link" ]; then bad force_refuses_symlink_out "the pack behind the link changed"
+elif ls -A "$T" | grep -q '^\.link\.tmp-'; then bad force_refuses_symlink_out "temporary directory left behind"
+elif ! "$PACKINFO" --verify "$T/real" >/dev/null 2>&1; then bad force_refuses_symlink_out "the pack no longer verifies"
+else echo "    $(cat "$T/stderr")"; ok force_refuses_symlink_out; fi
+
+echo "[ RUN      ] force_refuses_non_pack"
+rm -rf "$T/notes"
+mkdir "$T/notes"
+echo "my notes" >"$T/notes/MANIFEST"
+echo "precious" >"$T/notes/data.txt"
+"$PACKDATA" "$T/good" -o "$T/notes" -q --force >/dev/null 2>"$T/stderr"; rc=$?
+if [ $rc -ne 1 ]; then bad force_refuses_non_pack "exit $rc, want 1"
+elif [ "$(wc -l <"$T/stderr")" -ne 1 ] || ! grep -q "holds data.txt, which is not part of a pack" "$T/stderr"; then bad force_refuses_non_pack "$(cat "$T/stderr")"
+elif [ "$(cat "$T/notes/data.txt")" != precious ] || [ "$(cat "$T/notes/MANIFEST")" != "my notes" ]; then bad force_refuses_non_pack "the user's files changed"
+else
+    echo "    $(cat "$T/stderr")"
+    rm "$T/notes/data.txt"  # a lone MANIFEST without the pack magic is not a pack either
+    "$PACKDATA" "$T/good" -o "$T/notes" -q --force >/dev/null 2>"$T/stderr"; rc=$?
+    if [ $rc -ne 1 ] || [ "$(cat "$T/notes/MANIFEST")" != "my notes" ]; then bad force_refuses_non_pack "lone MANIFEST: exit $rc"
+    elif ! grep -q "not a pack manifest" "$T/stderr"; then bad force_refuses_non_pack "$(cat "$T/stderr")"
+    else echo "    $(cat "$T/stderr")"; ok force_refuses_non_pack; fi
+fi
+
 echo "[ RUN      ] disk_full"
 mkdir -p "$T/small"
 if mount -t tmpfs -o size=64k tmpfs "$T/small" 2>/dev/null; then

@@ -13,7 +13,9 @@
  * open reads the first bytes of every file (signature and IHDR), so that a
  * non-PNG, an unreadable file or an image of the wrong size is refused
  * before anything is written. Without resizing all images must share the
- * first image's size. read loads one file (one read into the scratch),
+ * first image's size. The dataset has 3 channels when any image has colour
+ * (RGB, RGBA, palette), else 1; alpha is kept only when the options ask for
+ * 4 channels. read loads one file (one read into the scratch),
  * decodes it with pngio_decode straight into the caller's pixels (or into
  * the scratch, then resizes), and offers the file's own bytes when they
  * decode to those pixels with no conversion.
@@ -141,7 +143,7 @@ typedef struct probe_state {
     uint64_t nimages;
     uint32_t w, h;           /* the first image's size */
     char *first;             /* the first image's path */
-    int first_gray;          /* the first image is gray or gray+alpha */
+    int any_color;           /* some image is RGB, RGBA or palette */
     uint64_t max_file;       /* largest file, bytes */
     uint64_t max_pixels;     /* largest w*h among images that need resizing */
 } probe_state;
@@ -168,8 +170,8 @@ static int probe_file(const char *path, probe_state *ps, st_error *err)
             return st_seterr(err, ST_ENOMEM, "out of memory");
         ps->w = pi.width;
         ps->h = pi.height;
-        ps->first_gray = !(pi.color_type & PNG_COLOR_MASK_COLOR);
     }
+    if (pi.color_type & PNG_COLOR_MASK_COLOR) ps->any_color = 1;
     const source_options *o = ps->opt;
     if (o->resize_w == 0 && (pi.width != ps->w || pi.height != ps->h))
         return st_seterr(err, ST_EFORMAT,
@@ -451,7 +453,7 @@ int folder_open(source *s, const char *path, const source_options *opt,
         rc = source__set_classes(s, (const char *const *)L.all.v,
                                  (uint32_t)L.all.n, err);
     if (rc == 0) {
-        source__set_shape(s, opt, ps.w, ps.h, ps.first_gray ? 1 : 3);
+        source__set_shape(s, opt, ps.w, ps.h, ps.any_color ? 3 : 1);
         s->scratch_file = (size_t)ps.max_file;
         s->scratch_conv = (size_t)ps.max_pixels * s->info.channels;
         s->info.png_native = 1;

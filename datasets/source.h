@@ -28,8 +28,9 @@ typedef enum source_format {
 
 typedef struct source_options {
     source_format format;   /* SOURCE_AUTO detects it */
-    int channels;           /* 0: natural (folder: 1 when the first image is
-                               gray or gray+alpha, else 3); else 1, 3 or 4 */
+    int channels;           /* 0: natural (folder: 3 when any image has
+                               colour, else 1; alpha dropped); else 1, 3
+                               or 4 */
     uint32_t resize_w, resize_h; /* 0: no resizing; sizes must then agree */
 } source_options;
 

@@ -27,7 +27,8 @@
 static void test_folder_every_png_kind(void **state)
 {
     (void)state;
-    /* the first image is gray: the dataset is gray unless told otherwise */
+    /* the first image is gray but later ones have colour: the dataset is
+     * RGB unless told otherwise */
     static const spec sp[] = {
         {"a_cls", 3, 0},  {"a_cls", 0, 0},  {"a_cls", 1, 0},
         {"a_cls", 2, 0},  {"a_cls", 4, 0},  {"a_cls", 5, 0},
@@ -56,7 +57,7 @@ static void test_folder_every_png_kind(void **state)
         const source_info *in = source_info_of(s);
         assert_int_equal(in->format, SOURCE_FOLDER);
         assert_true(in->png_native);
-        assert_int_equal(in->channels, chans[k] ? chans[k] : 1);
+        assert_int_equal(in->channels, chans[k] ? chans[k] : 3);
         assert_int_equal(in->width, FW);
         assert_int_equal(in->height, FH);
         assert_int_equal(in->nclasses, 3);
@@ -65,6 +66,33 @@ static void test_folder_every_png_kind(void **state)
         assert_int_equal(in->nsplits, 1);
         assert_string_equal(in->splits[0].name, "train");
         check_split(s, 0, 0, n, labels);
+        source_close(s);
+    }
+}
+
+/* The default channel count looks at every image, not the first: gray
+ * first then one colour image gives 3; gray and gray+alpha only give 1
+ * (alpha dropped); RGBA only gives 3 (alpha dropped unless --channels 4). */
+static void test_folder_default_channels(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        spec sp[3];
+        uint32_t want;
+    } cases[] = {
+        {"grayfirst", {{"a", 3, 0}, {"a", 0, 0}, {"b", 8, 0}}, 3},
+        {"palettelast", {{"a", 3, 0}, {"a", 6, 0}, {"b", 16, 0}}, 3},
+        {"grayonly", {{"a", 3, 0}, {"a", 6, 0}, {"b", 5, 0}}, 1},
+        {"rgbaonly", {{"a", 11, 0}, {"a", 11, 1}, {"b", 12, 0}}, 3},
+    };
+    static const int labels[3] = {0, 0, 1};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *dir = pj("%s/chan-%s", g_root, cases[i].name);
+        build_folder(dir, cases[i].sp, 3);
+        source *s = open_ok(dir, NULL);
+        assert_int_equal(source_info_of(s)->channels, cases[i].want);
+        check_split(s, 0, 0, 3, labels);
         source_close(s);
     }
 }
@@ -309,6 +337,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_folder_every_png_kind),
+        cmocka_unit_test(test_folder_default_channels),
         cmocka_unit_test(test_folder_splits),
         cmocka_unit_test(test_folder_sizes_and_resize),
         cmocka_unit_test(test_folder_bad),

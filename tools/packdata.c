@@ -42,7 +42,8 @@ static void usage(FILE *f)
 "      --shard-size BYTES target shard size, e.g. 64M (default: 64M)\n"
 "      --threads N        encoder threads (default: online CPUs)\n"
 "      --resize WxH       resize every image to W x H (folder sources)\n"
-"      --channels N       1, 3 or 4 output channels (default: the source's)\n"
+"      --channels N       1, 3 or 4 output channels (default: the source's;\n"
+"                         folders: 3 if any image has colour, else 1)\n"
 "  -f, --force            replace an existing OUT pack\n"
 "  -q, --quiet            no progress line\n"
 "  -h, --help             this help\n", PACKER_DEFAULT_LEVEL);

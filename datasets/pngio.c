@@ -15,6 +15,7 @@
 
 #include <png.h>
 #include <setjmp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,9 +26,6 @@
  * always give the same bytes (for a given libpng/zlib build). */
 #define PIO_LEVEL 6
 #define PIO_FILTERS PNG_ALL_FILTERS
-/* ITU-R BT.709 luma weights in libpng's fixed point (1/100000). */
-#define PIO_RED 21268
-#define PIO_GREEN 71514
 
 static const uint8_t png_sig[8] = {137, 80, 78, 71, 13, 10, 26, 10};
 
@@ -153,9 +151,8 @@ static void set_transforms(png_structp png, png_infop info, int channels)
         alpha = 1;
     }
     if (depth == 16) png_set_scale_16(png);
-    if (channels == 1 && color)
-        png_set_rgb_to_gray_fixed(png, PNG_ERROR_ACTION_NONE, PIO_RED,
-                                  PIO_GREEN);
+    /* colour to 1 channel never gets here: pngio_decode_in decodes RGB and
+     * applies pngio_luma itself */
     if (channels >= 3 && !color) png_set_gray_to_rgb(png);
     if (channels != 4 && alpha) png_set_strip_alpha(png);
     if (channels == 4 && !alpha) png_set_add_alpha(png, 0xff, PNG_FILLER_AFTER);
@@ -259,13 +256,11 @@ int pngio_decode(const void *src, size_t len, uint32_t width,
     return pngio_decode_in(NULL, src, len, width, height, channels, dst, err);
 }
 
-int pngio_decode_in(pngio_arena *a, const void *src, size_t len,
-                    uint32_t width, uint32_t height, int channels,
-                    uint8_t *dst, st_error *err)
+/* One decode to exactly `channels` samples (libpng's transforms). */
+static int decode_one(pngio_arena *a, const void *src, size_t len,
+                      uint32_t width, uint32_t height, int channels,
+                      uint8_t *dst, st_error *err)
 {
-    if (channels != 1 && channels != 3 && channels != 4)
-        return st_seterr(err, ST_EINVAL, "pngio_decode: %d channels",
-                         channels);
     char msg[PIO_MSG] = "";
     rd_src rs = {src, len, 0};
     if (a) a->used = 0;
@@ -285,6 +280,44 @@ int pngio_decode_in(pngio_arena *a, const void *src, size_t len,
     png_destroy_read_struct(&png, &info, NULL);
     if (rc < 0) return st_seterr(err, rc, "%s", msg);
     return 0;
+}
+
+/* A colour image asked for as 1 channel: decoded as RGB into a temporary
+ * image, then turned to gray with pngio_luma (libpng's own rgb_to_gray
+ * rounds differently from PIL). The temporary image is malloc'd: only
+ * packdata converts colour to gray, the loader never does. */
+static int decode_gray(pngio_arena *a, const void *src, size_t len,
+                       uint32_t width, uint32_t height, uint8_t *dst,
+                       st_error *err)
+{
+    size_t n = (size_t)width * height;
+    if (n > SIZE_MAX / 3)
+        return st_seterr(err, ST_ENOMEM, "png: %ux%u image is too large",
+                         width, height);
+    uint8_t *rgb = malloc(n * 3);
+    if (rgb == NULL)
+        return st_seterr(err, ST_ENOMEM, "png: no memory for a %ux%u RGB "
+                         "image", width, height);
+    int rc = decode_one(a, src, len, width, height, 3, rgb, err);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        dst[i] = pngio_luma(rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2]);
+    free(rgb);
+    return rc;
+}
+
+int pngio_decode_in(pngio_arena *a, const void *src, size_t len,
+                    uint32_t width, uint32_t height, int channels,
+                    uint8_t *dst, st_error *err)
+{
+    if (channels != 1 && channels != 3 && channels != 4)
+        return st_seterr(err, ST_EINVAL, "pngio_decode: %d channels",
+                         channels);
+    pngio_info pi;
+    st_error pe = {0, ""};
+    if (channels == 1 && pngio_probe(src, len, &pi, &pe) == 0 &&
+        (pi.color_type & PNG_COLOR_MASK_COLOR))
+        return decode_gray(a, src, len, width, height, dst, err);
+    return decode_one(a, src, len, width, height, channels, dst, err);
 }
 
 /* ---- encode --------------------------------------------------------------- */

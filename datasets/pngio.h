@@ -1,13 +1,16 @@
 /* datasets/pngio.h — PNG in memory with libpng: decode to a fixed channel
  * count, and encode.
  *
- * defines: pngio_info, pngio_probe, pngio_decode, pngio_decode_in,
- *          pngio_arena_create, pngio_arena_destroy, pngio_encode
+ * defines: pngio_info, pngio_luma, pngio_probe, pngio_decode,
+ *          pngio_decode_in, pngio_arena_create, pngio_arena_destroy,
+ *          pngio_encode
  *
  * Decoding converts every colour type and bit depth libpng reads (gray,
  * gray+alpha, RGB, RGBA, palette with or without tRNS, 1/2/4/8/16-bit,
  * interlaced) to 8-bit samples with the requested channel count:
- *   1: gray (colour images are converted with the ITU-R BT.709 weights),
+ *   1: gray (colour images are converted with pngio_luma: ITU-R BT.601
+ *      weights rounded as PIL's convert("L") does, so packs match
+ *      PIL/torchvision),
  *   3: RGB (gray is replicated), 4: RGBA (opaque alpha added if missing);
  *   alpha is dropped for 1 and 3. 16-bit samples are scaled (v*255/65535).
  * libpng errors are caught (setjmp) and returned as ST_EDECODE with
@@ -28,6 +31,15 @@ typedef struct pngio_info {
     int color_type;     /* PNG_COLOR_TYPE_* as stored */
     int interlaced;
 } pngio_info;
+
+/* Gray from 8-bit RGB: ITU-R BT.601 luma, L = (299 R + 587 G + 114 B) /
+ * 1000, in PIL's fixed point and rounding (Pillow's Convert.c, L24):
+ * (R*19595 + G*38470 + B*7471 + 0x8000) >> 16. Gray stays gray (R=G=B=v
+ * gives v). Shared by pngio and the importers' channel conversion. */
+static inline uint8_t pngio_luma(uint32_t r, uint32_t g, uint32_t b)
+{
+    return (uint8_t)((r * 19595u + g * 38470u + b * 7471u + 0x8000u) >> 16);
+}
 
 /* Reads the header only. @return 0 or ST_EDECODE ("not a PNG file", ...). */
 int pngio_probe(const void *src, size_t len, pngio_info *info, st_error *err);

@@ -9,6 +9,7 @@
  */
 #include "source.h"
 #include "source_impl.h"
+#include "pngio.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -19,13 +20,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* BT.709 weights in 1/32768, as libpng derives them from 21268/71514 in
- * png_set_rgb_to_gray_fixed; libpng truncates the weighted sum, so do we:
- * an RGB sample gives the same gray whether it came from a PNG or not. */
-#define GRAY_RC 6969u
-#define GRAY_GC 23433u
-#define GRAY_BC (32768u - GRAY_RC - GRAY_GC)
 
 /* Largest resize target accepted (each side). */
 #define SOURCE_MAX_SIDE 16384u
@@ -270,10 +264,9 @@ static void convert(const uint8_t *src, uint32_t cin, uint8_t *dst,
         }
         if (cin == 4) a = src[3];
         if (cout == 1) {
-            dst[0] = (r == g && g == b)
-                         ? (uint8_t)r
-                         : (uint8_t)((GRAY_RC * r + GRAY_GC * g +
-                                      GRAY_BC * b) >> 15);
+            /* as pngio: an RGB sample gives the same gray whether it came
+             * from a PNG or not */
+            dst[0] = pngio_luma(r, g, b);
             continue;
         }
         dst[0] = (uint8_t)r;

@@ -71,7 +71,7 @@ int source__set_classes(source *s, const char *const *names, uint32_t n,
 
 /* Turns one stored sample (native_h, native_w, native_c) at src into the
  * dataset's (height, width, channels) at dst: channel conversion (gray is
- * replicated, RGB goes to gray with BT.709 weights as libpng does, alpha
+ * replicated, RGB goes to gray with pngio_luma (BT.601, as PIL), alpha
  * is added opaque or dropped), then resizing through sc->conv. file and
  * record name the sample in errors. */
 int source__finish(const source *s, source_scratch *sc, const uint8_t *src,

@@ -318,7 +318,7 @@ static int exists(const char *path)
 
 /* The labels file of an images file: "images-idx3" -> "labels-idx1" (also
  * with a '.' for '-'); when that name is absent, the same with ".gz" added
- * or removed. */
+ * or removed. Both names present is refused as ambiguous. */
 static int labels_for(const char *images, char **out, st_error *err)
 {
     const char *base = strrchr(images, '/');
@@ -343,6 +343,13 @@ static int labels_for(const char *images, char **out, st_error *err)
     memcpy(twin, first, n + 1);
     if (is_gz(twin)) twin[n - 3] = '\0';
     else memcpy(twin + n, ".gz", 4);
+    if (exists(first) && exists(twin)) {
+        st_seterr(err, ST_EFORMAT, "%s and %s both exist (ambiguous labels "
+                  "for %s; remove one)", first, twin, base);
+        free(first);
+        free(twin);
+        return ST_EFORMAT;
+    }
     if (exists(first) || !exists(twin)) {
         free(twin);
         if (exists(first)) {
@@ -373,8 +380,9 @@ static int split_of(const char *name)
     return -1;
 }
 
-/* Picks the images file of each split in dir; a plain file beats its .gz
- * twin (someone ran gunzip -k). */
+/* Picks the images file of each split in dir. Two candidates for one split
+ * are refused, a plain file and its .gz twin included (after gunzip -k the
+ * two may differ, and picking one silently hides which was packed). */
 static int scan_dir(const char *dir, char *found[2], st_error *err)
 {
     DIR *d = opendir(dir);
@@ -398,14 +406,11 @@ static int scan_dir(const char *dir, char *found[2], st_error *err)
         }
         if (found[sp] != NULL) {
             const char *old = strrchr(found[sp], '/') + 1;
-            if (is_gz(nm) && !is_gz(old)) continue;
-            if (is_gz(nm) == is_gz(old)) {
-                rc = st_seterr(err, ST_EFORMAT,
-                               "%s: both %s and %s hold %s images", dir, old,
-                               nm, sp ? "test" : "train");
-                break;
-            }
-            free(found[sp]);
+            rc = st_seterr(err, ST_EFORMAT,
+                           "%s: both %s and %s hold %s images (ambiguous; "
+                           "remove one)", dir, old, nm,
+                           sp ? "test" : "train");
+            break;
         }
         if ((found[sp] = source__join(dir, nm)) == NULL) {
             rc = st_seterr(err, ST_ENOMEM, "out of memory");

@@ -317,13 +317,29 @@ int source__finish(const source *s, source_scratch *sc, const uint8_t *src,
                           in->height, in->channels, file, err);
 }
 
+static const char *file_kind(mode_t m)
+{
+    return S_ISDIR(m) ? "is a directory" : S_ISFIFO(m) ? "is a FIFO"
+         : S_ISSOCK(m) ? "is a socket" : S_ISCHR(m) ? "is a character device"
+         : S_ISBLK(m) ? "is a block device" : "is not a regular file";
+}
+
+/* stat before open, so that a FIFO is refused instead of blocking open();
+ * O_NONBLOCK and the fstat close the race with a file swapped in between
+ * (O_NONBLOCK means nothing for a regular file). */
 int source__open_regular(const char *path, uint64_t *size, st_error *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return st_seterr(err, errno_code(errno), "%s: cannot open: %s", path,
+                         strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return st_seterr(err, ST_EIO, "%s: cannot read: %s (expected a "
+                         "regular file)", path, file_kind(st.st_mode));
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return st_seterr(err, errno_code(errno), "%s: cannot open: %s", path,
                          strerror(errno));
-    struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
@@ -332,9 +348,8 @@ int source__open_regular(const char *path, uint64_t *size, st_error *err)
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return st_seterr(err, ST_EIO, "%s: cannot read: %s", path,
-                         S_ISDIR(st.st_mode) ? "is a directory"
-                                             : "not a regular file");
+        return st_seterr(err, ST_EIO, "%s: cannot read: %s (expected a "
+                         "regular file)", path, file_kind(st.st_mode));
     }
     *size = (uint64_t)st.st_size;
     return fd;

@@ -20,7 +20,8 @@ expect_error() {
     name=$1 want=$2 src=$3; shift 3
     echo "[ RUN      ] $name"
     rm -rf "$T/out"
-    "$PACKDATA" "$src" -o "$T/out" -q "$@" >"$T/stdout" 2>"$T/stderr"
+    # timeout: a FIFO among the inputs once made packdata block forever
+    timeout 60 "$PACKDATA" "$src" -o "$T/out" -q "$@" >"$T/stdout" 2>"$T/stderr"
     rc=$?
     lines=$(wc -l <"$T/stderr")
     if [ $rc -eq 0 ]; then bad "$name" "exit 0"; return; fi
@@ -58,6 +59,16 @@ bad = bytearray(data); bad[len(bad) // 2] ^= 0xff; bad[len(bad) // 2 + 1] ^= 0xf
 open(f'{T}/gzcorrupt/train-images-idx3-ubyte.gz', 'wb').write(bytes(bad))
 for d in ('gztrunc', 'gzcorrupt'):
     open(f'{T}/{d}/train-labels-idx1-ubyte.gz', 'wb').write(gzip.compress(struct.pack('>II', 0x801, n) + lab))
+# a plain images file beside its .gz twin (gunzip -k), and labels the same
+os.makedirs(f'{T}/twin'); os.makedirs(f'{T}/twinlab')
+for d in ('twin', 'twinlab'):
+    idx(f'{T}/{d}/train-images-idx3-ubyte', 0x803, [n, 28, 28], img)
+    open(f'{T}/{d}/train-labels-idx1-ubyte.gz', 'wb').write(gzip.compress(struct.pack('>II', 0x801, n) + lab))
+open(f'{T}/twin/train-images-idx3-ubyte.gz', 'wb').write(gzip.compress(struct.pack('>IIII', 0x803, n, 28, 28) + img))
+idx(f'{T}/twinlab/train-labels-idx1-ubyte', 0x801, [n], lab)
+# a FIFO named like an IDX images file
+os.makedirs(f'{T}/fifo'); os.mkfifo(f'{T}/fifo/train-images-idx3-ubyte')
+idx(f'{T}/fifo/train-labels-idx1-ubyte', 0x801, [n], lab)
 os.makedirs(f'{T}/magic'); os.makedirs(f'{T}/counts'); os.makedirs(f'{T}/mismatch')
 idx(f'{T}/magic/train-images-idx3-ubyte', 0x804, [n, 28, 28], img)
 idx(f'{T}/magic/train-labels-idx1-ubyte', 0x801, [n], lab)
@@ -87,6 +98,9 @@ PY
 # ---- bad input ------------------------------------------------------------
 expect_error truncated_gz "train-images-idx3-ubyte.gz" "$T/gztrunc"
 expect_error corrupt_gz "train-images-idx3-ubyte.gz" "$T/gzcorrupt"
+expect_error idx_plain_and_gz "both train-images-idx3-ubyte" "$T/twin"
+expect_error idx_labels_plain_and_gz "ambiguous labels" "$T/twinlab"
+expect_error idx_fifo "train-images-idx3-ubyte: cannot read: is a FIFO" "$T/fifo"
 expect_error idx_bad_magic "train-images-idx3-ubyte" "$T/magic"
 expect_error idx_counts_vs_size "train-images-idx3-ubyte" "$T/counts"
 expect_error idx_label_count "train-labels-idx1-ubyte" "$T/mismatch"

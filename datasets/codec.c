@@ -101,6 +101,9 @@ int codec_train_dict(const uint8_t *samples, size_t n, size_t sample_bytes,
     return 0;
 }
 
+_Static_assert(CODEC_DICT_MIN_BYTES == ZDICT_DICTSIZE_MIN,
+               "CODEC_DICT_MIN_BYTES follows zstd's ZDICT_DICTSIZE_MIN");
+
 uint32_t codec_dict_id(const void *dict, size_t len)
 {
     return dict ? (uint32_t)ZDICT_getDictID(dict, len) : 0;

@@ -34,6 +34,10 @@ void codec_cdict_destroy(codec_cdict *d); /* accepts NULL */
 /* Most samples codec_train_dict uses (taken at an even stride). */
 #define CODEC_DICT_SAMPLES 8192
 
+/* Smallest dictionary capacity zstd trains (ZDICT_DICTSIZE_MIN): with a
+ * smaller cap codec_train_dict always gives *len 0. */
+#define CODEC_DICT_MIN_BYTES 256u
+
 /* Trains a zstd dictionary of at most cap bytes with ZDICT_trainFromBuffer
  * on up to CODEC_DICT_SAMPLES samples taken at an even stride from samples
  * (n samples of sample_bytes each, contiguous). Deterministic.

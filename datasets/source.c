@@ -21,9 +21,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Largest resize target accepted (each side). */
-#define SOURCE_MAX_SIDE 16384u
-
 const char *source_format_name(source_format f)
 {
     switch (f) {

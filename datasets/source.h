@@ -26,6 +26,9 @@ typedef enum source_format {
     SOURCE_CIFAR10,
 } source_format;
 
+/* Largest resize target accepted (each side). */
+#define SOURCE_MAX_SIDE 16384u
+
 typedef struct source_options {
     source_format format;   /* SOURCE_AUTO detects it */
     int channels;           /* 0: natural (folder: 3 when any image has

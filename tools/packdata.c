@@ -2,6 +2,7 @@
  * folder of PNGs, CIFAR-10 binaries) into a streamtrain pack directory.
  * Parses arguments and calls datasets/packer; everything else lives there.
  */
+#include "datasets/codec.h"
 #include "datasets/manifest.h"
 #include "datasets/packer.h"
 #include "datasets/shard.h"
@@ -15,10 +16,11 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t g_cancel;
+static volatile sig_atomic_t g_signal; /* the first signal received */
 
 static void on_signal(int sig)
 {
-    (void)sig;
+    if (g_signal == 0) g_signal = sig;
     g_cancel = 1;
 }
 
@@ -36,17 +38,20 @@ static void usage(FILE *f)
 "      --format F         idx | folder | cifar10 (default: detected)\n"
 "      --codec C          zstd | png | raw (default: zstd)\n"
 "      --level N          zstd level 1..22 (default: %d)\n"
-"      --dict-size BYTES  zstd dictionary size, 0 for none (default: 64K)\n"
+"      --dict-size BYTES  zstd dictionary size: 0 for none, else at least\n"
+"                         %u (default: 64K)\n"
 "      --huffman-literals zstd: Huffman-code literals: ~5%% smaller, ~1.7x\n"
 "                         slower to decode (default: off)\n"
 "      --shard-size BYTES target shard size, e.g. 64M (default: 64M)\n"
 "      --threads N        encoder threads (default: online CPUs)\n"
-"      --resize WxH       resize every image to W x H (folder sources)\n"
+"      --resize WxH       resize every image to W x H (folder sources;\n"
+"                         each side 1..%u)\n"
 "      --channels N       1, 3 or 4 output channels (default: the source's;\n"
 "                         folders: 3 if any image has colour, else 1)\n"
 "  -f, --force            replace an existing OUT pack\n"
 "  -q, --quiet            no progress line\n"
-"  -h, --help             this help\n", PACKER_DEFAULT_LEVEL);
+"  -h, --help             this help\n", PACKER_DEFAULT_LEVEL,
+            CODEC_DICT_MIN_BYTES, SOURCE_MAX_SIDE);
 }
 
 static int die_usage(const char *fmt, const char *arg)
@@ -54,6 +59,22 @@ static int die_usage(const char *fmt, const char *arg)
     fprintf(stderr, "packdata: ");
     fprintf(stderr, fmt, arg);
     fprintf(stderr, " (see packdata --help)\n");
+    return 2;
+}
+
+static int die_dict_size(const char *arg)
+{
+    fprintf(stderr, "packdata: --dict-size %s: expected 0 (no dictionary) "
+            "or %u..16M (zstd trains no smaller dictionary) (see packdata "
+            "--help)\n", arg, CODEC_DICT_MIN_BYTES);
+    return 2;
+}
+
+static int die_resize(const char *arg)
+{
+    fprintf(stderr, "packdata: --resize %s: expected WxH with each side "
+            "1..%u, e.g. 32x32 (see packdata --help)\n", arg,
+            SOURCE_MAX_SIDE);
     return 2;
 }
 
@@ -82,7 +103,7 @@ static int parse_resize(const char *s, source_options *o)
     unsigned w, h;
     char extra;
     if (sscanf(s, "%ux%u%c", &w, &h, &extra) != 2 || w == 0 || h == 0 ||
-        w > 65535 || h > 65535)
+        w > SOURCE_MAX_SIDE || h > SOURCE_MAX_SIDE)
         return -1;
     o->resize_w = w;
     o->resize_h = h;
@@ -117,7 +138,10 @@ static int parse_args(int argc, char **argv, packer_config *cfg,
     opterr = 0; /* one line of our own instead of getopt's */
     while ((c = getopt_long(argc, argv, "o:fqh", opts, NULL)) != -1) {
         switch (c) {
-        case 'o': *out = optarg; break;
+        case 'o':
+            if (optarg[0] == '\0') return die_usage("%s", "-o: empty path");
+            *out = optarg;
+            break;
         case 'F':
             if (parse_format(optarg, &cfg->source.format))
                 return die_usage("--format %s: expected idx, folder or cifar10", optarg);
@@ -132,8 +156,9 @@ static int parse_args(int argc, char **argv, packer_config *cfg,
             cfg->level = (int)v;
             break;
         case 'd':
-            if (units_parse_bytes(optarg, &b) || b > (16u << 20))
-                return die_usage("--dict-size %s: expected 0..16M", optarg);
+            if (units_parse_bytes(optarg, &b) || b > (16u << 20) ||
+                (b > 0 && b < CODEC_DICT_MIN_BYTES))
+                return die_dict_size(optarg);
             cfg->dict_bytes = (size_t)b;
             break;
         case 's':
@@ -148,7 +173,7 @@ static int parse_args(int argc, char **argv, packer_config *cfg,
             break;
         case 'r':
             if (parse_resize(optarg, &cfg->source))
-                return die_usage("--resize %s: expected WxH, e.g. 32x32", optarg);
+                return die_resize(optarg);
             break;
         case 'C':
             if (units_parse_int(optarg, 1, 4, &v) || v == 2)
@@ -224,7 +249,10 @@ int main(int argc, char **argv)
     if (prc != 0) {
         if (pc.tty) fprintf(stderr, "\r\033[K");
         fprintf(stderr, "packdata: %s\n", err.msg);
-        return prc == ST_ECLOSED ? 130 : 1;
+        /* cancelled: 128 + the signal, as a shell reports it (SIGINT 130,
+         * SIGTERM 143, SIGHUP 129) */
+        if (prc == ST_ECLOSED) return 128 + (g_signal ? g_signal : SIGINT);
+        return 1;
     }
     summary(src, out, &cfg, &st);
     return 0;

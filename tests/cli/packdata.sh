@@ -25,11 +25,20 @@ expect_error() {
     rc=$?
     lines=$(wc -l <"$T/stderr")
     if [ $rc -eq 0 ]; then bad "$name" "exit 0"; return; fi
+    if [ $rc -ne "$want_rc" ]; then bad "$name" "exit $rc, want $want_rc"; return; fi
     if [ "$lines" -ne 1 ]; then bad "$name" "stderr has $lines lines: $(cat "$T/stderr")"; return; fi
     if ! grep -qF -- "$want" "$T/stderr"; then bad "$name" "message lacks '$want': $(cat "$T/stderr")"; return; fi
     if [ -e "$T/out" ] || ls -A "$T" | grep -q '^\.out\.tmp-'; then bad "$name" "output left behind"; return; fi
     echo "    $(cat "$T/stderr")"
     ok "$name"
+}
+
+want_rc=1
+# expect_usage: expect_error for a usage error (exit 2)
+expect_usage() {
+    want_rc=2
+    expect_error "$@"
+    want_rc=1
 }
 
 # ---- fixtures ----------------------------------------------------------
@@ -112,7 +121,10 @@ expect_error folder_bad_utf8 "UTF-8" "$T/utf8"
 expect_error folder_sizes_differ "sizes/a/1.png" "$T/sizes"
 expect_error unreadable_file "1.png" "$T/unreadable"
 expect_error missing_source "/nonexistent/src" "/nonexistent/src"
-expect_error bad_option "--level" "$T/good" --level 99
+expect_usage bad_option "--level" "$T/good" --level 99
+expect_usage empty_output "-o: empty path" "$T/good" -o ""
+expect_usage resize_over_limit "each side 1..16384" "$T/folder" --resize 16385x8
+expect_usage dict_size_too_small "256..16M" "$T/good" --dict-size 100
 
 echo "[ RUN      ] folder_resize_ok"
 rm -rf "$T/out"
@@ -215,6 +227,20 @@ if [ -d "$FM" ]; then
     else echo "    $(cat "$T/stderr")"; ok ctrl_c_leaves_nothing; fi
 else
     echo "[  SKIPPED ] ctrl_c_leaves_nothing: $FM not installed"; skip=$((skip + 1))
+fi
+
+echo "[ RUN      ] sigterm_exits_143"
+if [ -d "$FM" ]; then
+    rm -rf "$T/fm"
+    "$PACKDATA" "$FM" -o "$T/fm" -q --threads 1 --level 19 >/dev/null 2>"$T/stderr" &
+    pid=$!
+    sleep 1.5
+    kill -TERM $pid 2>/dev/null; wait $pid; rc=$?
+    if [ $rc -ne 143 ]; then bad sigterm_exits_143 "exit $rc, want 143: $(cat "$T/stderr")"
+    elif [ -e "$T/fm" ] || ls -A "$T" | grep -q '^\.fm\.tmp-'; then bad sigterm_exits_143 "output left behind"
+    else ok sigterm_exits_143; fi
+else
+    echo "[  SKIPPED ] sigterm_exits_143: $FM not installed"; skip=$((skip + 1))
 fi
 
 echo "[ RUN      ] deterministic_threads"

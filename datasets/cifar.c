@@ -3,7 +3,8 @@
  * implements: cifar_open and its source_ops (see source_impl.h).
  *
  * A directory holds data_batch_1.bin .. data_batch_5.bin (split "train", in
- * that order; a prefix 1..k of them is accepted, a gap is not) and
+ * that order; a prefix 1..k of them is accepted, a gap is not, nor any other
+ * data_batch_*.bin such as data_batch_6.bin) and
  * test_batch.bin (split "test"). Each file is a run of 3073-byte records:
  * one label byte (0..9), then 32x32 red, 32x32 green, 32x32 blue bytes,
  * each plane row-major. Samples come out interleaved as (32, 32, 3).
@@ -16,6 +17,7 @@
 #include "source_impl.h"
 #include "manifest.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,12 +110,39 @@ static int exists(const char *dir, const char *name)
     return yes;
 }
 
+/* Refuses a data_batch_*.bin other than data_batch_1..5.bin, which would
+ * otherwise be left out of the pack without a word. */
+static int check_extra_batches(const char *dir, st_error *err)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return st_seterr(err, ST_EIO, "%s: cannot list: %s", dir,
+                         strerror(errno));
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        const char *nm = de->d_name;
+        size_t n = strlen(nm);
+        if (strncmp(nm, "data_batch_", 11) != 0 || n < 15 ||
+            strcmp(nm + n - 4, ".bin") != 0)
+            continue;
+        if (n == 16 && nm[11] >= '1' && nm[11] <= '0' + CIFAR_TRAIN_FILES)
+            continue;
+        rc = st_seterr(err, ST_EFORMAT, "%s/%s: not a CIFAR-10 file (CIFAR-10 "
+                       "has data_batch_1.bin .. data_batch_%d.bin); move it "
+                       "out of the directory", dir, nm, CIFAR_TRAIN_FILES);
+    }
+    closedir(d);
+    return rc;
+}
+
 /* Finds the batch files and scans them into im. */
 static int find_batches(source *s, cifar_impl *im, const char *dir,
                         uint8_t *buf, st_error *err)
 {
     char name[32];
     int ntrain = 0;
+    ST_TRY(check_extra_batches(dir, err));
     for (int k = 1; k <= CIFAR_TRAIN_FILES; k++) {
         snprintf(name, sizeof name, "data_batch_%d.bin", k);
         if (!exists(dir, name)) continue;

@@ -351,6 +351,12 @@ static void test_cifar(void **state)
     put_batch(pj("%s/data_batch_3.bin", b), 0, 1);
     expect_open_err(b, NULL, ST_ENOTFOUND, pj("%s/data_batch_2.bin", b),
                     "missing");
+    /* a sixth batch is refused, not left out silently */
+    unlink(pj("%s/data_batch_3.bin", b));
+    const char *six = pj("%s/data_batch_6.bin", b);
+    put_batch(six, 0, 1);
+    expect_open_err(b, NULL, ST_EFORMAT, six, "not a CIFAR-10 file");
+    unlink(six);
 }
 
 /* ---- detection, arguments, permissions ----------------------------------- */

@@ -5,7 +5,8 @@
  *
  * Auto-detection: a file is IDX; a directory holding *idx3-ubyte[.gz] is
  * IDX, one holding data_batch_1.bin or test_batch.bin is CIFAR-10, any
- * other directory is a folder of PNGs.
+ * other directory with a subdirectory is a folder of PNGs, and anything
+ * else is refused saying what was looked for.
  */
 #include "source.h"
 #include "source_impl.h"
@@ -39,13 +40,24 @@ static int errno_code(int e)
 
 /* ---- auto-detection ------------------------------------------------------- */
 
+/* 1 when dir/name is a directory (a candidate class or split folder). */
+static int is_subdir(const char *dir, const char *name)
+{
+    if (name[0] == '.') return 0;
+    char *p = source__join(dir, name);
+    struct stat st;
+    int yes = p != NULL && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+    free(p);
+    return yes;
+}
+
 static int detect_dir(const char *path, source_format *f, st_error *err)
 {
     DIR *d = opendir(path);
     if (d == NULL)
         return st_seterr(err, errno_code(errno), "%s: cannot open: %s", path,
                          strerror(errno));
-    int idx = 0, cifar = 0;
+    int idx = 0, cifar = 0, dirs = 0;
     struct dirent *de;
     errno = 0;
     while ((de = readdir(d)) != NULL) {
@@ -53,6 +65,7 @@ static int detect_dir(const char *path, source_format *f, st_error *err)
         if (strcmp(de->d_name, "data_batch_1.bin") == 0 ||
             strcmp(de->d_name, "test_batch.bin") == 0)
             cifar = 1;
+        if (!idx && !cifar && !dirs) dirs = is_subdir(path, de->d_name);
         errno = 0;
     }
     int rd_errno = errno;
@@ -60,6 +73,11 @@ static int detect_dir(const char *path, source_format *f, st_error *err)
     if (rd_errno != 0)
         return st_seterr(err, ST_EIO, "%s: cannot list: %s", path,
                          strerror(rd_errno));
+    if (!idx && !cifar && !dirs)
+        return st_seterr(err, ST_EFORMAT, "%s: not a recognised source: no "
+                         "IDX images file (train-images-idx3-ubyte[.gz]), no "
+                         "CIFAR-10 data_batch_*.bin or test_batch.bin, no "
+                         "class folders of PNG files", path);
     *f = idx ? SOURCE_IDX : cifar ? SOURCE_CIFAR10 : SOURCE_FOLDER;
     return 0;
 }

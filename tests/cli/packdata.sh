@@ -75,6 +75,8 @@ for d in ('twin', 'twinlab'):
     open(f'{T}/{d}/train-labels-idx1-ubyte.gz', 'wb').write(gzip.compress(struct.pack('>II', 0x801, n) + lab))
 open(f'{T}/twin/train-images-idx3-ubyte.gz', 'wb').write(gzip.compress(struct.pack('>IIII', 0x803, n, 28, 28) + img))
 idx(f'{T}/twinlab/train-labels-idx1-ubyte', 0x801, [n], lab)
+# IDX labels without images: not a source of any kind
+os.makedirs(f'{T}/labelsonly'); idx(f'{T}/labelsonly/train-labels-idx1-ubyte', 0x801, [n], lab)
 # a FIFO named like an IDX images file
 os.makedirs(f'{T}/fifo'); os.mkfifo(f'{T}/fifo/train-images-idx3-ubyte')
 idx(f'{T}/fifo/train-labels-idx1-ubyte', 0x801, [n], lab)
@@ -110,6 +112,7 @@ expect_error corrupt_gz "train-images-idx3-ubyte.gz" "$T/gzcorrupt"
 expect_error idx_plain_and_gz "both train-images-idx3-ubyte" "$T/twin"
 expect_error idx_labels_plain_and_gz "ambiguous labels" "$T/twinlab"
 expect_error idx_fifo "train-images-idx3-ubyte: cannot read: is a FIFO" "$T/fifo"
+expect_error not_a_source "not a recognised source: no IDX images file" "$T/labelsonly"
 expect_error idx_bad_magic "train-images-idx3-ubyte" "$T/magic"
 expect_error idx_counts_vs_size "train-images-idx3-ubyte" "$T/counts"
 expect_error idx_label_count "train-labels-idx1-ubyte" "$T/mismatch"

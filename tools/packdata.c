@@ -3,16 +3,19 @@
  * Parses arguments and calls datasets/packer; everything else lives there.
  */
 #include "datasets/codec.h"
+#include "datasets/fsutil.h"
 #include "datasets/manifest.h"
 #include "datasets/packer.h"
 #include "datasets/shard.h"
 #include "datasets/units.h"
 
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t g_cancel;
@@ -196,6 +199,31 @@ static int parse_args(int argc, char **argv, packer_config *cfg,
     return 0;
 }
 
+/* An OUT inside a SRC directory would be read back as input by the next
+ * run (its MANIFEST is not a PNG): refused up front. Compares the real
+ * path of SRC with that of OUT's parent. @return 0, or 2 after a message. */
+static int check_out_outside_src(const char *src, const char *out)
+{
+    char s[PATH_MAX], o[PATH_MAX], parent[PATH_MAX], p[PATH_MAX];
+    struct stat st;
+    if (stat(src, &st) != 0 || !S_ISDIR(st.st_mode) || !realpath(src, s))
+        return 0; /* the source reports its own problems */
+    size_t n = strlen(out);
+    while (n > 1 && out[n - 1] == '/') n--;
+    snprintf(o, sizeof o, "%.*s", (int)n, out);
+    fs_parent_dir(o, parent, sizeof parent);
+    if (!realpath(parent, p)) return 0; /* the writer names it */
+    size_t k = strlen(s);
+    if (strcmp(s, "/") == 0 ||
+        (strncmp(p, s, k) == 0 && (p[k] == '\0' || p[k] == '/'))) {
+        fprintf(stderr, "packdata: %s: OUT is inside SRC %s (the next run "
+                "would read the pack as input); choose an OUT outside it "
+                "(see packdata --help)\n", out, src);
+        return 2;
+    }
+    return 0;
+}
+
 static void summary(const char *src, const char *out, const packer_config *cfg,
                     const packer_stats *st)
 {
@@ -233,6 +261,7 @@ int main(int argc, char **argv)
     const char *src = NULL, *out = NULL;
     int quiet = 0;
     int rc = parse_args(argc, argv, &cfg, &src, &out, &quiet);
+    if (rc == 0) rc = check_out_outside_src(src, out);
     if (rc) return rc;
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);

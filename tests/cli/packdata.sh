@@ -129,6 +129,13 @@ expect_usage empty_output "-o: empty path" "$T/good" -o ""
 expect_usage resize_over_limit "each side 1..16384" "$T/folder" --resize 16385x8
 expect_usage dict_size_too_small "256..16M" "$T/good" --dict-size 100
 
+echo "[ RUN      ] out_inside_src"
+"$PACKDATA" "$T/folder" -o "$T/folder/packed" -q >/dev/null 2>"$T/stderr"; rc=$?
+if [ $rc -ne 2 ]; then bad out_inside_src "exit $rc, want 2: $(cat "$T/stderr")"
+elif [ -e "$T/folder/packed" ] || ls -A "$T/folder" | grep -q '^\.packed\.tmp-'; then bad out_inside_src "output left in SRC"
+elif ! grep -q "OUT is inside SRC" "$T/stderr"; then bad out_inside_src "$(cat "$T/stderr")"
+else echo "    $(cat "$T/stderr")"; ok out_inside_src; fi
+
 echo "[ RUN      ] folder_resize_ok"
 rm -rf "$T/out"
 if "$PACKDATA" "$T/sizes" -o "$T/out" -q --resize 8x6 >/dev/null 2>"$T/stderr" &&

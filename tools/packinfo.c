@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static void usage(FILE *f)
@@ -18,6 +19,15 @@ static void usage(FILE *f)
 "  --verify   also check every file and record checksum and decode every\n"
 "             sample; exits 1 at the first fault, naming split, shard and\n"
 "             record\n");
+}
+
+/* Size of the pack's MANIFEST, counted in "on disk" as packdata counts it. */
+static uint64_t manifest_bytes(const pack *p)
+{
+    char path[4200];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", pack_dir(p), MANIFEST_NAME);
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
 static void describe(const pack *p)
@@ -63,9 +73,9 @@ static void describe(const pack *p)
         rec_total += rec;
         disk_total += disk;
     }
-    disk_total += m->dict_bytes;
+    disk_total += m->dict_bytes + manifest_bytes(p);
     printf("total    %s raw; records %s (ratio %.3f); on disk %s with index, "
-           "headers and dictionary (ratio %.3f)\n",
+           "headers, dictionary and MANIFEST (ratio %.3f)\n",
            units_format_bytes(raw_total, a, sizeof a),
            units_format_bytes(rec_total, c, sizeof c),
            (double)raw_total / (double)rec_total,

@@ -348,17 +348,22 @@ static int pack_split(packer *pk, pack_writer *pw, int s, uint64_t *done,
     return pack_writer_end_split(pw, err);
 }
 
-static uint64_t dir_bytes(const char *dir)
+/* Bytes of every file in the finished pack; *shards gets the *.shard count. */
+static uint64_t dir_bytes(const char *dir, uint32_t *shards)
 {
     DIR *d = opendir(dir);
     uint64_t total = 0;
     struct dirent *e;
     char path[PATH_MAX];
     struct stat st;
+    *shards = 0;
     while (d && (e = readdir(d)) != NULL) {
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        if (e->d_name[0] != '.' && stat(path, &st) == 0 && S_ISREG(st.st_mode))
-            total += (uint64_t)st.st_size;
+        if (e->d_name[0] == '.' || stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        total += (uint64_t)st.st_size;
+        size_t n = strlen(e->d_name);
+        if (n > 6 && strcmp(e->d_name + n - 6, ".shard") == 0) (*shards)++;
     }
     if (d) closedir(d);
     return total;
@@ -449,7 +454,7 @@ static int run(packer *pk, const char *out, const packer_config *cfg,
     stats->raw_bytes = total * pk->sample_bytes;
     stats->dict_bytes = dict_len;
     stats->seconds = now_s() - t0;
-    if (rc == 0) stats->disk_bytes = dir_bytes(out);
+    if (rc == 0) stats->disk_bytes = dir_bytes(out, &stats->shards);
     return rc;
 }
 

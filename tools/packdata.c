@@ -254,6 +254,24 @@ static void summary(const char *src, const char *out, const packer_config *cfg,
            cfg->threads, cfg->threads == 1 ? "" : "s");
 }
 
+/* Packs that work but that streamtrain or the loader will stumble on. */
+#define SHARDS_WARN 1000
+
+static void warnings(const char *out, const packer_config *cfg,
+                     const packer_stats *st)
+{
+    if (st->info.nclasses == 1)
+        fprintf(stderr, "packdata: warning: %s has 1 class; streamtrain needs "
+                "at least 2 to train\n", out);
+    if (st->shards > SHARDS_WARN) {
+        char a[32];
+        fprintf(stderr, "packdata: warning: %s has %u shards and a reader "
+                "keeps one file open per shard (ulimit -n is often 1024); a "
+                "larger --shard-size than %s gives fewer\n", out, st->shards,
+                units_format_bytes(cfg->shard_bytes, a, sizeof a));
+    }
+}
+
 int main(int argc, char **argv)
 {
     packer_config cfg;
@@ -284,5 +302,6 @@ int main(int argc, char **argv)
         return 1;
     }
     summary(src, out, &cfg, &st);
+    warnings(out, &cfg, &st);
     return 0;
 }

@@ -75,6 +75,12 @@ for d in ('twin', 'twinlab'):
     open(f'{T}/{d}/train-labels-idx1-ubyte.gz', 'wb').write(gzip.compress(struct.pack('>II', 0x801, n) + lab))
 open(f'{T}/twin/train-images-idx3-ubyte.gz', 'wb').write(gzip.compress(struct.pack('>IIII', 0x803, n, 28, 28) + img))
 idx(f'{T}/twinlab/train-labels-idx1-ubyte', 0x801, [n], lab)
+# enough samples for > 1000 shards of 4K
+m = 5200
+os.makedirs(f'{T}/many')
+idx(f'{T}/many/train-images-idx3-ubyte', 0x803, [m, 28, 28], bytes((i * 3) & 255 for i in range(m * 784)))
+idx(f'{T}/many/train-labels-idx1-ubyte', 0x801, [m], bytes(i % 10 for i in range(m)))
+os.makedirs(f'{T}/oneclass/only'); png(f'{T}/oneclass/only/0.png', 8, 6); png(f'{T}/oneclass/only/1.png', 8, 6)
 # IDX labels without images: not a source of any kind
 os.makedirs(f'{T}/labelsonly'); idx(f'{T}/labelsonly/train-labels-idx1-ubyte', 0x801, [n], lab)
 # a FIFO named like an IDX images file
@@ -135,6 +141,23 @@ if [ $rc -ne 2 ]; then bad out_inside_src "exit $rc, want 2: $(cat "$T/stderr")"
 elif [ -e "$T/folder/packed" ] || ls -A "$T/folder" | grep -q '^\.packed\.tmp-'; then bad out_inside_src "output left in SRC"
 elif ! grep -q "OUT is inside SRC" "$T/stderr"; then bad out_inside_src "$(cat "$T/stderr")"
 else echo "    $(cat "$T/stderr")"; ok out_inside_src; fi
+
+# expect_warning NAME WANT SRC [options]: packs (exit 0) with WANT on stderr
+expect_warning() {
+    name=$1 want=$2 src=$3; shift 3
+    echo "[ RUN      ] $name"
+    rm -rf "$T/out"
+    "$PACKDATA" "$src" -o "$T/out" -q "$@" >/dev/null 2>"$T/stderr"; rc=$?
+    if [ $rc -ne 0 ]; then bad "$name" "exit $rc: $(cat "$T/stderr")"
+    elif ! grep -q -- "$want" "$T/stderr"; then bad "$name" "no warning: $(cat "$T/stderr")"
+    else echo "    $(cat "$T/stderr")"; ok "$name"; fi
+}
+expect_warning warns_one_class "warning: $T/out has 1 class; streamtrain needs at least 2" "$T/oneclass"
+expect_warning warns_many_shards "warning: $T/out has 1" "$T/many" --codec raw --shard-size 4K
+echo "[ RUN      ] no_warning_normally"
+rm -rf "$T/out"
+if "$PACKDATA" "$T/good" -o "$T/out" -q >/dev/null 2>"$T/stderr" && [ ! -s "$T/stderr" ]; then ok no_warning_normally
+else bad no_warning_normally "$(cat "$T/stderr")"; fi
 
 echo "[ RUN      ] folder_resize_ok"
 rm -rf "$T/out"

@@ -545,6 +545,9 @@ static int check_save_path(const char *path, st_error *err)
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return st_seterr(err, ST_EINVAL, "--save %s: is a directory", path);
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
+        return st_seterr(err, ST_EINVAL, "--save %s: exists and is not a "
+                         "regular file; refusing to replace it", path);
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return st_seterr(err, ST_ENOTFOUND, "--save %s: no directory %s",
                          path, dir);

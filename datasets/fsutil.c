@@ -91,6 +91,17 @@ void fs_parent_dir(const char *path, char *out, size_t cap)
     }
 }
 
+int fs_check_replaceable(const char *path, st_error *err)
+{
+    /* a rename replaces whatever path is: only ever a file or a link */
+    struct stat st;
+    if (lstat(path, &st) != 0 || S_ISREG(st.st_mode) || S_ISLNK(st.st_mode))
+        return 0;
+    return st_seterr(err, ST_EINVAL, "%s: %s; refusing to replace it", path,
+                     S_ISDIR(st.st_mode) ? "is a directory"
+                                         : "exists and is not a regular file");
+}
+
 void fs_sweep_stale_tmp(const char *path)
 {
     char dir[PATH_MAX], prefix[PATH_MAX], full[PATH_MAX];
@@ -118,11 +129,7 @@ int fs_write_atomic(const char *path, const void *data, size_t len,
                     st_error *err)
 {
     char tmp[PATH_MAX], dir[PATH_MAX];
-    /* the rename would replace whatever path is: only ever a file */
-    struct stat st;
-    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
-        return st_seterr(err, ST_EINVAL, "%s: exists and is not a regular "
-                         "file; refusing to replace it", path);
+    ST_TRY(fs_check_replaceable(path, err));
     snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return fs_errno_err(err, tmp, "cannot create");

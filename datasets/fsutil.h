@@ -3,7 +3,8 @@
  * directory fsync and removal of a directory tree we created.
  *
  * defines: fs_errno_err, fs_read_file, fs_write_atomic, fs_fsync_dir, fs_rmtree,
- *          fs_parent_dir, fs_raise_open_files, fs_sweep_stale_tmp
+ *          fs_parent_dir, fs_raise_open_files, fs_sweep_stale_tmp,
+ *          fs_check_replaceable
  */
 #ifndef ST_FSUTIL_H
 #define ST_FSUTIL_H
@@ -30,6 +31,11 @@ int fs_read_file(const char *path, size_t max, void **data, size_t *len,
  * @return 0 or ST_EIO / ST_ENOSPC / ST_EINVAL. */
 int fs_write_atomic(const char *path, const void *data, size_t len,
                     st_error *err);
+
+/* The rule fs_write_atomic applies, for callers that check before their
+ * first write: 0 when path is missing, a file or a symbolic link, else
+ * ST_EINVAL naming what it is. */
+int fs_check_replaceable(const char *path, st_error *err);
 
 /* Removes the "path.tmp-PID" files fs_write_atomic left behind in
  * processes that no longer exist (a kill -9 mid-write): each can be as

@@ -18,7 +18,6 @@ struct gpu_device {
     const gpu_backend_ops *ops;
     void *impl;          /* backend state, owned */
     gpu_kind kind;       /* CUDA or CPU, never AUTO */
-    int unified;         /* device code reads host memory directly */
     st_error err;        /* sticky first failure */
     void *arena;         /* the one block, owned; NULL before alloc */
     size_t arena_bytes;
@@ -106,7 +105,6 @@ int gpu_device_create(gpu_device **out, const gpu_device_config *cfg,
     if (rc < 0) goto fail_dev;
     rc = d->ops->create(&d->impl, cfg, d->name, sizeof d->name, err);
     if (rc < 0) goto fail_dev;
-    d->unified = d->ops->unified;
     *out = d;
     return 0;
 
@@ -128,7 +126,7 @@ void gpu_device_destroy(gpu_device *d)
 
 gpu_kind gpu_device_kind(const gpu_device *d) { return d->kind; }
 const char *gpu_device_name(const gpu_device *d) { return d->name; }
-int gpu_device_unified(const gpu_device *d) { return d->unified; }
+int gpu_device_unified(const gpu_device *d) { return d->ops->unified; }
 const st_error *gpu_device_err(const gpu_device *d) { return &d->err; }
 
 int gpu_device_check(const gpu_device *d, st_error *err)
@@ -213,7 +211,7 @@ void gpu_host_free(void *p, void *ctx)
      * (an error or Ctrl-C stops the run before the prefetcher drained, and
      * run.c closes the loaders before the trainer). Rings are freed once,
      * at shutdown, so waiting for both queues here costs nothing. */
-    if (!d->unified) d->ops->sync(d->impl, NULL);
+    if (!d->ops->unified) d->ops->sync(d->impl, NULL);
     d->ops->host_free(p);
 }
 

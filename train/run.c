@@ -537,17 +537,11 @@ static int check_save_path(const char *path, st_error *err)
 {
     if (path == NULL) return 0;
     char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir) slash[1] = '\0';
-    else if (slash) *slash = '\0';
-    else snprintf(dir, sizeof dir, ".");
+    fs_parent_dir(path, dir, sizeof dir);
+    st_error e = {0};
+    if (fs_check_replaceable(path, &e))
+        return st_seterr(err, e.code, "--save %s", e.msg);
     struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-        return st_seterr(err, ST_EINVAL, "--save %s: is a directory", path);
-    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
-        return st_seterr(err, ST_EINVAL, "--save %s: exists and is not a "
-                         "regular file; refusing to replace it", path);
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return st_seterr(err, ST_ENOTFOUND, "--save %s: no directory %s",
                          path, dir);

@@ -85,8 +85,7 @@ void run_config_init(run_config *c)
 /* ---- setup ------------------------------------------------------------ */
 
 /* Reads the pack's shape, classes and split sizes; picks the eval split. */
-static int read_pack(run *r, model_spec *spec, uint64_t *train_n,
-                     st_error *err)
+static int read_pack(run *r, model_spec *spec, st_error *err)
 {
     const run_config *c = r->cfg;
     pack *p = NULL;
@@ -102,7 +101,7 @@ static int read_pack(run *r, model_spec *spec, uint64_t *train_n,
                        c->data, c->train_split);
         goto done;
     }
-    *train_n = pack_split_samples(p, ts);
+    r->train_n = pack_split_samples(p, ts);
     r->eval_split[0] = '\0';
     const char *want = c->eval_split;
     if (want && strcmp(want, "none") == 0) goto done;
@@ -118,7 +117,7 @@ static int read_pack(run *r, model_spec *spec, uint64_t *train_n,
     if (want) snprintf(r->eval_split, sizeof r->eval_split, "%s", want);
     fprintf(r->out, "data: %s, split '%s': %llu samples, %dx%dx%d, %d "
             "classes; ", c->data, c->train_split,
-            (unsigned long long)*train_n, spec->in_h, spec->in_w, spec->in_c,
+            (unsigned long long)r->train_n, spec->in_h, spec->in_w, spec->in_c,
             spec->classes);
     if (want)
         fprintf(r->out, "eval split '%s': %llu samples\n", want,
@@ -144,8 +143,7 @@ static int open_device(run *r, st_error *err)
     return 0;
 }
 
-static int make_trainer(run *r, const model_spec *spec, uint64_t train_n,
-                        st_error *err)
+static int make_trainer(run *r, const model_spec *spec, st_error *err)
 {
     const run_config *c = r->cfg;
     trainer_config tc = c->trainer;
@@ -153,7 +151,7 @@ static int make_trainer(run *r, const model_spec *spec, uint64_t train_n,
     tc.model.in_h = spec->in_h;
     tc.model.in_w = spec->in_w;
     tc.model.classes = spec->classes;
-    r->bpe = (train_n + (uint64_t)tc.batch - 1) / (uint64_t)tc.batch;
+    r->bpe = (r->train_n + (uint64_t)tc.batch - 1) / (uint64_t)tc.batch;
     tc.sched.total = (uint64_t)c->epochs * r->bpe;
     int se = c->lr_step_epochs ? c->lr_step_epochs
                                : (c->epochs / 3 > 1 ? c->epochs / 3 : 1);
@@ -556,9 +554,9 @@ static int setup(run *r, st_error *err)
 {
     model_spec spec;
     ST_TRY(check_save_path(r->cfg->save, err));
-    ST_TRY(read_pack(r, &spec, &r->train_n, err));
+    ST_TRY(read_pack(r, &spec, err));
     ST_TRY(open_device(r, err));
-    ST_TRY(make_trainer(r, &spec, r->train_n, err));
+    ST_TRY(make_trainer(r, &spec, err));
     if (r->cfg->plan_only) return 0;
     ST_TRY(resume(r, err));
     if (r->cfg->metrics) /* a resumed run continues its log */

@@ -3,7 +3,10 @@
 #   make              build everything into build/ (CUDA backend when nvcc is found)
 #   make CUDA=0       build without the CUDA backend
 #   make SAN=thread   build into build/san-thread/ with ThreadSanitizer (also: address)
-#   make test         install missing deps, build, run every test (+ TSan/ASan loader tests, fuzz smoke)
+#   make EMU=1        build into build/emu/ with the CUDA backend on cuemu, the CUDA
+#                     emulator in tests/emu/ (no GPU needed; see tests/emu/README.md)
+#   make test         install missing deps, build, run every test (+ TSan/ASan loader tests,
+#                     fuzz smoke, the CUDA backend's tests on cuemu)
 #   make demo         install missing deps, pack Fashion-MNIST and train on it
 #   make fuzz         build the libFuzzer targets (clang) into build/fuzz/
 #   make bench        the throughput suite (not part of make test)
@@ -11,6 +14,8 @@
 CC       ?= cc
 SAN      ?=
 CUDA     ?= 1
+EMU      ?= 0
+CXX      ?= c++
 CUDA_HOME ?= /usr/local/cuda
 OPT      ?= -O2
 
@@ -30,7 +35,14 @@ endif
 
 # ---- CUDA detection ------------------------------------------------------
 NVCC := $(firstword $(wildcard $(CUDA_HOME)/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
-ifeq ($(CUDA),0)
+ifeq ($(EMU),1)
+  ifneq ($(SAN),)
+    $(error EMU=1 and SAN= do not combine: cuemu's fibers confuse the sanitizers)
+  endif
+  BUILD := build/emu
+  HAVE_CUDA := 2
+  $(info streamtrain: CUDA backend on cuemu, the CPU emulator in tests/emu/)
+else ifeq ($(CUDA),0)
   HAVE_CUDA := 0
 else ifeq ($(NVCC),)
   HAVE_CUDA := 0
@@ -49,6 +61,15 @@ ifeq ($(HAVE_CUDA),1)
   LDLIBS  += -L$(CUDA_LIBDIR) -lcudart_static -lcublas -lcublasLt -ldl -lrt -lstdc++ \
              -Wl,-rpath,$(abspath $(CUDA_LIBDIR))
   CU_SRCS := $(wildcard gpu/*.cu)
+else ifeq ($(HAVE_CUDA),2)
+  # the .cu files as C++ against tests/emu/'s cuda_runtime.h and cublas_v2.h;
+  # each <<<...>>> launch becomes emu_launch(...)(...)
+  EMU_CXXFLAGS := -std=c++17 -D_GNU_SOURCE -g -O2 -Wall -Wextra -Werror -MMD -MP \
+                  -I. -Itests/emu
+  CFLAGS  += -DST_HAVE_CUDA=1
+  LDLIBS  += -lstdc++
+  CU_SRCS := $(wildcard gpu/*.cu)
+  EMU_SRCS := $(wildcard tests/emu/*.cpp)
 else
   CU_SRCS :=
 endif
@@ -59,7 +80,8 @@ TOOL_SRCS := $(wildcard tools/*.c)
 TEST_SRCS := $(wildcard tests/test_*.c)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 
-LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(CU_SRCS:%.cu=$(BUILD)/obj/%.o)
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(CU_SRCS:%.cu=$(BUILD)/obj/%.o) \
+             $(EMU_SRCS:%.cpp=$(BUILD)/obj/%.o)
 LIB       := $(BUILD)/libstreamtrain.a
 TOOLS     := $(TOOL_SRCS:tools/%.c=$(BUILD)/%)
 TESTS     := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
@@ -68,7 +90,7 @@ TESTS     := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 SAN_TESTS := $(BUILD)/tests/test_loader $(BUILD)/tests/test_order $(BUILD)/tests/test_ring \
              $(BUILD)/tests/test_run $(BUILD)/tests/test_train $(BUILD)/tests/test_pack
 
-.PHONY: all tools tests test demo fuzz bench deps clean san-tests
+.PHONY: all tools tests test demo fuzz bench deps clean san-tests emu-tests
 all: tools tests
 
 tools: $(TOOLS)
@@ -78,9 +100,27 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+ifeq ($(HAVE_CUDA),2)
+$(BUILD)/obj/%.o: %.cu
+	@mkdir -p $(dir $@)
+	{ echo '#line 1 "$<"'; sed -E 's/([A-Za-z_][A-Za-z0-9_]*)<<<(.*)>>>\(/emu_launch(\1, "\1", \2)(/' $<; } \
+	    > $(BUILD)/obj/$*.emu.cpp
+	$(CXX) $(EMU_CXXFLAGS) -c $(BUILD)/obj/$*.emu.cpp -o $@
+
+$(BUILD)/obj/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
+
+# cuemu's own test (tests/emu/selftest.cu), next to the others
+tests: $(BUILD)/tests/test_cuemu
+$(BUILD)/tests/test_cuemu: $(BUILD)/obj/tests/emu/selftest.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $< $(LIB) -lcmocka $(LDLIBS) -o $@
+else
 $(BUILD)/obj/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+endif
 
 $(LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
@@ -115,9 +155,16 @@ test: deps
 	@$(MAKE) --no-print-directory SAN=thread san-tests
 	@$(MAKE) --no-print-directory SAN=address san-tests
 	@$(MAKE) --no-print-directory fuzz
+	@$(MAKE) --no-print-directory EMU=1 emu-tests
 	@tests/run.sh $(BUILD)
 
 san-tests: $(SAN_TESTS)
+
+# The CUDA backend's tests again, on cuemu (make EMU=1 emu-tests), and
+# cuemu's own; streamtrain for test_run's CLI checks.
+EMU_TESTS := $(addprefix $(BUILD)/tests/,test_cuemu test_gpu test_noalloc test_run) \
+             $(BUILD)/streamtrain
+emu-tests: $(EMU_TESTS)
 
 demo: deps
 	@$(MAKE) --no-print-directory tools

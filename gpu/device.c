@@ -156,13 +156,18 @@ int gpu_device_mem(gpu_device *d, gpu_mem_stats *out)
     return 0;
 }
 
-size_t gpu_device_auto_budget(gpu_device *d)
+size_t gpu_device_auto_budget(gpu_device *d, size_t *free_b, size_t *margin_b)
 {
-    size_t fr = 0, tot = 0;
-    if (d->ops->mem_info(d->impl, &fr, &tot, NULL) < 0) return 0;
-    if (d->kind == GPU_KIND_CPU) return fr / 2;
-    size_t margin = tot / 20;
-    if (margin < ((size_t)256 << 20)) margin = (size_t)256 << 20;
+    size_t fr = 0, tot = 0, margin = 0;
+    if (d->ops->mem_info(d->impl, &fr, &tot, NULL) < 0) fr = 0;
+    if (d->kind == GPU_KIND_CPU) {
+        margin = fr - fr / 2;
+    } else {
+        margin = tot / 20;
+        if (margin < ((size_t)256 << 20)) margin = (size_t)256 << 20;
+    }
+    if (free_b) *free_b = fr;
+    if (margin_b) *margin_b = margin;
     /* 0 means "no budget" to the plan: with nothing to spare, a 1-byte
      * budget makes it refuse with the numbers instead of failing in
      * cudaMalloc */

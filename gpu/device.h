@@ -129,9 +129,10 @@ size_t gpu_device_workspace_bytes(const gpu_device *d);
 int gpu_device_mem(gpu_device *d, gpu_mem_stats *out);
 
 /* Budget for --device-mem auto: free memory minus a margin (CUDA: free -
- * max(256 MiB, 5%), at least 1 byte so that the plan refuses rather than
- * reading 0 as "no budget"; CPU: MemAvailable / 2). */
-size_t gpu_device_auto_budget(gpu_device *d);
+ * max(256 MiB, 5% of total), at least 1 byte so that the plan refuses
+ * rather than reading 0 as "no budget"; CPU: MemAvailable / 2). free_b and
+ * margin_b (may be NULL) receive the two terms, for messages. */
+size_t gpu_device_auto_budget(gpu_device *d, size_t *free_b, size_t *margin_b);
 
 /* Allocates the one arena block of `bytes` (256-byte aligned) and returns
  * it in *base. Only one arena per device; it lives until destroy.

@@ -1,6 +1,7 @@
 #!/bin/sh
 # tests/run.sh — runs every cmocka test binary (the normal build, then the
-# loader tests again under ThreadSanitizer and AddressSanitizer), a short
+# loader tests again under ThreadSanitizer and AddressSanitizer, then the
+# CUDA backend's tests on cuemu, the CPU emulator of tests/emu/), a short
 # bounded libFuzzer run of each fuzz target, and the CLI integration tests,
 # then prints one total line: "total: N passed, N failed, N skipped".
 #
@@ -42,6 +43,14 @@ for san in thread address; do
         run_one "$(basename "$t") [$san]" "$t"
     done
 done
+
+# cuemu stands in for the GPU: a skip there would be a failure
+export ST_REQUIRE_GPU=1
+for t in build/emu/tests/test_*; do
+    [ -x "$t" ] || continue
+    run_one "$(basename "$t") [cuemu]" "$t"
+done
+unset ST_REQUIRE_GPU
 
 for f in build/fuzz/fuzz_*; do
     [ -x "$f" ] || continue

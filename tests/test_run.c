@@ -2,7 +2,8 @@
  * it learns (accuracy far above chance), a run stopped mid-epoch and
  * resumed ends with bitwise the same weights and optimizer state as an
  * uninterrupted one, bad input is refused with a clear error, and the
- * streamtrain CLI (next to this test binary) keeps its contract.
+ * streamtrain CLI (next to this test binary) keeps its contract. With a
+ * GPU (or cuemu), the same run on CUDA agrees with the CPU's.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +22,7 @@
 #include "datasets/fsutil.h"
 #include "datasets/pack.h"
 #include "datasets/shard.h"
+#include "gpu/device.h"
 #include "train/ckpt.h"
 #include "train/run.h"
 
@@ -220,6 +222,53 @@ static void test_staged_bitwise(void **state)
     assert_same_ckpt(a, b);
 }
 
+/* The same pipeline on CUDA when a GPU (or cuemu, `make EMU=1`) is there:
+ * the loader's pinned ring feeds the prefetcher's copies. It learns as the
+ * CPU run does, and a run stopped mid-epoch resumes to the same end.
+ * ST_REQUIRE_GPU=1 turns the skip into a failure. */
+static void test_cuda_run(void **state)
+{
+    (void)state;
+    char why[256];
+    if (!gpu_cuda_probe(why, sizeof why)) {
+        const char *req = getenv("ST_REQUIRE_GPU");
+        if (req && req[0] && strcmp(req, "0") != 0)
+            fail_msg("ST_REQUIRE_GPU is set but %s", why);
+        print_message("skipped: %s\n", why);
+        skip();
+        return;
+    }
+    char ck[320];
+    snprintf(ck, sizeof ck, "%s/cuda.ckpt", g_dir);
+    run_config c;
+    config(&c);
+    c.epochs = 2;
+    c.trainer.micro_batch = 8;
+    c.trainer.depth = 3;
+    run_result cpu, gpu, resumed;
+    st_error err = {0};
+    FILE *out = sink();
+    if (run_train(&c, out, &cpu, &err) != 0) fail_msg("%s", err.msg);
+    c.device.kind = GPU_KIND_CUDA;
+    if (run_train(&c, out, &gpu, &err) != 0) fail_msg("%s", err.msg);
+    print_message("CUDA: test accuracy %.4f, loss %.4f (CPU %.4f, %.4f)\n",
+                  gpu.test_acc, gpu.test_loss, cpu.test_acc, cpu.test_loss);
+    assert_int_equal(gpu.steps, 2 * NTRAIN / B);
+    assert_true(gpu.test_acc > 0.9);
+    assert_true(fabs(gpu.test_acc - cpu.test_acc) <= 0.02);
+    assert_true(fabs(gpu.test_loss - cpu.test_loss) <= 0.02);
+    c.save = ck;
+    c.max_steps = 45;
+    if (run_train(&c, out, &resumed, &err) != 0) fail_msg("%s", err.msg);
+    assert_true(resumed.stopped);
+    c.max_steps = 0;
+    c.resume = ck;
+    if (run_train(&c, out, &resumed, &err) != 0) fail_msg("%s", err.msg);
+    fclose(out);
+    assert_int_equal(resumed.steps, gpu.steps);
+    assert_true(fabs(resumed.test_loss - gpu.test_loss) <= 0.02);
+}
+
 /* Stopping never loses an evaluation, and a resume with nothing left to
  * train changes nothing and still reports the weights' accuracy. */
 static void test_stops_keep_evaluations(void **state)
@@ -405,6 +454,7 @@ int main(void)
         cmocka_unit_test(test_resume_bitwise),
         cmocka_unit_test(test_staged_bitwise),
         cmocka_unit_test(test_stops_keep_evaluations),
+        cmocka_unit_test(test_cuda_run),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_cli),
     };

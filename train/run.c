@@ -143,6 +143,18 @@ static int open_device(run *r, st_error *err)
     return 0;
 }
 
+/* A plan that does not fit --device-mem auto: say where the budget came
+ * from, since "the budget is 1 B" alone reads like a bug. */
+static int auto_budget_note(st_error *err, size_t fr, size_t margin)
+{
+    char msg[sizeof err->msg], a[32], b[32];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    return st_seterr_force(err, ST_ENOMEM, "%s (--device-mem auto: %s free "
+                           "on the device, less %s kept free)", msg,
+                           plan_fmt_bytes(fr, a, sizeof a),
+                           plan_fmt_bytes(margin, b, sizeof b));
+}
+
 static int make_trainer(run *r, const model_spec *spec, st_error *err)
 {
     const run_config *c = r->cfg;
@@ -156,9 +168,13 @@ static int make_trainer(run *r, const model_spec *spec, st_error *err)
     int se = c->lr_step_epochs ? c->lr_step_epochs
                                : (c->epochs / 3 > 1 ? c->epochs / 3 : 1);
     tc.sched.step_size = (uint64_t)se * r->bpe;
-    tc.budget = c->device_mem_auto ? gpu_device_auto_budget(r->dev)
+    size_t fr = 0, margin = 0;
+    tc.budget = c->device_mem_auto ? gpu_device_auto_budget(r->dev, &fr, &margin)
                                    : c->device_mem;
-    ST_TRY(trainer_create(&r->t, r->dev, &tc, err));
+    int rc = trainer_create(&r->t, r->dev, &tc, err);
+    if (rc == ST_ENOMEM && c->device_mem_auto)
+        return auto_budget_note(err, fr, margin);
+    if (rc < 0) return rc;
     const plan *p = trainer_plan(r->t);
     char desc[256];
     model_describe(trainer_model(r->t), desc, sizeof desc);

@@ -1,0 +1,46 @@
+#!/bin/sh
+# tests/cli/gpucheck.sh — tests/gpu/check.sh, the script a lent GPU machine
+# runs, rehearsed on cuemu (--emu) so that its build, its parsing of the
+# metrics and of test_gpu's H2D line, and its verdict are known to work
+# before device time is spent on it; and with no device visible it must
+# fail, not pass by skipping. Prints cmocka-style result lines.
+#   tests/cli/gpucheck.sh BUILD_DIR (unused: the script builds build/emu)
+set -u
+T=$(mktemp -d /tmp/st-gpucheck-XXXXXX)
+trap 'rm -rf "$T"' EXIT
+pass=0 fail=0 failed_names=""
+
+ok() { echo "[       OK ] $1"; pass=$((pass + 1)); }
+bad() { echo "[  FAILED  ] $1: $2"; fail=$((fail + 1)); failed_names="$failed_names $1"; }
+
+echo "[==========] Running 2 test(s)."
+echo "[ RUN      ] rehearsal_passes"
+OUT=$T tests/gpu/check.sh --emu >"$T/log" 2>&1
+rc=$?
+last=$(tail -1 "$T/log")
+rows=$(grep -c '^[123] ' "$T/log")
+if [ $rc -ne 0 ]; then bad rehearsal_passes "exit $rc: $(tail -15 "$T/log")"
+elif [ "$last" != "RESULT: PASS (cuemu rehearsal: no GPU was used)" ]; then bad rehearsal_passes "last line: $last"
+elif [ "$rows" -ne 3 ]; then bad rehearsal_passes "$rows epoch rows, want 3"
+elif ! grep -q '^device memory in use: flat across 3 epochs' "$T/log"; then bad rehearsal_passes "no flat-memory line"
+elif grep -q 'no figure' "$T/log"; then bad rehearsal_passes "a target without a figure: $(grep 'no figure' "$T/log")"
+elif ! grep -q '^H2D >= 80 % of plain copies: [0-9.]* GB/s = [0-9]* % of batch-sized' "$T/log"; then bad rehearsal_passes "no H2D target line"
+elif [ ! -s "$T/gpu-check.txt" ] || [ ! -s "$T/metrics.jsonl" ]; then bad rehearsal_passes "nothing written to \$OUT"
+else ok rehearsal_passes; fi
+
+echo "[ RUN      ] no_device_fails"
+OUT=$T CUEMU_DEVICES=0 tests/gpu/check.sh --emu >"$T/log" 2>&1
+rc=$?
+last=$(tail -1 "$T/log")
+if [ $rc -eq 0 ]; then bad no_device_fails "exit 0 with no device"
+elif [ "$last" != "RESULT: FAIL (cuemu rehearsal: no GPU was used)" ]; then bad no_device_fails "last line: $last"
+elif ! grep -q 'ST_REQUIRE_GPU is set but no CUDA device' "$T/log"; then bad no_device_fails "test_gpu did not fail on the missing device"
+else ok no_device_fails; fi
+
+echo "[==========] $((pass + fail)) test(s) run."
+echo "[  PASSED  ] $pass test(s)."
+if [ $fail -gt 0 ]; then
+    echo "[  FAILED  ] $fail test(s), listed below:"
+    for n in $failed_names; do echo "[  FAILED  ] $n"; done
+    exit 1
+fi

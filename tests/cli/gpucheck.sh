@@ -1,9 +1,10 @@
 #!/bin/sh
-# tests/cli/gpucheck.sh — tests/gpu/check.sh, the script a lent GPU machine
-# runs, rehearsed on cuemu (--emu) so that its build, its parsing of the
-# metrics and of test_gpu's H2D line, and its verdict are known to work
-# before device time is spent on it; and with no device visible it must
-# fail, not pass by skipping. Prints cmocka-style result lines.
+# tests/cli/gpucheck.sh — tests/gpu/check.sh and tests/gpu/bench.sh, the
+# scripts a lent GPU machine runs, rehearsed on cuemu (--emu) so that their
+# builds, their parsing of the metrics and of the tests' lines, and their
+# verdict and table are known to work before device time is spent on them;
+# and with no device visible check.sh must fail, not pass by skipping.
+# Prints cmocka-style result lines.
 #   tests/cli/gpucheck.sh BUILD_DIR (unused: the script builds build/emu)
 set -u
 T=$(mktemp -d /tmp/st-gpucheck-XXXXXX)
@@ -13,7 +14,7 @@ pass=0 fail=0 failed_names=""
 ok() { echo "[       OK ] $1"; pass=$((pass + 1)); }
 bad() { echo "[  FAILED  ] $1: $2"; fail=$((fail + 1)); failed_names="$failed_names $1"; }
 
-echo "[==========] Running 2 test(s)."
+echo "[==========] Running 3 test(s)."
 echo "[ RUN      ] rehearsal_passes"
 OUT=$T tests/gpu/check.sh --emu >"$T/log" 2>&1
 rc=$?
@@ -36,6 +37,18 @@ if [ $rc -eq 0 ]; then bad no_device_fails "exit 0 with no device"
 elif [ "$last" != "RESULT: FAIL (cuemu rehearsal: no GPU was used)" ]; then bad no_device_fails "last line: $last"
 elif ! grep -q 'ST_REQUIRE_GPU is set but no CUDA device' "$T/log"; then bad no_device_fails "test_gpu did not fail on the missing device"
 else ok no_device_fails; fi
+
+echo "[ RUN      ] bench_rehearsal_table"
+OUT=$T/bench tests/gpu/bench.sh --emu >"$T/log" 2>&1
+rc=$?
+md=$T/bench/gpu-bench.md
+if [ $rc -ne 0 ]; then bad bench_rehearsal_table "exit $rc: $(tail -15 "$T/log")"
+elif ! head -1 "$md" | grep -q '^# GPU bench rehearsal on cuemu'; then bad bench_rehearsal_table "title: $(head -1 "$md")"
+elif [ "$(grep -c '^| H2D, plain cudaMemcpy, .* | [0-9.]* GB/s |$' "$md")" -ne 4 ]; then bad bench_rehearsal_table "want 4 H2D rows: $(cat "$md")"
+elif [ "$(grep -c '^| step, .* | [0-9.]* ms |$' "$md")" -ne 2 ]; then bad bench_rehearsal_table "want 2 step rows: $(cat "$md")"
+elif [ "$(grep -c '^| streamtrain epoch [123]: .* | [0-9.]* samples/s, [0-9.]* ms, ' "$md")" -ne 3 ]; then bad bench_rehearsal_table "want 3 epoch rows: $(cat "$md")"
+elif grep -q '| — ' "$md"; then bad bench_rehearsal_table "an empty value: $(grep '| — ' "$md")"
+else ok bench_rehearsal_table; fi
 
 echo "[==========] $((pass + fail)) test(s) run."
 echo "[  PASSED  ] $pass test(s)."

@@ -15,7 +15,9 @@
 // source when they run, not when they are queued; copies from pageable
 // memory run at once after the stream drains, as cudart's do.
 // Environment: CUEMU_DEVICES (default 1), CUEMU_MEM (bytes, default 16 GiB),
-// CUEMU_TRACE=1 (one stderr line per allocation).
+// CUEMU_TRACE=1 (one stderr line per allocation), CUEMU_PROTECT=0 (device
+// memory stays readable by host code: no check, but no mprotect per sync,
+// which dominates the time of many small copies).
 #include "cuemu_internal.h"
 
 #include <pthread.h>
@@ -68,6 +70,7 @@ int g_device_depth; // > 0 while queued work runs: device pages readable
 cudaError_t g_last = cudaSuccess;
 int g_current_dev;
 size_t g_page;
+int g_protect = 1; // CUEMU_PROTECT=0: device memory stays readable (faster)
 // read by the SIGSEGV handler without the lock: only ever set once
 volatile sig_atomic_t g_ready;
 
@@ -133,12 +136,14 @@ void init_locked(void)
 {
     if (g_ready) return;
     g_page = (size_t)sysconf(_SC_PAGESIZE);
+    g_protect = env_size("CUEMU_PROTECT", 1) != 0;
     install_handler();
     g_ready = 1;
 }
 
 void protect_all(int prot)
 {
+    if (!g_protect) return;
     for (int i = 0; i < MAX_ALLOCS; i++)
         if (g_allocs[i].kind == CUEMU_DEVICE &&
             mprotect(g_allocs[i].map, g_allocs[i].prot_bytes, prot) != 0)
@@ -252,7 +257,8 @@ cudaError_t map_block(void **p, size_t bytes, int kind)
         cuemu_fatal("mprotect: %m");
     if (kind == CUEMU_DEVICE) {
         memset(a->map, 0xFF, a->prot_bytes); // uninitialized: NaN
-        if (g_device_depth == 0) mprotect(a->map, a->prot_bytes, PROT_NONE);
+        if (g_device_depth == 0 && g_protect)
+            mprotect(a->map, a->prot_bytes, PROT_NONE);
         g_used += a->prot_bytes;
     }
     if (getenv("CUEMU_TRACE"))

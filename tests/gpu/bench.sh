@@ -26,6 +26,11 @@
 #                                 carry .gpucheck/bench-bundle.tar.xz
 #                                 (not all of .gpucheck: with check.sh's
 #                                 bundle it is over 64 MiB)
+#   tests/gpu/bench.sh --emu      a rehearsal here on cuemu (make EMU=1,
+#                                 tests/emu/): 20 gpustep steps instead of
+#                                 2000 and a small synthetic pack; the
+#                                 figures are the CPU's and the table's
+#                                 title says so
 #
 # On the GPU machine the script builds with make and nvcc when it can, else
 # it unpacks the bundle; the IDX files come from $FM_SRC, else the bundle.
@@ -64,6 +69,22 @@ build_helpers() {
             -O2 -Xcompiler -Wall,-Wextra,-Werror -o "$b/bench/h2d" bench/h2d.cu
 }
 
+# The same two helpers on cuemu: h2d.cu through the Makefile's <<<>>>
+# rewrite, compiled as C++ against tests/emu/.
+# shellcheck disable=SC2016
+build_helpers_emu() {
+    local b=build/emu mk cflags ldlibs
+    mk="make -s --no-print-directory EMU=1"
+    cflags=$($mk --eval='print-%: ; @echo $($*)' print-CFLAGS 2>/dev/null | tail -1)
+    ldlibs=$($mk --eval='print-%: ; @echo $($*)' print-LDLIBS 2>/dev/null | tail -1)
+    mkdir -p "$b/bench"
+    sed -E 's/([A-Za-z_][A-Za-z0-9_]*)<<<(.*)>>>\(/emu_launch(\1, "\1", \2)(/' bench/h2d.cu >"$b/bench/h2d.emu.cpp"
+    # shellcheck disable=SC2086
+    cc ${cflags//-MMD -MP/} bench/gpustep.c "$b/libstreamtrain.a" $ldlibs -o "$b/bench/gpustep" &&
+        c++ -std=c++17 -O2 -Wall -Wextra -Werror -Itests/emu "$b/bench/h2d.emu.cpp" \
+            "$b/libstreamtrain.a" $ldlibs -o "$b/bench/h2d"
+}
+
 bundle() {
     set -e
     local b=build/gpu-bundle
@@ -92,7 +113,11 @@ mib() { awk -v b="$1" 'BEGIN {if (b == "") print "—"; else printf "%.0f MiB", 
 
 table() {
     local raw=$1 m=$2 line res pf l e ep sps step
-    echo "# GPU bench — ${GPU:-unknown GPU}, $(date -u +%F)"
+    if [ "$EMU" = 1 ]; then
+        echo "# GPU bench rehearsal on cuemu (no GPU: the figures are the CPU's), $(date -u +%F)"
+    else
+        echo "# GPU bench — ${GPU:-unknown GPU}, $(date -u +%F)"
+    fi
     echo
     echo "\`tests/gpu/bench.sh\` on $(hostname -s), $(nproc) CPU cores."
     echo
@@ -130,6 +155,18 @@ table() {
 pick_binaries() {
     local b=build/gpu
     LIBPATH='' DATA='' IDX=''
+    if [ "$EMU" = 1 ]; then
+        b=build/emu
+        make --no-print-directory EMU=1 -j"$(nproc)" $b/streamtrain $b/synthpack \
+            $b/libstreamtrain.a >/tmp/gpu-bench-build.log 2>&1 &&
+            build_helpers_emu >>/tmp/gpu-bench-build.log 2>&1 ||
+            { tail -20 /tmp/gpu-bench-build.log; return 1; }
+        ST=$b/streamtrain GPUSTEP=$b/bench/gpustep H2D=$b/bench/h2d
+        DATA=/tmp/gpubench-emu/pack
+        mkdir -p /tmp/gpubench-emu
+        $b/synthpack -o $DATA --samples 2048 --test 512 --shape 28x28x1 -q -f || DATA=
+        return 0
+    fi
     if make --no-print-directory BUILD=$b -j"$(nproc)" $b/streamtrain $b/packdata $b/libstreamtrain.a \
             >/tmp/gpu-bench-build.log 2>&1 && build_helpers $b >>/tmp/gpu-bench-build.log 2>&1; then
         ST=$b/streamtrain GPUSTEP=$b/bench/gpustep H2D=$b/bench/h2d
@@ -206,10 +243,14 @@ main() {
     return $status
 }
 
-if [ "${1:-}" = "--bundle" ]; then
-    bundle
-    exit $?
-fi
+EMU=0
+case "${1:-}" in
+--bundle) bundle; exit $? ;;
+--emu) EMU=1 STEPS=20; export CUEMU_PROTECT=0 ;;
+"") ;;
+*) echo "usage: tests/gpu/bench.sh [--bundle | --emu]" >&2; exit 2 ;;
+esac
+[ -n "${OUT:-}" ] && mkdir -p "$OUT"
 MD=${OUT:-/tmp}/gpu-bench.md
 # tee in the pipeline (not a process substitution), so that the table is
 # written out before the script exits

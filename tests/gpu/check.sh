@@ -229,6 +229,7 @@ case "${1:-}" in
 "") ;;
 *) echo "usage: tests/gpu/check.sh [--bundle | --emu]" >&2; exit 2 ;;
 esac
+[ -n "${OUT:-}" ] && mkdir -p "$OUT"
 # tee in the pipeline (not a process substitution), so that the verdict is
 # written out before the script exits
 main 2>&1 | tee "${OUT:-/tmp}/gpu-check.txt"

@@ -269,6 +269,46 @@ static void test_cuda_run(void **state)
     assert_true(fabs(resumed.test_loss - gpu.test_loss) <= 0.02);
 }
 
+/* A plan larger than the device: the cudaMalloc failure names the
+ * request and the free memory. Only on cuemu, whose device size CUEMU_MEM
+ * sets (a real GPU would hold this plan). */
+static void test_cuda_too_big(void **state)
+{
+    (void)state;
+    gpu_device_config dc;
+    gpu_device_config_init(&dc);
+    dc.kind = GPU_KIND_CUDA;
+    gpu_device *d = NULL;
+    st_error err = {0};
+    int emu = gpu_device_create(&d, &dc, NULL, 0, &err) == 0 &&
+              strstr(gpu_device_name(d), "cuemu") != NULL;
+    gpu_device_destroy(d);
+    if (!emu) {
+        print_message("skipped: needs cuemu (make EMU=1), whose size "
+                      "CUEMU_MEM sets\n");
+        skip();
+        return;
+    }
+    setenv("CUEMU_MEM", "300000000", 1); /* 31.5 MB free after the context */
+    run_config c;
+    config(&c);
+    c.device.kind = GPU_KIND_CUDA;
+    c.device_mem_auto = 0;
+    c.device_mem = (size_t)1 << 30;
+    c.trainer.model.n_hidden = 2;
+    c.trainer.model.hidden[0] = c.trainer.model.hidden[1] = 2048; /* ~50 MB */
+    run_result res;
+    st_clearerr(&err);
+    FILE *out = sink();
+    int rc = run_train(&c, out, &res, &err);
+    fclose(out);
+    unsetenv("CUEMU_MEM");
+    assert_int_equal(rc, ST_ENOMEM);
+    assert_non_null(strstr(err.msg, "cudaMalloc("));
+    assert_non_null(strstr(err.msg, "--device-mem 1.00 GiB is more than the "
+                                    "30.10 MiB free"));
+}
+
 /* Stopping never loses an evaluation, and a resume with nothing left to
  * train changes nothing and still reports the weights' accuracy. */
 static void test_stops_keep_evaluations(void **state)
@@ -455,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_staged_bitwise),
         cmocka_unit_test(test_stops_keep_evaluations),
         cmocka_unit_test(test_cuda_run),
+        cmocka_unit_test(test_cuda_too_big),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_cli),
     };

@@ -143,16 +143,26 @@ static int open_device(run *r, st_error *err)
     return 0;
 }
 
-/* A plan that does not fit --device-mem auto: say where the budget came
- * from, since "the budget is 1 B" alone reads like a bug. */
-static int auto_budget_note(st_error *err, size_t fr, size_t margin)
+/* A plan the device cannot hold: say where the budget came from, since
+ * "the budget is 1 B" or a bare cudaMalloc failure reads like a bug. */
+static int budget_note(run *r, size_t fr, size_t margin, st_error *err)
 {
+    const run_config *c = r->cfg;
     char msg[sizeof err->msg], a[32], b[32];
+    gpu_mem_stats ms;
     snprintf(msg, sizeof msg, "%s", err->msg);
-    return st_seterr_force(err, ST_ENOMEM, "%s (--device-mem auto: %s free "
-                           "on the device, less %s kept free)", msg,
-                           plan_fmt_bytes(fr, a, sizeof a),
-                           plan_fmt_bytes(margin, b, sizeof b));
+    if (c->device_mem_auto)
+        return st_seterr_force(err, ST_ENOMEM, "%s (--device-mem auto: %s "
+                               "free on the device, less %s kept free)", msg,
+                               plan_fmt_bytes(fr, a, sizeof a),
+                               plan_fmt_bytes(margin, b, sizeof b));
+    if (gpu_device_mem(r->dev, &ms) == 0 && c->device_mem > ms.free)
+        return st_seterr_force(err, ST_ENOMEM, "%s (--device-mem %s is more "
+                               "than the %s free on the device: lower it, or "
+                               "use --device-mem auto)", msg,
+                               plan_fmt_bytes(c->device_mem, a, sizeof a),
+                               plan_fmt_bytes(ms.free, b, sizeof b));
+    return ST_ENOMEM;
 }
 
 static int make_trainer(run *r, const model_spec *spec, st_error *err)
@@ -172,8 +182,7 @@ static int make_trainer(run *r, const model_spec *spec, st_error *err)
     tc.budget = c->device_mem_auto ? gpu_device_auto_budget(r->dev, &fr, &margin)
                                    : c->device_mem;
     int rc = trainer_create(&r->t, r->dev, &tc, err);
-    if (rc == ST_ENOMEM && c->device_mem_auto)
-        return auto_budget_note(err, fr, margin);
+    if (rc == ST_ENOMEM) return budget_note(r, fr, margin, err);
     if (rc < 0) return rc;
     const plan *p = trainer_plan(r->t);
     char desc[256];

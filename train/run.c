@@ -139,6 +139,9 @@ static int open_device(run *r, st_error *err)
                              err));
     if (note[0]) fprintf(r->out, "%s\n", note);
     fprintf(r->out, "device: %s\n", gpu_device_name(r->dev));
+    if (gpu_device_kind(r->dev) == GPU_KIND_CUDA && r->cfg->device.cpu_threads)
+        fprintf(r->out, "note: --blas-threads is for the CPU backend; CUDA "
+                "ignores it\n");
     r->alloc = (ring_allocator){gpu_host_alloc, gpu_host_free_sized, r->dev};
     return 0;
 }

@@ -190,7 +190,6 @@ void run_until(queue *q, uint64_t seq);
 
 void exec(queue *q, const cuemu_op *op)
 {
-    (void)q;
     switch (op->kind) {
     case OP_KERNEL: cuemu_grid_run(op); break;
     case OP_COPY: memcpy(op->dst, op->src, op->n); break;

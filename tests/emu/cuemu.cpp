@@ -99,6 +99,10 @@ size_t env_size(const char *name, size_t dflt)
     return (size_t)x;
 }
 
+// Read at every call, not once: a test may change them while it runs.
+int env_devices(void) { return (int)env_size("CUEMU_DEVICES", 1); }
+size_t env_mem(void) { return env_size("CUEMU_MEM", (size_t)16 << 30); }
+
 void say_fault(int sig, siginfo_t *si, void *uc)
 {
     (void)uc;
@@ -219,6 +223,15 @@ void run_until(queue *q, uint64_t seq)
 }
 
 void drain(queue *q) { run_until(q, q->next_seq - 1); }
+
+// A copy that happens at the call, after the work queued on q before it.
+void copy_now(queue *q, void *dst, const void *src, size_t n)
+{
+    drain(q);
+    device_enter();
+    memcpy(dst, src, n);
+    device_leave();
+}
 
 void drain_all(void)
 {
@@ -388,14 +401,14 @@ cudaError_t cudaPeekAtLastError(void)
 cudaError_t cudaGetDeviceCount(int *n)
 {
     guard g;
-    *n = (int)env_size("CUEMU_DEVICES", 1);
+    *n = env_devices();
     return *n > 0 ? cudaSuccess : fail(cudaErrorNoDevice);
 }
 
 cudaError_t cudaSetDevice(int dev)
 {
     guard g;
-    if (dev < 0 || dev >= (int)env_size("CUEMU_DEVICES", 1))
+    if (dev < 0 || dev >= env_devices())
         return fail(cudaErrorInvalidDevice);
     g_current_dev = dev;
     return cudaSuccess;
@@ -404,11 +417,11 @@ cudaError_t cudaSetDevice(int dev)
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int dev)
 {
     guard g;
-    if (dev < 0 || dev >= (int)env_size("CUEMU_DEVICES", 1))
+    if (dev < 0 || dev >= env_devices())
         return fail(cudaErrorInvalidDevice);
     *p = cudaDeviceProp{};
     snprintf(p->name, sizeof p->name, "cuemu (CUDA emulated on the CPU)");
-    p->totalGlobalMem = env_size("CUEMU_MEM", (size_t)16 << 30);
+    p->totalGlobalMem = env_mem();
     p->major = 9;
     p->minor = 0;
     p->multiProcessorCount = 1;
@@ -425,7 +438,7 @@ cudaError_t cudaDeviceSynchronize(void)
 cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b)
 {
     guard g;
-    size_t total = env_size("CUEMU_MEM", (size_t)16 << 30);
+    size_t total = env_mem();
     size_t in_use = kContext + g_used;
     *total_b = total;
     *free_b = in_use < total ? total - in_use : 0;
@@ -437,7 +450,7 @@ cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b)
 cudaError_t cudaMalloc(void **p, size_t bytes)
 {
     guard g;
-    size_t total = env_size("CUEMU_MEM", (size_t)16 << 30);
+    size_t total = env_mem();
     if (kContext + g_used + round_up(bytes, g_page) > total)
         return fail(cudaErrorMemoryAllocation);
     return map_block(p, bytes, CUEMU_DEVICE);
@@ -478,10 +491,7 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t n,
     if (n == 0) return cudaSuccess;
     cudaError_t e = check_copy(dst, src, n, kind);
     if (e != cudaSuccess) return e;
-    drain(&g_legacy);
-    device_enter();
-    memcpy(dst, src, n);
-    device_leave();
+    copy_now(&g_legacy, dst, src, n);
     return cudaSuccess;
 }
 
@@ -498,10 +508,7 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n,
     bool pinned = kind == cudaMemcpyDeviceToDevice ||
                   cuemu_range_kind(host, n) == CUEMU_PINNED;
     if (!pinned) { // pageable: cudart stages it before returning
-        drain(q);
-        device_enter();
-        memcpy(dst, src, n);
-        device_leave();
+        copy_now(q, dst, src, n);
         return cudaSuccess;
     }
     cuemu_op *op = cuemu_op_push(s, OP_COPY);

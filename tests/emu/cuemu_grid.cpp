@@ -144,23 +144,27 @@ void __syncthreads(void) { park("__syncthreads"); }
 
 uint64_t cuemu_shfl_xor(unsigned int mask, uint64_t bits, int lane_mask)
 {
-    char w[160];
-    where(w, sizeof w);
-    if (mask != 0xffffffffu || lane_mask < 0 || lane_mask > 31)
+    char w[160]; // where(): only on the way to an error (threadIdx is this
+                 // thread's again once park returns)
+    if (mask != 0xffffffffu || lane_mask < 0 || lane_mask > 31) {
+        where(w, sizeof w);
         cuemu_fatal("%s: __shfl_xor_sync(0x%x, v, %d): cuemu does full-warp "
                     "shuffles with a lane mask in [0, 31] only", w, mask,
                     lane_mask);
+    }
     unsigned me = g_cur;
     g_fib[me].value = bits;
     uint32_t round = ++g_fib[me].shuffles;
     park("__shfl_xor_sync");
     unsigned src = (me & ~31u) | ((me & 31u) ^ (unsigned)lane_mask);
     if (src >= g_nthreads || g_fib[src].shuffles != round ||
-        g_fib[src].state == DONE)
+        g_fib[src].state == DONE) {
+        where(w, sizeof w);
         cuemu_fatal("%s: __shfl_xor_sync reads lane %u, which %s", w, src & 31u,
                     src >= g_nthreads ? "is past the end of the block "
                                         "(a partial warp)"
                                       : "has exited or is at another shuffle");
+    }
     uint64_t r = g_fib[src].value;
     park("__shfl_xor_sync");
     return r;

@@ -54,35 +54,27 @@ FM_SRC=${FM_SRC:-/usr/share/datasets/fashion-mnist}
 STEPS=2000 # gpustep steps per timing
 BUDGET=290 # seconds for the whole run, build included
 
-# Compiles bench/gpustep.c against BUILD's library with the Makefile's flags.
+# Compiles bench/gpustep.c against BUILD's library with the Makefile's flags,
+# and bench/h2d.cu with nvcc, or (emu = 1, BUILD build/emu) with the
+# Makefile's cuemu rule for .cu files.
 # shellcheck disable=SC2016 # $($*) is make's, not the shell's
 build_helpers() {
-    local b=$1 mk cflags ldlibs
+    local b=$1 emu=${2:-0} mk cflags ldlibs
     mk="make -s --no-print-directory BUILD=$b"
+    [ "$emu" = 1 ] && mk="make -s --no-print-directory EMU=1"
     cflags=$($mk --eval='print-%: ; @echo $($*)' print-CFLAGS 2>/dev/null | tail -1)
     ldlibs=$($mk --eval='print-%: ; @echo $($*)' print-LDLIBS 2>/dev/null | tail -1)
     case "$cflags" in *ST_HAVE_CUDA=1*) ;; *) echo "no nvcc: the build has no CUDA backend"; return 1 ;; esac
     mkdir -p "$b/bench"
     # shellcheck disable=SC2086
-    cc ${cflags//-MMD -MP/} bench/gpustep.c "$b/libstreamtrain.a" $ldlibs -o "$b/bench/gpustep" &&
+    cc ${cflags//-MMD -MP/} bench/gpustep.c "$b/libstreamtrain.a" $ldlibs -o "$b/bench/gpustep" || return 1
+    if [ "$emu" = 1 ]; then
+        # shellcheck disable=SC2086
+        $mk "$b/obj/bench/h2d.o" && c++ "$b/obj/bench/h2d.o" "$b/libstreamtrain.a" $ldlibs -o "$b/bench/h2d"
+    else
         "$(make -s --no-print-directory --eval='print-%: ; @echo $($*)' print-NVCC 2>/dev/null | tail -1)" \
             -O2 -Xcompiler -Wall,-Wextra,-Werror -o "$b/bench/h2d" bench/h2d.cu
-}
-
-# The same two helpers on cuemu: h2d.cu through the Makefile's <<<>>>
-# rewrite, compiled as C++ against tests/emu/.
-# shellcheck disable=SC2016
-build_helpers_emu() {
-    local b=build/emu mk cflags ldlibs
-    mk="make -s --no-print-directory EMU=1"
-    cflags=$($mk --eval='print-%: ; @echo $($*)' print-CFLAGS 2>/dev/null | tail -1)
-    ldlibs=$($mk --eval='print-%: ; @echo $($*)' print-LDLIBS 2>/dev/null | tail -1)
-    mkdir -p "$b/bench"
-    sed -E 's/([A-Za-z_][A-Za-z0-9_]*)<<<(.*)>>>\(/emu_launch(\1, "\1", \2)(/' bench/h2d.cu >"$b/bench/h2d.emu.cpp"
-    # shellcheck disable=SC2086
-    cc ${cflags//-MMD -MP/} bench/gpustep.c "$b/libstreamtrain.a" $ldlibs -o "$b/bench/gpustep" &&
-        c++ -std=c++17 -O2 -Wall -Wextra -Werror -Itests/emu "$b/bench/h2d.emu.cpp" \
-            "$b/libstreamtrain.a" $ldlibs -o "$b/bench/h2d"
+    fi
 }
 
 bundle() {
@@ -159,12 +151,11 @@ pick_binaries() {
         b=build/emu
         make --no-print-directory EMU=1 -j"$(nproc)" $b/streamtrain $b/synthpack \
             $b/libstreamtrain.a >/tmp/gpu-bench-build.log 2>&1 &&
-            build_helpers_emu >>/tmp/gpu-bench-build.log 2>&1 ||
+            build_helpers $b 1 >>/tmp/gpu-bench-build.log 2>&1 ||
             { tail -20 /tmp/gpu-bench-build.log; return 1; }
         ST=$b/streamtrain GPUSTEP=$b/bench/gpustep H2D=$b/bench/h2d
         DATA=/tmp/gpubench-emu/pack
-        mkdir -p /tmp/gpubench-emu
-        $b/synthpack -o $DATA --samples 2048 --test 512 --shape 28x28x1 -q -f || DATA=
+        emu_pack $b/synthpack $DATA || DATA=
         return 0
     fi
     if make --no-print-directory BUILD=$b -j"$(nproc)" $b/streamtrain $b/packdata $b/libstreamtrain.a \

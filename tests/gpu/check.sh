@@ -119,9 +119,7 @@ pick_binaries() {
             $b/tests/test_gpu $b/tests/test_noalloc >/tmp/gpu-check-build.log 2>&1 ||
             { tail -20 /tmp/gpu-check-build.log; return 1; }
         ST=$b/streamtrain TEST=$b/tests/test_gpu DATA=/tmp/gpucheck-emu/pack
-        mkdir -p /tmp/gpucheck-emu
-        $b/synthpack -o $DATA --samples 2048 --test 512 --shape 28x28x1 -q -f ||
-            return 1
+        emu_pack $b/synthpack $DATA || return 1
         echo "binaries: built here on cuemu (a rehearsal: no GPU); data: $DATA"
         return 0
     fi

@@ -36,3 +36,9 @@ copy_libs() {
     done | sort -u | grep -vE '/(libc|libm|libdl|librt|libpthread|ld-linux[^/]*|libstdc\+\+|libgcc_s)\.so|cuda|cublas' |
         while read -r lib; do cp -L "$lib" "$dest/"; done
 }
+
+# The --emu rehearsals' stand-in for Fashion-MNIST: 2,048 + 512 synthetic
+# 28x28 gray samples, written by synthpack $1 into pack directory $2.
+emu_pack() {
+    mkdir -p "$(dirname "$2")" && "$1" -o "$2" --samples 2048 --test 512 --shape 28x28x1 -q -f
+}

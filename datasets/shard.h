@@ -25,7 +25,7 @@
 #define SHARD_ENTRY_BYTES 12u
 #define SHARD_FOOTER_BYTES 32u
 
-enum { CODEC_RAW = 0, CODEC_ZSTD = 1, CODEC_PNG = 2 };
+enum { CODEC_RAW = 0, CODEC_ZSTD = 1, CODEC_PNG = 2, CODEC_JPEG = 3 };
 enum { DTYPE_U8 = 1 };
 enum { LABEL_I32 = 1 };
 

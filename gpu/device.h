@@ -226,4 +226,108 @@ int gpu_adamw_update(gpu_device *d, float *w, const float *g, float *m,
 /* p[0..bytes) = 0 on the compute queue. */
 int gpu_zero(gpu_device *d, void *p, size_t bytes);
 
+
+/* ---- convolutional nets (NHWC) ----------------------------------------
+ * Activations are NHWC: a batch (n, h, w, c) row-major, so a conv output
+ * is the GEMM result (n*oh*ow, oc) with no transpose, a 1x1 conv is a
+ * plain GEMM, bias/BN are per column, and the loader's (n, H, W, C) uint8
+ * batches need no reordering. (Measured against NCHW in train/layer_conv.c's
+ * header.) Conv weights are (kh*kw*c, oc) row-major, rows ordered (ky, kx,
+ * ci). Every op below runs on the compute queue. */
+
+/* Geometry of a conv or pooling window over an NHWC batch. */
+typedef struct gpu_conv_geom {
+    int n, h, w, c;       /* input batch */
+    int kh, kw;           /* window */
+    int sh, sw;           /* stride */
+    int ph, pw;           /* zero padding, top/left = bottom/right */
+    int oh, ow;           /* output: (h + 2ph - kh) / sh + 1, likewise w */
+} gpu_conv_geom;
+
+/* Lowering (im2col) of the g->n images at x: col (n*oh*ow, kh*kw*c) from x
+ * (n, h, w, c); padded taps are 0. The caller batches several images per
+ * call (g->n of them) to size one GEMM. */
+int gpu_im2col(gpu_device *d, const gpu_conv_geom *g, const float *x,
+               float *col);
+
+/* The adjoint of gpu_im2col: dx (n, h, w, c) = (accumulate ? dx : 0) +
+ * the sum, over every window tap that reads a pixel, of col's entry for it
+ * (overlapping windows add up). */
+int gpu_col2im(gpu_device *d, const gpu_conv_geom *g, const float *col,
+               float *dx, int accumulate);
+
+/* Max pool: y (n, oh, ow, c) and idx (n, oh, ow, c) int32, the flat index
+ * within the input sample (h*w*c space) of each max (first max on ties;
+ * padding never wins). */
+int gpu_maxpool_fwd(gpu_device *d, const gpu_conv_geom *g, const float *x,
+                    float *y, int32_t *idx);
+/* dx (n, h, w, c) = 0, then dx[idx] += dy for every output element. */
+int gpu_maxpool_bwd(gpu_device *d, const gpu_conv_geom *g, const float *dy,
+                    const int32_t *idx, float *dx);
+
+/* Global average pool: y (n, c) = mean over (h, w) of x (n, h*w, c). */
+int gpu_avgpool_fwd(gpu_device *d, const float *x, int n, int hw, int c,
+                    float *y);
+/* dx (n, h*w, c) = dy (n, c) / hw broadcast. */
+int gpu_avgpool_bwd(gpu_device *d, const float *dy, int n, int hw, int c,
+                    float *dx);
+
+/* Batch norm over x (rows, c), rows = n*h*w, PyTorch's conventions:
+ * training: mean and biased variance of the batch normalize; saved
+ * mean (c) and invstd (c) = 1/sqrt(var + eps) are kept for backward; the
+ * running estimates become (1-momentum)*run + momentum*stat with the
+ * UNBIASED variance (rows/(rows-1)). y = gamma * xhat + beta. y may equal
+ * x (in place). */
+int gpu_bn_fwd_train(gpu_device *d, const float *x, int rows, int c,
+                     const float *gamma, const float *beta, float eps,
+                     float momentum, float *run_mean, float *run_var,
+                     float *save_mean, float *save_invstd, float *y);
+/* evaluation: y = gamma * (x - run_mean) / sqrt(run_var + eps) + beta. */
+int gpu_bn_fwd_eval(gpu_device *d, const float *x, int rows, int c,
+                    const float *gamma, const float *beta, float eps,
+                    const float *run_mean, const float *run_var, float *y);
+/* Backward of gpu_bn_fwd_train given its input x and saved statistics:
+ * dgamma/dbeta (c) are written (accumulate 0) or added to (accumulate 1);
+ * dx (rows, c) = the batch-statistics gradient. dx may equal dy. */
+int gpu_bn_bwd(gpu_device *d, const float *x, const float *dy, int rows,
+               int c, const float *gamma, const float *save_mean,
+               const float *save_invstd, float *dgamma, float *dbeta,
+               float *dx, int accumulate);
+
+typedef enum gpu_act_kind {
+    GPU_ACT_RELU = 1,
+    GPU_ACT_GELU = 2,     /* exact: x * Phi(x) with erf, as PyTorch's default */
+} gpu_act_kind;
+
+/* y (n) = act(x); y may equal x. */
+int gpu_act_fwd(gpu_device *d, gpu_act_kind k, const float *x, float *y,
+                size_t n);
+/* dx (n) = dy * act'(x) from the pre-activation x; dx may equal dy. */
+int gpu_act_bwd(gpu_device *d, gpu_act_kind k, const float *x,
+                const float *dy, float *dx, size_t n);
+
+/* y (n) = alpha * x + beta * y (residual adds, TTA logit averaging,
+ * gradient fan-in). */
+int gpu_axpby(gpu_device *d, size_t n, float alpha, const float *x,
+              float beta, float *y);
+
+/* Per-channel normalization in the uint8 -> float step: y[p*c + k] =
+ * (x[p*c + k] * (1/255) - mean[k]) / std[k] for pixels p < npix, channels
+ * k < c <= 4 (mean/std are host values in [0, 1] units, passed by value). */
+int gpu_normalize_u8_ch(gpu_device *d, const uint8_t *x, size_t npix, int c,
+                        const float mean[4], const float std[4], float *y);
+
+/* y (n, h, w, c) = x mirrored left-right (TTA); y != x. */
+int gpu_flip_w(gpu_device *d, const float *x, int n, int h, int w, int c,
+               float *y);
+
+/* Softmax cross-entropy with label smoothing eps in [0, 1): the target is
+ * (1-eps)*onehot + eps/classes, PyTorch's CrossEntropyLoss
+ * (label_smoothing=eps); otherwise as gpu_softmax_xent (which is this with
+ * eps 0; loss_sum is the smoothed loss). */
+int gpu_softmax_xent_ls(gpu_device *d, const float *logits,
+                        const int32_t *labels, int rows, int classes,
+                        float smoothing, float grad_scale, float *dlogits,
+                        gpu_loss_stats *stats);
+
 #endif

@@ -1,0 +1,91 @@
+/* loader/transform.h — per-split sample transforms that turn an image of
+ * any size into the ring slot's fixed (S_h, S_w, C): their text form, and
+ * their random parameters as a pure function of (seed, epoch, sample id).
+ *
+ * defines: transform_kind, transform_spec, transform_parse,
+ *          transform_format, transform_box, transform_params,
+ *          transform_dct_scale
+ *
+ * Contract:
+ * - transform_params is deterministic and thread-free: the same (spec,
+ *   seed, epoch, id, source size) gives the same box and flip on every
+ *   thread, rank and resume. It never allocates.
+ * - Boxes are in source pixels of the stored (upright) image, fractional
+ *   where the transform defines them so (center-crop), and always inside
+ *   it, except pad-crop, whose box is in the padded image's coordinates
+ *   (x, y in [0, 2P]) with the padding filled with zeros.
+ * - The pixels themselves are made by the loader's producers (the fused
+ *   decode, loader/producer.c) with datasets/resample.h.
+ *
+ * Text form (as --train-transform / --eval-transform take it): a name, its
+ * size, then optional words, separated by spaces:
+ *   random-resized-crop S [scale=A,B] [ratio=A,B] [attempts=N] [flip] [interp=bilinear|area]
+ *   center-crop S [crop-frac=F] [flip] [interp=...]
+ *   resize WxH [flip] [interp=...]
+ *   pad-crop P [flip]
+ *   none [flip]
+ * Defaults: scale=0.08,1 ratio=0.75,1.3333333 attempts=10 crop-frac=0.875
+ * interp=bilinear, no flip.
+ */
+#ifndef ST_TRANSFORM_H
+#define ST_TRANSFORM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "datasets/error.h"
+#include "datasets/resample.h"
+
+typedef enum transform_kind {
+    TRANSFORM_NONE = 0,       /* today's behaviour: fixed-size packs only */
+    TRANSFORM_RRC = 1,        /* torchvision RandomResizedCrop */
+    TRANSFORM_CENTER = 2,     /* resize shorter side to S/crop_frac, centre S x S */
+    TRANSFORM_RESIZE = 3,     /* exact resize to W x H, no crop */
+    TRANSFORM_PAD_CROP = 4,   /* random crop of the original size from the
+                                 image zero-padded by P on every side */
+} transform_kind;
+
+typedef struct transform_spec {
+    transform_kind kind;
+    uint32_t out_w, out_h;    /* RRC / center: S, S; resize: W, H; pad-crop
+                                 and none: 0 (the source's size) */
+    double scale_min, scale_max;  /* RRC area fraction */
+    double ratio_min, ratio_max;  /* RRC aspect w/h, sampled log-uniform */
+    int attempts;             /* RRC tries before the centre fallback */
+    double crop_frac;         /* center-crop */
+    uint32_t pad;             /* pad-crop P */
+    int flip;                 /* horizontal flip with probability 1/2 */
+    resample_filter interp;
+} transform_spec;
+
+/* Parses the text form. @return 0 or ST_EINVAL with a message that quotes
+ * the bad word and says what was expected. */
+int transform_parse(const char *text, transform_spec *out, st_error *err);
+
+/* The canonical text form of t (round-trips through transform_parse). */
+void transform_format(const transform_spec *t, char *buf, size_t len);
+
+/* One sample's parameters. */
+typedef struct transform_box {
+    double x0, y0, x1, y1;    /* source box (see the contract) */
+    int flip;                 /* mirror the output left-right */
+} transform_box;
+
+/* The box and flip of sample id in epoch for a source image of src_w x
+ * src_h pixels, as a pure function of (t, seed, epoch, id, size). RRC
+ * follows torchvision's get_params exactly (integer boxes: area fraction
+ * uniform in scale, log-ratio uniform, w = round(sqrt(a*r)), h =
+ * round(sqrt(a/r)), accepted when 0 < w <= W and 0 < h <= H, origin
+ * uniform; after `attempts` failures the centre crop of the aspect clamped
+ * to ratio). */
+void transform_params(const transform_spec *t, uint64_t seed, uint64_t epoch,
+                      uint64_t id, uint32_t src_w, uint32_t src_h,
+                      transform_box *out);
+
+/* The largest libjpeg DCT scale s in {8, 4, 2, 1} with box_w / s >= out_w
+ * and box_h / s >= out_h: decoding at 1/s then loses nothing the output
+ * keeps. */
+int transform_dct_scale(double box_w, double box_h, uint32_t out_w,
+                        uint32_t out_h);
+
+#endif

@@ -4,10 +4,12 @@
   report.py RAW_DIR OUT_DIR STEM
 
 Reads RAW_DIR (loader.log, torch_loader.log, st-N.jsonl, st-N.log,
-pt-N.log, scaling.log, packs.log, machine.txt, times.txt), writes
-OUT_DIR/STEM.md, the plot data RAW_DIR/*.dat and, with gnuplot
-(bench/*.gp), OUT_DIR/STEM-loader.png, STEM-trainer.png and
-STEM-scaling.png; prints the summary table last.
+pt-N.log, scaling.log, photos.log, photos-peers.log, photos-prep.log,
+packs.log, machine.txt, times.txt), writes OUT_DIR/STEM.md, the plot data
+RAW_DIR/*.dat and, with gnuplot (bench/*.gp, bench/photos/photos.gp),
+OUT_DIR/STEM-loader.png, STEM-trainer.png, STEM-scaling.png and
+STEM-photos.png; prints the summary table last. A section whose logs are
+absent is left out.
 
 Figures are the median of the repetitions with [min, max]. A ratio is the
 median of the per-repetition ratios (both sides measured in the same
@@ -21,6 +23,8 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "photos"))
+import photos_report as photos  # noqa: E402  (bench/photos/photos_report.py)
 
 
 # ---- small helpers ---------------------------------------------------------
@@ -151,7 +155,8 @@ def parse_scaling(raw):
             mem[(size, th)][rep] = dict(
                 rss=int(d["peak_rss"]), ring=int(d["ring"]), scratch=int(d["scratch"]),
                 loader_index=int(d["index"]),
-                index=int(d.get("index_resident", d["index"])))
+                index=int(d.get("index_resident", d["index"])),
+                anon=int(d.get("rss_anon", -1)), file=int(d.get("rss_file", -1)))
     return runs, mem
 
 
@@ -215,6 +220,8 @@ class Report:
     def loader(self):
         rows, base = parse_loadbench(self.raw)
         tl, tn = parse_torch_loader(self.raw)
+        if not rows and not tl:
+            return
         codec = parse_packs(self.raw)[1].get("fm-zstd", "?")
         self.w("## 1. The loader: Fashion-MNIST, 60,000 28×28 training images",
                "",
@@ -376,6 +383,7 @@ class Report:
             return
         cold = self.times.get("drop_caches") == "1"
         has_ra0 = any(k[1] == "cold_ra0" for k in runs)
+        has_anon = any(v["anon"] >= 0 for m in mem.values() for v in m.values())
         self.w("## 3. Scaling with the size of the data: synthetic 64×64×3 packs", "",
                "`build/synthpack --size SIZE` (gradients, shapes and noise; packdata's "
                "encoding defaults: " + codecs.get("synth-" + sizes[0], "?") + "), "
@@ -394,11 +402,13 @@ class Report:
                    "warm runs only."), "",
                "| pack (decoded) | samples | on disk | warm, 1 thread: samples/s | "
                "µs/sample | warm, 2 threads: samples/s | µs/sample·thread | %s"
-               "peak RSS, 1 thread | peak RSS, 2 threads | of which index |" % (
+               "peak RSS, 1 thread | peak RSS, 2 threads | of which index |%s" % (
                    ("cold, read-ahead 4: samples/s | " if cold else "") +
-                   ("cold, no read-ahead: samples/s | " if has_ra0 else "")),
-               "|---|---|---|---|---|---|---|%s---|---|---|" % (
-                   ("---|" if cold else "") + ("---|" if has_ra0 else "")))
+                   ("cold, no read-ahead: samples/s | " if has_ra0 else ""),
+                   " RssAnon, 2 threads | RssFile, 2 threads |" if has_anon else ""),
+               "|---|---|---|---|---|---|---|%s---|---|---|%s" % (
+                   ("---|" if cold else "") + ("---|" if has_ra0 else ""),
+                   "---|---|" if has_anon else ""))
         get = lambda size, run, th, ep, k: [v[k] for v in runs.get((size, run, th, ep), {}).values()]
         mib = lambda b: b / 1048576
         dat = []
@@ -415,6 +425,10 @@ class Report:
                 cells.append(rng(get(s, "cold_ra0", 2, 0, "sps")))
             cells += [rng(rss[1], 1, " MiB"), rng(rss[2], 1, " MiB"),
                       "%.2f MiB" % med(idx)[0]]
+            if has_anon:
+                for k in ("anon", "file"):
+                    v = [mib(x[k]) for x in mem.get((s, 2), {}).values() if x[k] >= 0]
+                    cells.append(rng(v, 1, " MiB") if v else "—")
             self.w("| " + " | ".join(cells) + " |")
             row = [size_gib(s)]
             for run, th in (("warm", 1), ("warm", 2), ("cold_ra4", 2), ("cold_ra0", 2)):
@@ -430,6 +444,12 @@ class Report:
                    "it counts the index at 12 bytes a record (the on-disk entry), half "
                    "of what is resident." % (mib(v["ring"]), mib(v["scratch"]),
                                               mib(v["loader_index"]), size_label(sizes[0])))
+        if has_anon:
+            self.w("", "RssAnon and RssFile: `/proc/self/status` at the end of each "
+                   "epoch with the loader open, the largest seen (warm runs). "
+                   "Anonymous memory is what the process owns; file pages (the "
+                   "mapped shards, and the index where it is mapped) are page cache "
+                   "the kernel can drop.")
         self.w("", "![scaling](%s-scaling.png)" % self.stem, "")
         with open(os.path.join(self.raw, "scaling.dat"), "w") as f:
             f.write("# gib us1 min max us2 min max cold_ra4 min max cold_ra0 min max "
@@ -460,6 +480,10 @@ class Report:
             self.add_scaling("Peak RSS less the index (24 B/record), %d thread%s: %s" %
                              (th, "s" if th > 1 else "", span), bi, ai, 1.15, "%.1f MiB")
 
+        a = {r: v["anon"] / 1048576 for r, v in mem.get((big, 2), {}).items() if v["anon"] >= 0}
+        b = {r: v["anon"] / 1048576 for r, v in mem.get((small, 2), {}).items() if v["anon"] >= 0}
+        self.add_scaling("RssAnon, 2 threads: %s" % span, b, a, 1.10, "%.1f MiB")
+
     def add_scaling(self, what, small, big, target, f):
         ratios = paired(big, small)
         if not ratios:
@@ -480,12 +504,12 @@ class Report:
                     f.write(" ".join("%g" % x for x in p) + "\n")
                 f.write("\n\n")
 
-    def plot(self, name):
+    def plot(self, name, gp=None):
         out = os.path.join(self.out, "%s-%s.png" % (self.stem, name))
         title = "%s, %s" % (self.machine.get("cpu", ""), self.machine.get("date", "")[:10])
         cmd = ["gnuplot", "-e", "dat='%s'; out='%s'; machine='%s'" % (
             os.path.join(self.raw, name + ".dat"), out, title.replace("'", "")),
-            os.path.join(HERE, name + ".gp")]
+            gp or os.path.join(HERE, name + ".gp")]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             sys.stderr.write("report: gnuplot %s failed: %s\n" % (name, r.stderr.strip()))
@@ -500,7 +524,7 @@ class Report:
                 "- Commit %s. Took %s s (%s)." % (
                     mc.get("git"), t.get("total"), ", ".join(
                         "%s %s s" % (k, t[k]) for k in
-                        ("inputs", "loader", "trainer", "scaling") if k in t)),
+                        ("inputs", "loader", "trainer", "photos", "scaling") if k in t)),
                 "- Each figure: median of 3 repetitions [min, max]. Each ratio: the "
                 "median of the 3 per-repetition ratios [min, max], the two sides "
                 "measured back to back in the same repetition of this run.", "",
@@ -521,11 +545,12 @@ def main():
     r.loader()
     r.trainer()
     r.scaling()
+    photos.section(r, sys.modules[__name__])
     r.write()
     mc = r.machine
     print()
     print("bench: %s; %s; took %s s" % (mc.get("cpu"), mc.get("command"), r.times.get("total")))
-    print("bench: report %s, plots %s-{loader,trainer,scaling}.png" % (
+    print("bench: report %s, plots %s-{loader,trainer,scaling,photos}.png" % (
         os.path.join(out, stem + ".md"), os.path.join(out, stem)))
     print()
     print("\n".join(r.summary_table()))

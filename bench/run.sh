@@ -13,7 +13,14 @@
 #                 in PyTorch, seeds 1..RUNS, run by run
 #   3. scaling    synthetic 64x64x3 packs of 0.25, 1 and 4 GiB decoded
 #                 (--quick: 64 MiB, 0.25 and 1 GiB): warm and cold-cache epochs,
-#                 cost per sample, peak RSS (bench/stream.c)
+#                 cost per sample, peak RSS, RssAnon and RssFile (bench/stream.c)
+#   4. photos     20,000 JPEGs cut from real photographs (--quick: 2,000;
+#                 bench/photos/make_corpus.py), packed at 512 px JPEG and at
+#                 256 px zstd: loadbench with random-resized-crop 224 + flip
+#                 (1 and 2 threads), random-resized-crop 160 and center-crop
+#                 224 against torchvision's ImageFolder DataLoader (Debian's,
+#                 and PyPI's newest in bench/venv) and FFCV (PyPI, bench/venv),
+#                 2 workers (bench/photos/peers.py)
 # Every measurement is repeated RUNS=3 times, the two sides of each
 # comparison interleaved within a repetition. Raw logs go to
 # BUILD_DIR/bench/STEM/; bench/report.py turns them into
@@ -40,11 +47,21 @@ if [ $QUICK = 1 ]; then
     SIZES="64M 256M 1G"
     PNG_LIMIT=20000          # PyTorch PNG-folder epochs: the first 20,000 files
     TENSOR_WORKERS=0
+    PHOTO_N=2000             # photos: the corpus, and the small one RssAnon is
+    PHOTO_SMALL=200          # compared against (the first images of the same draws)
 else
     SIZES="256M 1G 4G"
     PNG_LIMIT=0
     TENSOR_WORKERS=0,1,2
+    PHOTO_N=20000
+    PHOTO_SMALL=2000
 fi
+# BENCH_SECTIONS="photos" runs only the listed sections (inputs are made for
+# those only); BENCH_PHOTO_PEER_TRANSFORMS="rrc160 cc224" also times the
+# peers on those transforms (torchvision from Debian, FFCV).
+SECTIONS=${BENCH_SECTIONS:-loader trainer photos scaling}
+VENV=bench/venv
+VPY=$VENV/bin/python
 RAW=$BUILD/bench/$STEM
 rm -rf "$RAW" && mkdir -p "$RAW" data/bench bench/results
 T0=$(date +%s)
@@ -165,28 +182,174 @@ scaling_section() {
     mark scaling "$t"
 }
 
+# ---- 4. photos: JPEGs of any size, crop + resize + flip -----------------------
+# The peers' Pythons: Debian's /usr/bin/python3 and bench/venv (PyPI's newest
+# torch and torchvision, and ffcv: bench/photos/requirements.txt). The venv
+# is made when missing or when requirements.txt changed (its sha1 in
+# bench/venv/.requirements); pip freeze goes to the raw logs.
+venv_ready() {
+    local want
+    want=$(sha1sum bench/photos/requirements.txt | cut -c1-16)
+    if [ ! -x "$VPY" ] || [ "$(cat $VENV/.requirements 2>/dev/null)" != "$want" ]; then
+        say "photos: installing bench/venv from PyPI (bench/photos/requirements.txt; ~5 GB, minutes)"
+        rm -rf "$VENV"
+        if ! { $PY -m venv "$VENV" && "$VPY" -m pip install -q --upgrade pip >&2 &&
+            "$VPY" -m pip install -q -r bench/photos/requirements.txt >&2; }; then
+            say "photos: making bench/venv failed: the PyPI peers (torchvision-pypi, ffcv) are skipped"
+            return 1
+        fi
+        echo "$want" >$VENV/.requirements
+    fi
+    "$VPY" -m pip freeze >"$RAW/photos-venv-freeze.txt" 2>/dev/null
+}
+
+# Can this build's packdata write variable-size photo packs?
+st_photos() { "$BUILD/packdata" --help 2>&1 | grep -q -- --max-side; }
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+photos_prepare() {
+    local n pk opts stamp cstamp t0
+    echo "photos_n $PHOTO_N" >>"$RAW/times.txt"
+    echo "photos_small $PHOTO_SMALL" >>"$RAW/times.txt"
+    for n in $PHOTO_N $PHOTO_SMALL; do
+        $PY bench/photos/make_corpus.py data/bench/photos-corpus/n$n --count $n |
+            tag "corpus=n$n" | tee -a "$RAW/photos-prep.log" | cut -f2- >&2
+    done
+    VENV_OK=1 FFCV_OK=1
+    venv_ready || VENV_OK=0 FFCV_OK=0
+    echo "photos_venv $VENV_OK" >>"$RAW/times.txt"
+    if [ $VENV_OK = 1 ]; then # FFCV's own file of the same images
+        cstamp="$(cat data/bench/photos-corpus/n$PHOTO_N/.stamp) $(grep -i '^ffcv==' "$RAW/photos-venv-freeze.txt")"
+        pk=data/bench/photos-ffcv-n$PHOTO_N.beton
+        if [ "$(cat $pk.stamp 2>/dev/null)" != "$cstamp" ] || [ ! -f $pk ]; then
+            say "photos: writing $pk (FFCV's DatasetWriter, 512 px JPEG q90)"
+            rm -f $pk.stamp
+            if "$VPY" bench/photos/peers.py ffcv-write data/bench/photos-corpus/n$PHOTO_N/train \
+                $pk 2>>"$RAW/photos-peers.err" | tag "corpus=n$PHOTO_N" |
+                tee -a "$RAW/photos-prep.log" | cut -f2- >&2; then
+                echo "$cstamp" >$pk.stamp
+            else
+                say "photos: FFCV's DatasetWriter failed (see $RAW/photos-peers.err): FFCV is skipped"
+                FFCV_OK=0
+            fi
+        fi
+    fi
+    ST_OK=0
+    if st_photos; then
+        ST_OK=1
+    else
+        say "photos: streamtrain's side not built yet ($BUILD/packdata --help has no --max-side): its rows are skipped, the peers run"
+    fi
+    echo "photos_streamtrain $ST_OK" >>"$RAW/times.txt"
+    [ $ST_OK = 1 ] || return 0
+    # pack name, corpus size, packdata options
+    while read -r pk n opts; do
+        cstamp=$(cat data/bench/photos-corpus/n$n/.stamp)
+        stamp="packdata $opts $(sha1sum "$BUILD/packdata" | cut -c1-16) $cstamp"
+        if ! fresh "$pk" "$stamp"; then
+            say "photos: packing data/bench/$pk ($opts)"
+            rm -f "data/bench/$pk.stamp"
+            t0=$(now_ms)
+            # shellcheck disable=SC2086
+            "$BUILD/packdata" data/bench/photos-corpus/n$n -o "data/bench/$pk" $opts --force -q >/dev/null
+            echo "pack=$pk ms=$(($(now_ms) - t0))" >>"$RAW/photos-prep.log"
+            echo "$stamp" >"data/bench/$pk.stamp"
+        fi
+        "$BUILD/packinfo" "data/bench/$pk" | tag "pack=$pk" >>"$RAW/packs.log"
+    done <<EOF
+photos-jpeg512-n$PHOTO_N $PHOTO_N --max-side 512 --codec jpeg --quality 90
+photos-zstd256-n$PHOTO_N $PHOTO_N --max-side 256 --codec zstd
+photos-jpeg512-n$PHOTO_SMALL $PHOTO_SMALL --max-side 512 --codec jpeg --quality 90
+EOF
+}
+
+# st_photo REP PACK TRANSFORM THREADS: one loadbench run, tagged.
+st_photo() {
+    local size spec
+    case $3 in
+    rrc224flip) size=224 spec="random-resized-crop 224 flip" ;;
+    rrc160) size=160 spec="random-resized-crop 160" ;;
+    cc224) size=224 spec="center-crop 224" ;;
+    esac
+    "$BUILD/loadbench" --data "data/bench/$2" --image-size $size --train-transform "$spec" \
+        --threads "$4" --batch 256 --epochs 2 | tag "rep=$1 pack=$2 transform=$3" >>"$RAW/photos.log"
+}
+
+# peer REP PYTHON NAME ARGS...: one peer run, tagged; its stderr to the raw dir.
+# A peer that fails is reported and skipped: the others still run.
+peer() {
+    local r=$1 py=$2 name=$3
+    shift 3
+    if ! "$py" bench/photos/peers.py "$@" 2>>"$RAW/photos-peers.err" |
+        tag "rep=$r peer=$name" >>"$RAW/photos-peers.log"; then
+        say "photos: peer $name failed (see $RAW/photos-peers.err)"
+    fi
+}
+
+photos_section() {
+    local t r tf j=photos-jpeg512-n$PHOTO_N z=photos-zstd256-n$PHOTO_N
+    local root=data/bench/photos-corpus/n$PHOTO_N/train
+    local beton=data/bench/photos-ffcv-n$PHOTO_N.beton
+    t=$(date +%s)
+    for r in $(seq $RUNS); do
+        say "photos: repetition $r/$RUNS ($PHOTO_N images)"
+        # the headline: random-resized-crop 224 + flip on 2 cores, every system
+        if [ $ST_OK = 1 ]; then st_photo $r $j rrc224flip 1,2; fi
+        peer $r $PY torchvision-debian torchvision $root --workers 2 --epochs 2
+        if [ $VENV_OK = 1 ]; then
+            peer $r "$VPY" torchvision-pypi torchvision $root --workers 2 --epochs 2
+        fi
+        if [ $FFCV_OK = 1 ]; then
+            peer $r "$VPY" ffcv ffcv $beton --workers 2 --epochs 4
+        fi
+        for tf in ${BENCH_PHOTO_PEER_TRANSFORMS:-}; do
+            peer $r $PY torchvision-debian torchvision $root --transform $tf --epochs 2
+            if [ $FFCV_OK = 1 ]; then
+                peer $r "$VPY" ffcv ffcv $beton --transform $tf --epochs 4
+            fi
+        done
+        [ $ST_OK = 1 ] || continue
+        st_photo $r $j rrc160 2
+        st_photo $r $j cc224 2
+        st_photo $r $z rrc224flip 1,2
+        st_photo $r $z rrc160 2
+        st_photo $r $z cc224 2
+        # RssAnon against the number of images: the small corpus's pack
+        st_photo $r photos-jpeg512-n$PHOTO_SMALL rrc224flip 2
+    done
+    mark photos "$t"
+}
+
 machine() {
     echo "cpu $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
     echo "mem $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
     echo "os Debian $(cat /etc/debian_version), Linux $(uname -r)"
     echo "cc $(cc --version | head -1)"
     echo "torch $($PY -c 'import torch; print(torch.__version__)' 2>/dev/null)"
+    echo "torchvision $($PY -c 'import torchvision; print(torchvision.__version__)' 2>/dev/null)"
     echo "host $(hostname -s)"
     echo "date $(date -u +%FT%TZ)"
     echo "git $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo '+dirty')"
     echo "command make bench$([ $QUICK = 1 ] && echo ' QUICK=1')"
 }
 
+has() { case " $SECTIONS " in *" $1 "*) return 0 ;; esac; return 1; }
+
 machine >"$RAW/machine.txt"
 T_IN=$(date +%s)
-prepare
+if has loader || has trainer || has scaling; then
+    prepare
+    for p in fm-zstd fm-png fm-raw $(printf 'synth-%s ' $SIZES); do
+        "$BUILD/packinfo" "data/bench/$p" | tag "pack=$p" >>"$RAW/packs.log"
+    done
+fi
+has photos && photos_prepare
 mark inputs "$T_IN"
-for p in fm-zstd fm-png fm-raw $(printf 'synth-%s ' $SIZES); do
-    "$BUILD/packinfo" "data/bench/$p" | tag "pack=$p" >>"$RAW/packs.log"
-done
-loader_section
-trainer_section
-scaling_section # last: it drops the page cache
+has loader && loader_section
+has trainer && trainer_section
+has photos && photos_section
+has scaling && scaling_section # last: it drops the page cache
 echo "section total $(($(date +%s) - T0))" >>"$RAW/times.txt"
 say "writing bench/results/$STEM.md"
 $PY bench/report.py "$RAW" bench/results "$STEM"

@@ -12,13 +12,18 @@
  *          samples_per_s=85230 us_per_sample_thread=23.47 read_pct=4.1
  *          decode_pct=93.0 blocked_pct=0.2 wait_pct=90.3
  *   stream memory ring=12615680 scratch=... index=... index_resident=...
- *          peak_rss=...
+ *          peak_rss=... rss_anon=... rss_file=...
  *
  * usage: stream DIR THREADS EPOCHS [pread|mmap|auto] [READAHEAD]
  * read/decode/blocked % are of the producers' thread time, wait % of the
  * consumer's epoch time; peak_rss is the process's ru_maxrss in bytes.
  * ring, scratch and index are loader_memory_of's figures; index_resident
  * is the index as pack_open holds it: records x sizeof(shard_entry).
+ * rss_anon and rss_file are /proc/self/status's RssAnon and RssFile in
+ * bytes, the largest of each read at the end of every epoch while the
+ * loader is open (anonymous memory grows with a copied index; mapped
+ * index and shard pages are file pages the kernel can drop); -1 where
+ * /proc/self/status lacks them.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +35,26 @@
 #include "datasets/pack.h"
 #include "datasets/shard.h"
 #include "loader/loader.h"
+
+/* The largest RssAnon and RssFile seen so far, in bytes (-1: unknown). */
+static long long rss_anon_max = -1, rss_file_max = -1;
+
+/* Reads RssAnon and RssFile from /proc/self/status into the maxima. */
+static void sample_rss(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return;
+    char line[256];
+    long long kib;
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "RssAnon: %lld kB", &kib) == 1 && kib * 1024 > rss_anon_max)
+            rss_anon_max = kib * 1024;
+        else if (sscanf(line, "RssFile: %lld kB", &kib) == 1 &&
+                 kib * 1024 > rss_file_max)
+            rss_file_max = kib * 1024;
+    }
+    fclose(f);
+}
 
 static double now_s(void)
 {
@@ -87,6 +112,7 @@ static int stream(const char *dir, const loader_config *cfg, st_error *err)
         rc = loader_next_batch(l, &b, err);
         if (rc == ST_EEND) {
             loader_get_stats(l, &cur);
+            sample_rss();
             print_epoch(e++, cfg, &prev, &cur, now_s() - t0);
             prev = cur;
             t0 = now_s();
@@ -135,7 +161,8 @@ int main(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("stream memory ring=%zu scratch=%zu index=%zu index_resident=%zu "
-           "peak_rss=%lld\n", m.ring, m.scratch, m.index,
-           (size_t)records * sizeof(shard_entry), (long long)ru.ru_maxrss * 1024);
+           "peak_rss=%lld rss_anon=%lld rss_file=%lld\n", m.ring, m.scratch,
+           m.index, (size_t)records * sizeof(shard_entry),
+           (long long)ru.ru_maxrss * 1024, rss_anon_max, rss_file_max);
     return 0;
 }

@@ -9,7 +9,8 @@ set -eu
 
 PKGS="build-essential pkg-config zlib1g-dev libzstd-dev libpng-dev libcmocka-dev \
 libopenblas-dev libxxhash-dev libstb-dev clang libclang-rt-dev dataset-fashion-mnist"
-BENCH_PKGS="gnuplot-nox python3-torch python3-pil python3-numpy"
+BENCH_PKGS="gnuplot-nox python3-torch python3-pil python3-numpy python3-torchvision python3-venv \
+plasma-workspace-wallpapers libturbojpeg0-dev libopencv-dev"
 
 want="$PKGS"
 [ "${1:-}" = "bench" ] && want="$want $BENCH_PKGS"

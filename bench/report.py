@@ -69,22 +69,27 @@ def paired(a, b):
 
 # ---- parsing ---------------------------------------------------------------
 
-ROW = re.compile(r"^\s*(\d+)\s+(\d+)\s+(mmap|pread)\s+(\d+)\s+([\d.]+)\s+([\d.]+)x"
-                 r"\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+[0-9a-f]{16}$")
-
-
 def parse_loadbench(raw):
-    """{(codec, threads, epoch): {rep: row}}, {codec: {rep: baseline sps}}."""
+    """{(codec, threads, epoch): {rep: row}}, {codec: {rep: baseline sps}}.
+    The table is read by its header's column names, so a column loadbench
+    adds (per-stage figures) leaves the parsing alone."""
     rows, base = collections.defaultdict(dict), collections.defaultdict(dict)
+    head = {}
     for tags, text in tagged(os.path.join(raw, "loader.log")):
         rep, codec = int(tags["rep"]), tags["codec"]
-        m = ROW.match(text)
-        if m:
-            th, ep = int(m.group(1)), int(m.group(2))
-            rows[(codec, th, ep)][rep] = dict(
-                io=m.group(3), sps=float(m.group(4)), mbs=float(m.group(5)),
-                read=float(m.group(7)), decode=float(m.group(8)),
-                blocked=float(m.group(9)), wait=float(m.group(10)))
+        f = text.split()
+        if f and f[0] == "threads" and "epoch" in f:
+            head[(rep, codec)] = f
+            continue
+        h = head.get((rep, codec))
+        if h and len(f) == len(h) and f[0].isdigit():
+            c = dict(zip(h, f))
+            num = lambda k: float(c.get(k, "nan"))
+            rows[(codec, int(c["threads"]), int(c["epoch"]))][rep] = dict(
+                io=c.get("io", "?"), sps=num("samples/s"), mbs=num("MB/s"),
+                read=num("read%"), decode=num("decode%"),
+                blocked=num("blocked%"), wait=num("wait%"))
+            continue
         m = re.match(r"baseline: .*: (\d+) samples/s", text)
         if m:
             base[codec][rep] = float(m.group(1))

@@ -205,10 +205,12 @@ def section(r, h):
         if got:
             bars.append(("%s, 2 workers" % label, h.med([v / 2 for v in got.values()])))
     with open(os.path.join(r.raw, "photos.dat"), "w") as f:
-        f.write("# label, images/s per core: median min max "
-                "(random-resized-crop 224 + flip)\n")
+        f.write("# index, label, images/s per core: median min max "
+                "(random-resized-crop 224 + flip), colour (1 streamtrain, 2 "
+                "torchvision, 3 FFCV)\n")
         for i, (label, m) in enumerate(bars):
-            f.write('%d "%s" %g %g %g\n' % ((i, label) + m))
+            color = 1 if label.startswith("streamtrain") else 3 if "FFCV" in label else 2
+            f.write('%d "%s" %g %g %g %d\n' % ((i, label) + m + (color,)))
     if bars:
         r.plot("photos", os.path.join(HERE, "photos.gp"))
 

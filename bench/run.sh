@@ -19,8 +19,8 @@
 #                 256 px zstd: loadbench with random-resized-crop 224 + flip
 #                 (1 and 2 threads), random-resized-crop 160 and center-crop
 #                 224 against torchvision's ImageFolder DataLoader (Debian's,
-#                 and PyPI's newest in bench/venv) and FFCV (PyPI, bench/venv),
-#                 2 workers (bench/photos/peers.py)
+#                 and PyPI's newest in bench/venv), FFCV and DALI's CPU
+#                 pipeline (PyPI, bench/venv), 2 workers (bench/photos/peers.py)
 # Every measurement is repeated RUNS=3 times, the two sides of each
 # comparison interleaved within a repetition. Raw logs go to
 # BUILD_DIR/bench/STEM/; bench/report.py turns them into
@@ -58,8 +58,10 @@ else
 fi
 # BENCH_SECTIONS="photos" runs only the listed sections (inputs are made for
 # those only); BENCH_PHOTO_PEER_TRANSFORMS="rrc160 cc224" also times the
-# peers on those transforms (torchvision from Debian, FFCV).
+# peers on those transforms (torchvision from Debian, FFCV);
+# BENCH_PHOTO_PEERS=0 leaves the photos peers out (streamtrain's rows only).
 SECTIONS=${BENCH_SECTIONS:-loader trainer photos scaling}
+PEERS_ON=${BENCH_PHOTO_PEERS:-1}
 VENV=bench/venv
 VPY=$VENV/bin/python
 RAW=$BUILD/bench/$STEM
@@ -216,8 +218,8 @@ photos_prepare() {
         $PY bench/photos/make_corpus.py data/bench/photos-corpus/n$n --count $n |
             tag "corpus=n$n" | tee -a "$RAW/photos-prep.log" | cut -f2- >&2
     done
-    VENV_OK=1 FFCV_OK=1
-    venv_ready || VENV_OK=0 FFCV_OK=0
+    VENV_OK=$PEERS_ON FFCV_OK=$PEERS_ON
+    if [ "$PEERS_ON" = 1 ]; then venv_ready || VENV_OK=0 FFCV_OK=0; fi
     echo "photos_venv $VENV_OK" >>"$RAW/times.txt"
     if [ $VENV_OK = 1 ]; then # FFCV's own file of the same images
         cstamp="$(cat data/bench/photos-corpus/n$PHOTO_N/.stamp) $(grep -i '^ffcv==' "$RAW/photos-venv-freeze.txt")"
@@ -296,14 +298,20 @@ photos_section() {
         say "photos: repetition $r/$RUNS ($PHOTO_N images)"
         # the headline: random-resized-crop 224 + flip on 2 cores, every system
         if [ $ST_OK = 1 ]; then st_photo $r $j rrc224flip 1,2; fi
-        peer $r $PY torchvision-debian torchvision $root --workers 2 --epochs 2
+        if [ "$PEERS_ON" = 1 ]; then
+            peer $r $PY torchvision-debian torchvision $root --workers 2 --epochs 2
+        fi
         if [ $VENV_OK = 1 ]; then
             peer $r "$VPY" torchvision-pypi torchvision $root --workers 2 --epochs 2
         fi
         if [ $FFCV_OK = 1 ]; then
             peer $r "$VPY" ffcv ffcv $beton --workers 2 --epochs 4
         fi
+        if [ $VENV_OK = 1 ]; then # optional: DALI's CPU pipeline
+            peer $r "$VPY" dali dali $root --workers 2 --epochs 2
+        fi
         for tf in ${BENCH_PHOTO_PEER_TRANSFORMS:-}; do
+            [ "$PEERS_ON" = 1 ] || break
             peer $r $PY torchvision-debian torchvision $root --transform $tf --epochs 2
             if [ $FFCV_OK = 1 ]; then
                 peer $r "$VPY" ffcv ffcv $beton --transform $tf --epochs 4

@@ -24,9 +24,12 @@ loadbench's consumer does (it hashes them).
       224/256), then ToTensor(); (B, S, S, 3) uint8. Epoch 1 compiles
       with Numba: quote epochs 2 and later.
   peers.py dali ROOT [--transform T] [--workers 2] [--epochs 2]
-      NVIDIA DALI's CPU pipeline (optional; device='cpu'): fn.readers.file,
-      fn.decoders.image_random_crop (or image + resize/crop for cc224),
-      fn.resize, fn.flip, batch 256, num_threads=W.
+      NVIDIA DALI's CPU pipeline (the optional peer; no GPU: device_id=None):
+      fn.readers.file (shuffled), fn.decoders.image_random_crop (area 0.08-1,
+      ratio 3/4-4/3, 10 attempts; cc224: fn.decoders.image, resize_shorter
+      256, crop 224), fn.resize to S x S, fn.flip with a coin flip; batch
+      256, num_threads=W. An epoch is ceil(N / 256) batches: the last one
+      takes its tail from the next epoch, and images= says how many came.
 
 Prints one line per epoch:
   photo_peer system=torchvision version=2.5.1/0.20.1 transform=rrc224flip
@@ -116,7 +119,6 @@ def cmd_dali(a):
     import nvidia.dali as dali
     import nvidia.dali.fn as fn
     import nvidia.dali.types as types
-    from nvidia.dali.plugin.base_iterator import LastBatchPolicy  # noqa: F401
 
     n = sum(len(fs) for _, _, fs in os.walk(a.root) if fs)
 

@@ -29,9 +29,12 @@
 #
 # Inputs it makes once and reuses (under data/bench/, ignored by git):
 # fm-{zstd,png,raw} (build/packdata, its defaults but the codec),
-# fm-pngdir (PIL) and synth-SIZE (build/synthpack). A pack is made again
-# when its NAME.stamp (the parameters and the sha1 of the binary that wrote
-# it) no longer matches: a change to the encoder is measured at once.
+# fm-pngdir (PIL) and synth-SIZE (build/synthpack); for photos,
+# photos-corpus/nN (make_corpus.py, its own .stamp), photos-ffcv-nN.beton
+# and photos-{jpeg512,zstd256}-nN (build/packdata), and bench/venv (PyPI).
+# A pack is made again when its NAME.stamp (the parameters and the sha1 of
+# the binary that wrote it) no longer matches: a change to the encoder is
+# measured at once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,7 +62,10 @@ fi
 # BENCH_SECTIONS="photos" runs only the listed sections (inputs are made for
 # those only); BENCH_PHOTO_PEER_TRANSFORMS="rrc160 cc224" also times the
 # peers on those transforms (torchvision from Debian, FFCV);
-# BENCH_PHOTO_PEERS=0 leaves the photos peers out (streamtrain's rows only).
+# BENCH_PHOTO_PEERS=0 leaves the photos peers out (streamtrain's rows only);
+# BENCH_PHOTO_N=N sets the photos corpus's size (RssAnon against N/10).
+PHOTO_N=${BENCH_PHOTO_N:-$PHOTO_N}
+[ -z "${BENCH_PHOTO_N:-}" ] || PHOTO_SMALL=$((PHOTO_N / 10))
 SECTIONS=${BENCH_SECTIONS:-loader trainer photos scaling}
 PEERS_ON=${BENCH_PHOTO_PEERS:-1}
 VENV=bench/venv

@@ -7,8 +7,8 @@
  *             clamped to the source, weights normalised per output pixel in
  *             double, then rounded to RS_PREC-bit fixed point), a
  *             horizontal pass over only the rows the vertical filter
- *             touches into an 8-bit intermediate, and a vertical pass
- *             accumulating whole rows in int32.
+ *             touches into an 8-bit intermediate (as PIL: the same bytes),
+ *             and a vertical pass summing blocks of 16 columns in int32.
  *
  * Fixed point: a weight w in [0, 1] becomes round(w * 2^22). A sum of taps
  * is at most 255 * 2^22 * (1 + taps * 2^-23) + 2^21 < 2^31, so int32 holds
@@ -21,10 +21,10 @@
  *   lo_x    int32 (max_out_w)          first source column of each output x
  *   n_x     int32 (max_out_w)          its tap count
  *   coef_y, lo_y, n_y                  the same for rows
- *   acc     int32 (row_cap)            one output row of sums, row_cap =
- *                                      max_out_w * c rounded up to 16
  *   tmp     uint8 (tmp_rows, row_cap)  horizontal pass output, one row per
- *                                      source row the vertical filter reads
+ *                                      source row the vertical filter
+ *                                      reads; row_cap = max_out_w * c
+ *                                      rounded up to 16
  * kcap = 2 * max_box + 5 * max_out + 8 bounds out * (2 * ceil(support) + 1)
  * for every out <= max_out, box <= max_box (+ a float-rounding margin);
  * tmp_rows = 2 * max_box_h + 6 bounds the rows read (box + support - scale
@@ -35,6 +35,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE4_1__)
+#include <smmintrin.h>
+#endif
 
 #define RS_PREC 22
 #define RS_HALF (1 << (RS_PREC - 1))
@@ -47,7 +50,6 @@ struct resample {
     size_t kcap_x, kcap_y, row_cap, tmp_rows;
     int32_t *coef_x, *lo_x, *n_x; /* (kcap_x), (max_out_w), (max_out_w) */
     int32_t *coef_y, *lo_y, *n_y; /* (kcap_y), (max_out_h), (max_out_h) */
-    int32_t *acc;                 /* (row_cap) */
     uint8_t *tmp;                 /* (tmp_rows, row_cap) */
 };
 
@@ -73,15 +75,15 @@ static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
 /* Byte offsets of the arena's parts; returns the total. */
 static size_t layout(uint32_t bw, uint32_t bh, uint32_t ow, uint32_t oh,
-                     int c, size_t off[8])
+                     int c, size_t off[7])
 {
-    size_t sz[8] = {
+    size_t sz[7] = {
         kcap(bw, ow) * 4, (size_t)ow * 4, (size_t)ow * 4,
         kcap(bh, oh) * 4, (size_t)oh * 4, (size_t)oh * 4,
-        row_cap(ow, c) * 4, (2 * (size_t)bh + 6) * row_cap(ow, c),
+        (2 * (size_t)bh + 6) * row_cap(ow, c),
     };
     size_t at = align64(sizeof(struct resample));
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < 7; i++) {
         off[i] = at;
         at += align64(sz[i]);
     }
@@ -91,7 +93,7 @@ static size_t layout(uint32_t bw, uint32_t bh, uint32_t ow, uint32_t oh,
 size_t resample_scratch_bytes(uint32_t max_box_w, uint32_t max_box_h,
                               uint32_t max_out_w, uint32_t max_out_h, int c)
 {
-    size_t off[8];
+    size_t off[7];
     return layout(max_box_w, max_box_h, max_out_w, max_out_h, c, off);
 }
 
@@ -111,7 +113,7 @@ int resample_create(uint32_t max_box_w, uint32_t max_box_h,
                          "1..%u on each side",
                          max_box_w, max_box_h, max_out_w, max_out_h,
                          RS_MAX_SIDE);
-    size_t off[8];
+    size_t off[7];
     size_t total = layout(max_box_w, max_box_h, max_out_w, max_out_h, c, off);
     void *mem = NULL;
     if (posix_memalign(&mem, 64, total) != 0)
@@ -136,8 +138,7 @@ int resample_create(uint32_t max_box_w, uint32_t max_box_h,
     r->coef_y = (int32_t *)(base + off[3]);
     r->lo_y = (int32_t *)(base + off[4]);
     r->n_y = (int32_t *)(base + off[5]);
-    r->acc = (int32_t *)(base + off[6]);
-    r->tmp = base + off[7];
+    r->tmp = base + off[6];
     *out = r;
     return 0;
 }
@@ -201,90 +202,141 @@ static inline uint8_t clip8(int32_t v)
     return (uint8_t)(v >> RS_PREC);
 }
 
-/* One source row through the horizontal filter: ow outputs of C channels,
- * column o written at ow - 1 - o when flip. C is a constant at each call
- * site, so each channel count gets its own tight loop. */
+/* One output pixel of the horizontal filter, C channels, to q. */
 static inline __attribute__((always_inline)) void
-hrow(const uint8_t *in, uint8_t *out, const axis *a, uint32_t ow, int flip,
-     const int C)
+hpix(const uint8_t *in, uint8_t *q, const axis *a, uint32_t o, const int C)
 {
-    for (uint32_t o = 0; o < ow; o++) {
-        const int32_t *k = a->coef + (size_t)o * (size_t)a->ksize;
-        const uint8_t *p = in + (size_t)a->lo[o] * C;
-        int32_t n = a->n[o];
-        int32_t s0 = RS_HALF, s1 = RS_HALF, s2 = RS_HALF, s3 = RS_HALF;
-        for (int32_t t = 0; t < n; t++, p += C) {
-            int32_t w = k[t];
-            s0 += p[0] * w;
-            if (C > 1) s1 += p[1] * w;
-            if (C > 2) s2 += p[2] * w;
-            if (C > 3) s3 += p[3] * w;
-        }
-        uint8_t *q = out + (size_t)(flip ? ow - 1 - o : o) * C;
-        q[0] = clip8(s0);
-        if (C > 1) q[1] = clip8(s1);
-        if (C > 2) q[2] = clip8(s2);
-        if (C > 3) q[3] = clip8(s3);
+    const int32_t *k = a->coef + (size_t)o * (size_t)a->ksize;
+    const uint8_t *p = in + (size_t)a->lo[o] * C;
+    int32_t n = a->n[o];
+    int32_t s0 = RS_HALF, s1 = RS_HALF, s2 = RS_HALF, s3 = RS_HALF;
+    for (int32_t t = 0; t < n; t++, p += C) {
+        int32_t w = k[t];
+        s0 += p[0] * w;
+        if (C > 1) s1 += p[1] * w;
+        if (C > 2) s2 += p[2] * w;
+        if (C > 3) s3 += p[3] * w;
     }
+    q[0] = clip8(s0);
+    if (C > 1) q[1] = clip8(s1);
+    if (C > 2) q[2] = clip8(s2);
+    if (C > 3) q[3] = clip8(s3);
 }
 
-static void hpass_c(const uint8_t *src, size_t stride, int32_t y0,
-                    int32_t rows, const axis *a, uint32_t ow, int flip,
-                    uint8_t *out, size_t out_stride, int c)
+/* One source row (sw pixels) through the horizontal filter: ow outputs of
+ * C channels, column o written at ow - 1 - o when flip. C is a constant at
+ * each call site, so each channel count gets its own tight loop. With
+ * SSE4.1, 3 and 4 channels sum as one vector of 4 int32 lanes per tap (3
+ * channels read one byte past the pixel: the scalar path takes the outputs
+ * whose last tap is the row's last pixel). Same sums, same bytes. */
+static inline __attribute__((always_inline)) void
+hrow(const uint8_t *in, uint8_t *out, const axis *a, uint32_t ow, int flip,
+     const int C, uint32_t sw)
+{
+#if defined(__SSE4_1__)
+    if (C >= 3) {
+        const __m128i half = _mm_set1_epi32(RS_HALF);
+        for (uint32_t o = 0; o < ow; o++) {
+            uint8_t *q = out + (size_t)(flip ? ow - 1 - o : o) * C;
+            int32_t n = a->n[o];
+            if (C == 3 && a->lo[o] + n >= (int32_t)sw) {
+                hpix(in, q, a, o, C);
+                continue;
+            }
+            const int32_t *k = a->coef + (size_t)o * (size_t)a->ksize;
+            const uint8_t *p = in + (size_t)a->lo[o] * C;
+            __m128i acc = half;
+            for (int32_t t = 0; t < n; t++, p += C) {
+                int32_t v;
+                memcpy(&v, p, 4);
+                __m128i px = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(v));
+                acc = _mm_add_epi32(acc,
+                                    _mm_mullo_epi32(px, _mm_set1_epi32(k[t])));
+            }
+            /* >> 22 then saturating packs: clip8 on every lane */
+            acc = _mm_srai_epi32(acc, RS_PREC);
+            acc = _mm_packus_epi32(acc, acc);
+            acc = _mm_packus_epi16(acc, acc);
+            int32_t v = _mm_cvtsi128_si32(acc);
+            memcpy(q, &v, (size_t)C);
+        }
+        return;
+    }
+#endif
+    (void)sw;
+    for (uint32_t o = 0; o < ow; o++)
+        hpix(in, out + (size_t)(flip ? ow - 1 - o : o) * C, a, o, C);
+}
+
+static void hpass_c(const uint8_t *src, uint32_t sw, size_t stride,
+                    int32_t y0, int32_t rows, const axis *a, uint32_t ow,
+                    int flip, uint8_t *out, size_t out_stride, int c)
 {
     for (int32_t y = 0; y < rows; y++) {
         const uint8_t *in = src + (size_t)(y0 + y) * stride;
         uint8_t *o = out + (size_t)y * out_stride;
         switch (c) {
-        case 1: hrow(in, o, a, ow, flip, 1); break;
-        case 2: hrow(in, o, a, ow, flip, 2); break;
-        case 3: hrow(in, o, a, ow, flip, 3); break;
-        default: hrow(in, o, a, ow, flip, 4); break;
+        case 1: hrow(in, o, a, ow, flip, 1, sw); break;
+        case 2: hrow(in, o, a, ow, flip, 2, sw); break;
+        case 3: hrow(in, o, a, ow, flip, 3, sw); break;
+        default: hrow(in, o, a, ow, flip, 4, sw); break;
         }
     }
 }
 
-/* acc[0..n) += row[0..n) * w, in blocks of RS_BLOCK the compiler turns
- * into vector code (a constant trip count vectorises even under -O2's
- * cheap cost model), then the tail. */
-static inline void mac_row(int32_t *restrict acc, const uint8_t *restrict row,
-                           int32_t w, size_t n)
+static inline uint8_t clip8v(int32_t v) /* clip8 in a vectorisable form */
 {
-    size_t i = 0;
-    for (; i + RS_BLOCK <= n; i += RS_BLOCK)
-        for (int j = 0; j < RS_BLOCK; j++)
-            acc[i + j] += (int32_t)row[i + j] * w;
-    for (; i < n; i++) acc[i] += (int32_t)row[i] * w;
+    v = v < 0 ? 0 : v;
+    v = v > (255 << RS_PREC) ? (255 << RS_PREC) : v;
+    return (uint8_t)(v >> RS_PREC);
 }
 
-/* Writes one row of n = ow * c sums to dst, columns mirrored when flip. */
-static void store_row(const int32_t *acc, uint8_t *dst, uint32_t ow, int c,
-                      int flip)
+/* Mirrors one row of ow pixels of c channels in place. */
+static void mirror_row(uint8_t *row, uint32_t ow, int c)
 {
-    if (!flip) {
-        size_t n = (size_t)ow * (size_t)c;
-        for (size_t i = 0; i < n; i++) dst[i] = clip8(acc[i]);
-        return;
-    }
-    for (uint32_t o = 0; o < ow; o++)
-        for (int ch = 0; ch < c; ch++)
-            dst[(size_t)(ow - 1 - o) * c + ch] = clip8(acc[(size_t)o * c + ch]);
+    for (uint32_t a = 0, b = ow - 1; a < b; a++, b--)
+        for (int ch = 0; ch < c; ch++) {
+            uint8_t t = row[(size_t)a * c + ch];
+            row[(size_t)a * c + ch] = row[(size_t)b * c + ch];
+            row[(size_t)b * c + ch] = t;
+        }
 }
 
 /* Vertical filter: output row y sums rows lo[y] .. lo[y] + n[y] - 1 of the
- * input, where input row i starts at in + i * in_stride. */
+ * input, where input row i starts at in + i * in_stride. Columns go in
+ * blocks of RS_BLOCK whose sums stay in registers across the taps (a
+ * constant trip count the compiler vectorises even under -O2's cheap cost
+ * model), then the tail. */
 static void vpass(const resample *r, const uint8_t *in, size_t in_stride,
                   const axis *a, uint8_t *dst, uint32_t ow, uint32_t oh,
                   int flip)
 {
     size_t n = (size_t)ow * (size_t)r->c;
-    int32_t *acc = r->acc;
     for (uint32_t y = 0; y < oh; y++) {
         const int32_t *k = a->coef + (size_t)y * (size_t)a->ksize;
-        for (size_t i = 0; i < n; i++) acc[i] = RS_HALF;
-        for (int32_t t = 0; t < a->n[y]; t++)
-            mac_row(acc, in + (size_t)(a->lo[y] + t) * in_stride, k[t], n);
-        store_row(acc, dst + (size_t)y * n, ow, r->c, flip);
+        const uint8_t *base = in + (size_t)a->lo[y] * in_stride;
+        int32_t taps = a->n[y];
+        uint8_t *out = dst + (size_t)y * n;
+        size_t i = 0;
+        for (; i + RS_BLOCK <= n; i += RS_BLOCK) {
+            int32_t acc[RS_BLOCK];
+            for (int j = 0; j < RS_BLOCK; j++) acc[j] = RS_HALF;
+            const uint8_t *p = base + i;
+            for (int32_t t = 0; t < taps; t++, p += in_stride) {
+                int32_t w = k[t];
+                for (int j = 0; j < RS_BLOCK; j++)
+                    acc[j] += (int32_t)p[j] * w;
+            }
+            for (int j = 0; j < RS_BLOCK; j++) out[i + j] = clip8v(acc[j]);
+        }
+        for (; i < n; i++) {
+            int32_t acc = RS_HALF;
+            const uint8_t *p = base + i;
+            for (int32_t t = 0; t < taps; t++, p += in_stride)
+                acc += (int32_t)*p * k[t];
+            out[i] = clip8v(acc);
+        }
+        if (flip) mirror_row(out, ow, r->c);
     }
 }
 
@@ -370,7 +422,7 @@ int resample_run(resample *r, resample_filter f, const uint8_t *src,
                          "overflow the table (%gx%g box to %ux%u)",
                          x1 - x0, y1 - y0, ow, oh);
     if (vid) { /* horizontal pass only, straight into dst */
-        hpass_c(src, stride, ys, (int32_t)oh, &ax, ow, mirror, dst, n, c);
+        hpass_c(src, sw, stride, ys, (int32_t)oh, &ax, ow, mirror, dst, n, c);
         return 0;
     }
     if (make_axis(f, y0, y1, oh, limy0, limy1, r->kcap_y, &ay) != 0)
@@ -390,7 +442,7 @@ int resample_run(resample *r, resample_filter f, const uint8_t *src,
                          "the intermediate (%zu rows)", last - first,
                          r->tmp_rows);
     for (uint32_t y = 0; y < oh; y++) ay.lo[y] -= first;
-    hpass_c(src, stride, first, last - first, &ax, ow, mirror, r->tmp,
+    hpass_c(src, sw, stride, first, last - first, &ax, ow, mirror, r->tmp,
             r->row_cap, c);
     vpass(r, r->tmp, r->row_cap, &ay, dst, ow, oh, 0);
     return 0;

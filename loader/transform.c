@@ -465,3 +465,60 @@ void transform_format(const transform_spec *t, char *buf, size_t len)
         OUT(" interp=area");
 #undef OUT
 }
+
+/* ---- pixels ---------------------------------------------------------------- */
+
+/* pad-crop: dst (H, W, c) = the window at (x0, y0) of src zero-padded by P,
+ * mirrored when flip. */
+static void pad_copy(const uint8_t *src, uint32_t W, uint32_t H, size_t stride,
+                     int c, uint32_t P, uint32_t ox, uint32_t oy, int flip,
+                     uint8_t *dst)
+{
+    size_t row = (size_t)W * (size_t)c;
+    /* destination columns [xa, xb) come from source columns xa + ox - P */
+    int64_t xa = (int64_t)P - ox, xb = xa + W;
+    if (xa < 0) xa = 0;
+    if (xb > W) xb = W;
+    for (uint32_t y = 0; y < H; y++) {
+        uint8_t *d = dst + (size_t)y * row;
+        int64_t sy = (int64_t)y + oy - P;
+        if (sy < 0 || sy >= H || xb <= xa) {
+            memset(d, 0, row);
+            continue;
+        }
+        const uint8_t *s = src + (size_t)sy * stride;
+        memset(d, 0, (size_t)xa * c);
+        memcpy(d + (size_t)xa * c, s + (size_t)(xa + ox - P) * c,
+               (size_t)(xb - xa) * c);
+        memset(d + (size_t)xb * c, 0, (size_t)(W - xb) * c);
+        if (flip)
+            for (uint32_t a = 0, b = W - 1; a < b; a++, b--)
+                for (int ch = 0; ch < c; ch++) {
+                    uint8_t v = d[(size_t)a * c + ch];
+                    d[(size_t)a * c + ch] = d[(size_t)b * c + ch];
+                    d[(size_t)b * c + ch] = v;
+                }
+    }
+}
+
+int transform_apply(const transform_spec *t, const transform_box *b,
+                    resample *r, int c, const uint8_t *src, uint32_t sw,
+                    uint32_t sh, size_t stride, uint8_t *dst, st_error *err)
+{
+    uint32_t ow, oh;
+    transform_out_size(t, sw, sh, &ow, &oh);
+    if (t->kind == TRANSFORM_PAD_CROP || t->kind == TRANSFORM_NONE) {
+        int pad = t->kind == TRANSFORM_PAD_CROP;
+        pad_copy(src, sw, sh, stride, c, pad ? t->pad : 0,
+                 pad ? (uint32_t)b->x0 : 0, pad ? (uint32_t)b->y0 : 0, b->flip,
+                 dst);
+        return 0;
+    }
+    if (r == NULL)
+        return st_seterr(err, ST_EINVAL, "transform_apply: %s needs a "
+                         "resample context", kind_name[t->kind]);
+    int flags = (b->flip ? RESAMPLE_FLIP : 0) |
+                (b->crop_first ? RESAMPLE_CROP : 0);
+    return resample_run(r, t->interp, src, sw, sh, stride, b->x0, b->y0,
+                        b->x1, b->y1, dst, ow, oh, flags, err);
+}

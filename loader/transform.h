@@ -5,7 +5,7 @@
  * defines: transform_kind, transform_spec, transform_spec_default,
  *          transform_parse, transform_format, transform_box,
  *          transform_params, transform_out_size, transform_uniform,
- *          transform_dct_scale
+ *          transform_dct_scale, transform_apply
  *
  * Contract:
  * - transform_params is deterministic and thread-free: the same (spec,
@@ -133,5 +133,20 @@ double transform_uniform(uint64_t seed, uint64_t epoch, uint64_t id,
  * keeps. */
 int transform_dct_scale(double box_w, double box_h, uint32_t out_w,
                         uint32_t out_h);
+
+/* The sample's pixels from a fully decoded image (the path without the
+ * fused decode: raw / zstd / PNG records, or a JPEG decoded whole):
+ * src (sh, sw, c), rows stride bytes apart, b from transform_params on the
+ * same size, into dst (transform_out_size, c) tightly packed.
+ * random-resized-crop, center-crop, resize: resample_run of the box with
+ * t's filter, RESAMPLE_FLIP when b->flip, RESAMPLE_CROP when
+ * b->crop_first; r must have c channels and limits covering the box and
+ * the output. pad-crop: the box's window of the image zero-padded by P
+ * (torchvision's RandomCrop(size, padding=P)), then mirrored when flip;
+ * none: a copy, mirrored when flip (r unused, may be NULL for both).
+ * Allocates nothing. @return 0 or resample_run's ST_EINVAL. */
+int transform_apply(const transform_spec *t, const transform_box *b,
+                    resample *r, int c, const uint8_t *src, uint32_t sw,
+                    uint32_t sh, size_t stride, uint8_t *dst, st_error *err);
 
 #endif

@@ -565,6 +565,89 @@ static void test_dct_scale(void **state)
     assert_int_equal(transform_dct_scale(8, 8, 1, 1), 8);
 }
 
+/* ---- transform_apply ------------------------------------------------------- */
+
+static void test_apply(void **state)
+{
+    (void)state;
+    const int c = 3;
+    static const struct {
+        const char *spec;
+        uint32_t W, H;
+    } k[] = {{"pad-crop 4 flip", 32, 28}, {"pad-crop 40 flip", 8, 6},
+             {"pad-crop 0 flip", 9, 5}, {"none flip", 13, 7}};
+    for (size_t s = 0; s < sizeof k / sizeof k[0]; s++) {
+        transform_spec t = parse_ok(k[s].spec);
+        uint32_t W = k[s].W, H = k[s].H, P = t.pad;
+        size_t stride = (size_t)W * c + 5; /* rows with a gap */
+        uint8_t *src = malloc(stride * H), *dst = malloc((size_t)W * H * c);
+        for (size_t i = 0; i < stride * H; i++) src[i] = (uint8_t)(i * 31 + 7);
+        int flips = 0;
+        for (uint64_t id = 0; id < 40; id++) {
+            transform_box b;
+            transform_params(&t, 1, 1, id, W, H, &b);
+            st_error err = {0, ""};
+            memset(dst, 0xa5, (size_t)W * H * c);
+            assert_int_equal(transform_apply(&t, &b, NULL, c, src, W, H,
+                                             stride, dst, &err), 0);
+            flips += b.flip;
+            for (uint32_t y = 0; y < H; y++)
+                for (uint32_t x = 0; x < W; x++)
+                    for (int ch = 0; ch < c; ch++) {
+                        uint32_t xs = b.flip ? W - 1 - x : x;
+                        int64_t py = (int64_t)y + (int64_t)b.y0 - P;
+                        int64_t px = (int64_t)xs + (int64_t)b.x0 - P;
+                        uint8_t want = 0;
+                        if (py >= 0 && py < H && px >= 0 && px < W)
+                            want = src[(size_t)py * stride + (size_t)px * c + ch];
+                        if (dst[((size_t)y * W + x) * c + ch] != want)
+                            fail_msg("%s id %llu: pixel (%u, %u, %d) = %d, "
+                                     "expected %d", k[s].spec,
+                                     (unsigned long long)id, x, y, ch,
+                                     dst[((size_t)y * W + x) * c + ch], want);
+                    }
+        }
+        assert_true(flips > 0 && flips < 40);
+        free(src);
+        free(dst);
+    }
+    /* resampling kinds: resample_run of the box with the box's flags */
+    const char *rs[] = {"random-resized-crop 48 flip", "center-crop 40 flip",
+                        "resize 30x20 interp=area flip"};
+    uint32_t W = 90, H = 70;
+    uint8_t *src = malloc((size_t)W * H * c);
+    pil_smooth_image(src, W, H, c, 3);
+    resample *r = NULL;
+    st_error err = {0, ""};
+    assert_int_equal(resample_create(W, H, 48, 48, c, &r, &err), 0);
+    uint8_t *a = malloc(48 * 48 * c), *b2 = malloc(48 * 48 * c);
+    for (int s = 0; s < 3; s++) {
+        transform_spec t = parse_ok(rs[s]);
+        for (uint64_t id = 0; id < 10; id++) {
+            transform_box b;
+            transform_params(&t, 2, 0, id, W, H, &b);
+            assert_int_equal(transform_apply(&t, &b, r, c, src, W, H,
+                                             (size_t)W * c, a, &err), 0);
+            int flags = (b.flip ? RESAMPLE_FLIP : 0) |
+                        (b.crop_first ? RESAMPLE_CROP : 0);
+            assert_int_equal(resample_run(r, t.interp, src, W, H,
+                                          (size_t)W * c, b.x0, b.y0, b.x1,
+                                          b.y1, b2, t.out_w, t.out_h, flags,
+                                          &err), 0);
+            assert_memory_equal(a, b2, (size_t)t.out_w * t.out_h * c);
+        }
+        transform_box b;
+        transform_params(&t, 2, 0, 0, W, H, &b);
+        assert_int_equal(transform_apply(&t, &b, NULL, c, src, W, H,
+                                         (size_t)W * c, a, &err), ST_EINVAL);
+        st_clearerr(&err);
+    }
+    free(a);
+    free(b2);
+    free(src);
+    resample_destroy(r);
+}
+
 /* ---- against torchvision's PIL pipeline ------------------------------------ */
 
 static double mad(const uint8_t *a, const uint8_t *b, size_t n, int *mx)
@@ -680,6 +763,7 @@ int main(void)
         cmocka_unit_test(test_center_geometry),
         cmocka_unit_test(test_pad_crop_and_whole),
         cmocka_unit_test(test_dct_scale),
+        cmocka_unit_test(test_apply),
         cmocka_unit_test(test_vs_pil_pipeline),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

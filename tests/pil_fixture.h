@@ -1,11 +1,11 @@
 /* tests/pil_fixture.h — PIL as a reference for the resampling tests
  * (tests/test_resample.c, tests/test_transform.c).
  *
- * defines: pil_python, pil_apply, pil_smooth_image
+ * defines: pil_python, pil_apply, pil_cleanup, pil_smooth_image
  *
- * pil_python finds a python3 that imports PIL (ST_PYTHON, then python3 on
- * PATH, then /usr/bin/python3, where Debian's python3-pil lives) or says
- * why not. pil_apply writes an (h, w, c) image (c = 1: mode L, c = 3: RGB)
+ * pil_python finds a python3 that imports PIL (ST_PYTHON alone when set;
+ * else python3 on PATH, then /usr/bin/python3, where Debian's python3-pil
+ * lives) or says why not. pil_apply writes an (h, w, c) image (c = 1: mode L, c = 3: RGB)
  * as raw bytes to a temporary directory, runs a small script embedded here
  * that applies a chain of PIL operations to it:
  *   "resize OW OH bilinear|area X0 Y0 X1 Y1"  Image.resize(size, f, box)
@@ -58,8 +58,11 @@ static const char *pil_python(char *why, size_t len)
         snprintf(why, len, "no python3 with PIL (python3-pil) found");
         return NULL;
     }
+    /* ST_PYTHON, when set, is the only candidate (ST_PYTHON=false tests
+     * the skip) */
     const char *env = getenv("ST_PYTHON");
-    const char *cands[3] = {env, "python3", "/usr/bin/python3"};
+    const char *cands[3] = {env, env ? NULL : "python3",
+                            env ? NULL : "/usr/bin/python3"};
     for (int i = 0; i < 3; i++) {
         if (cands[i] == NULL || cands[i][0] == '\0') continue;
         char test[400];

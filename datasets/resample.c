@@ -147,6 +147,12 @@ void resample_destroy(resample *r) { free(r); }
 
 /* ---- coefficients -------------------------------------------------------- */
 
+/* An axis that maps integer source positions one to one: no filtering. */
+static int is_identity(double b0, double b1, uint32_t n)
+{
+    return b0 == floor(b0) && b1 - b0 == (double)n;
+}
+
 static double filter_support(resample_filter f)
 {
     return f == RESAMPLE_AREA ? 0.5 : 1.0;
@@ -160,10 +166,12 @@ static inline double filter_eval(resample_filter f, double x)
 }
 
 /* Taps of n_out outputs over the source interval [b0, b1), reading source
- * samples in [lim0, lim1). Fails (returns -1) only when the table would
+ * samples in [lim0, lim1); first taps stored relative to origin (the
+ * source position of the buffer's first sample). Fails (returns -1) only when the table would
  * overflow cap, which the create-time bound rules out. */
 static int make_axis(resample_filter f, double b0, double b1, uint32_t n_out,
-                     int32_t lim0, int32_t lim1, size_t cap, axis *a)
+                     int32_t lim0, int32_t lim1, int32_t origin, size_t cap,
+                     axis *a)
 {
     double scale = (b1 - b0) / (double)n_out;
     double fscale = scale < 1.0 ? 1.0 : scale;
@@ -187,10 +195,49 @@ static int make_axis(resample_filter f, double b0, double b1, uint32_t n_out,
             double w = filter_eval(f, ((double)x - centre + 0.5) * inv) * norm;
             k[x - lo] = (int32_t)(0.5 + w * (double)(1 << RS_PREC));
         }
-        a->lo[o] = lo;
+        a->lo[o] = lo - origin;
         a->n[o] = hi - lo;
     }
     return 0;
+}
+
+/* The source range [*lo, *hi) that n_out outputs over [b0, b1) read:
+ * make_axis's taps of the first and last output (both ends are monotone
+ * in the output), or the box itself on a copied axis; widened to the
+ * box's pixels [floor(b0), ceil(b1)) where the taps stop short of them. */
+static void axis_span(resample_filter f, double b0, double b1, uint32_t n_out,
+                      int32_t lim0, int32_t lim1, uint32_t *lo, uint32_t *hi)
+{
+    if (is_identity(b0, b1, n_out)) {
+        *lo = (uint32_t)b0;
+        *hi = (uint32_t)b1;
+        return;
+    }
+    double scale = (b1 - b0) / (double)n_out;
+    double support = filter_support(f) * (scale < 1.0 ? 1.0 : scale);
+    int32_t a = (int32_t)floor(b0 + 0.5 * scale - support + 0.5);
+    int32_t b = (int32_t)floor(b0 + ((double)n_out - 0.5) * scale + support +
+                               0.5);
+    /* the box's own pixels too, so that the box fits in the region */
+    int32_t fa = (int32_t)floor(b0), fb = (int32_t)ceil(b1);
+    a = a > fa ? fa : a;
+    b = b < fb ? fb : b;
+    a = a < lim0 ? lim0 : a;
+    b = b > lim1 ? lim1 : b;
+    *lo = (uint32_t)a;
+    *hi = (uint32_t)b;
+}
+
+void resample_footprint(resample_filter f, uint32_t sw, uint32_t sh,
+                        double x0, double y0, double x1, double y1,
+                        uint32_t ow, uint32_t oh, int flags, uint32_t *ix0,
+                        uint32_t *iy0, uint32_t *ix1, uint32_t *iy1)
+{
+    int crop = (flags & RESAMPLE_CROP) != 0;
+    axis_span(f, x0, x1, ow, crop ? (int32_t)floor(x0) : 0,
+              crop ? (int32_t)ceil(x1) : (int32_t)sw, ix0, ix1);
+    axis_span(f, y0, y1, oh, crop ? (int32_t)floor(y0) : 0,
+              crop ? (int32_t)ceil(y1) : (int32_t)sh, iy0, iy1);
 }
 
 /* ---- passes -------------------------------------------------------------- */
@@ -358,23 +405,24 @@ static void copy_rows(const uint8_t *src, size_t stride, uint32_t ow,
 
 /* ---- run ----------------------------------------------------------------- */
 
-static int check_run(const resample *r, resample_filter f, uint32_t sw,
-                     uint32_t sh, size_t stride, double x0, double y0,
-                     double x1, double y1, uint32_t ow, uint32_t oh,
-                     st_error *err)
+static int check_run(const resample *r, resample_filter f, uint32_t ox,
+                     uint32_t oy, uint32_t sw, uint32_t sh, size_t stride,
+                     double x0, double y0, double x1, double y1, uint32_t ow,
+                     uint32_t oh, st_error *err)
 {
     if (f != RESAMPLE_BILINEAR && f != RESAMPLE_AREA)
         return st_seterr(err, ST_EINVAL, "resample: filter %d: expected "
                          "bilinear (0) or area (1)", (int)f);
-    if (sw < 1 || sh < 1 || stride < (size_t)sw * (size_t)r->c)
-        return st_seterr(err, ST_EINVAL, "resample: source %ux%u with stride "
-                         "%zu: expected a non-empty image of %d channels",
-                         sw, sh, stride, r->c);
-    if (!(x0 >= 0.0 && x0 < x1 && x1 <= (double)sw && y0 >= 0.0 &&
-          y0 < y1 && y1 <= (double)sh))
+    if (sw < 1 || sh < 1 || stride < (size_t)sw * (size_t)r->c ||
+        ox > INT32_MAX - sw || oy > INT32_MAX - sh)
+        return st_seterr(err, ST_EINVAL, "resample: source %ux%u at (%u, %u) "
+                         "with stride %zu: expected a non-empty image of %d "
+                         "channels", sw, sh, ox, oy, stride, r->c);
+    if (!(x0 >= (double)ox && x0 < x1 && x1 <= (double)ox + sw &&
+          y0 >= (double)oy && y0 < y1 && y1 <= (double)oy + sh))
         return st_seterr(err, ST_EINVAL, "resample: box (%g, %g)-(%g, %g): "
-                         "expected a non-empty box inside the %ux%u source",
-                         x0, y0, x1, y1, sw, sh);
+                         "expected a non-empty box inside the %ux%u source "
+                         "at (%u, %u)", x0, y0, x1, y1, sw, sh, ox, oy);
     /* 1e-6: a box computed as (a + S) * s - a * s may overshoot by ulps */
     if (x1 - x0 > (double)r->max_box_w + 1e-6 ||
         y1 - y0 > (double)r->max_box_h + 1e-6)
@@ -388,27 +436,24 @@ static int check_run(const resample *r, resample_filter f, uint32_t sw,
     return 0;
 }
 
-/* An axis that maps integer source positions one to one: no filtering. */
-static int is_identity(double b0, double b1, uint32_t n)
+int resample_run_at(resample *r, resample_filter f, const uint8_t *src,
+                    uint32_t ox, uint32_t oy, uint32_t sw, uint32_t sh,
+                    size_t stride, double x0, double y0, double x1, double y1,
+                    uint8_t *dst, uint32_t ow, uint32_t oh, int flags,
+                    st_error *err)
 {
-    return b0 == floor(b0) && b1 - b0 == (double)n;
-}
-
-int resample_run(resample *r, resample_filter f, const uint8_t *src,
-                 uint32_t sw, uint32_t sh, size_t stride, double x0,
-                 double y0, double x1, double y1, uint8_t *dst, uint32_t ow,
-                 uint32_t oh, int flip, st_error *err)
-{
-    ST_TRY(check_run(r, f, sw, sh, stride, x0, y0, x1, y1, ow, oh, err));
-    int c = r->c, mirror = (flip & RESAMPLE_FLIP) != 0;
-    int crop = (flip & RESAMPLE_CROP) != 0;
-    int32_t limx0 = crop ? (int32_t)floor(x0) : 0;
-    int32_t limx1 = crop ? (int32_t)ceil(x1) : (int32_t)sw;
-    int32_t limy0 = crop ? (int32_t)floor(y0) : 0;
-    int32_t limy1 = crop ? (int32_t)ceil(y1) : (int32_t)sh;
+    ST_TRY(check_run(r, f, ox, oy, sw, sh, stride, x0, y0, x1, y1, ow, oh,
+                     err));
+    int c = r->c, mirror = (flags & RESAMPLE_FLIP) != 0;
+    int crop = (flags & RESAMPLE_CROP) != 0;
+    /* what the filter may read, in source coordinates */
+    int32_t limx0 = crop ? (int32_t)floor(x0) : (int32_t)ox;
+    int32_t limx1 = crop ? (int32_t)ceil(x1) : (int32_t)(ox + sw);
+    int32_t limy0 = crop ? (int32_t)floor(y0) : (int32_t)oy;
+    int32_t limy1 = crop ? (int32_t)ceil(y1) : (int32_t)(oy + sh);
     int hid = is_identity(x0, x1, ow), vid = is_identity(y0, y1, oh);
     size_t n = (size_t)ow * (size_t)c;
-    int32_t xs = (int32_t)x0, ys = (int32_t)y0;
+    int32_t xs = (int32_t)x0 - (int32_t)ox, ys = (int32_t)y0 - (int32_t)oy;
     axis ax = {r->coef_x, r->lo_x, r->n_x, 0};
     axis ay = {r->coef_y, r->lo_y, r->n_y, 0};
 
@@ -417,7 +462,8 @@ int resample_run(resample *r, resample_filter f, const uint8_t *src,
                   c, mirror, dst);
         return 0;
     }
-    if (!hid && make_axis(f, x0, x1, ow, limx0, limx1, r->kcap_x, &ax) != 0)
+    if (!hid && make_axis(f, x0, x1, ow, limx0, limx1, (int32_t)ox,
+                          r->kcap_x, &ax) != 0)
         return st_seterr(err, ST_EINTERNAL, "resample: horizontal taps "
                          "overflow the table (%gx%g box to %ux%u)",
                          x1 - x0, y1 - y0, ow, oh);
@@ -425,7 +471,8 @@ int resample_run(resample *r, resample_filter f, const uint8_t *src,
         hpass_c(src, sw, stride, ys, (int32_t)oh, &ax, ow, mirror, dst, n, c);
         return 0;
     }
-    if (make_axis(f, y0, y1, oh, limy0, limy1, r->kcap_y, &ay) != 0)
+    if (make_axis(f, y0, y1, oh, limy0, limy1, (int32_t)oy, r->kcap_y,
+                  &ay) != 0)
         return st_seterr(err, ST_EINTERNAL, "resample: vertical taps "
                          "overflow the table (%gx%g box to %ux%u)",
                          x1 - x0, y1 - y0, ow, oh);
@@ -446,4 +493,13 @@ int resample_run(resample *r, resample_filter f, const uint8_t *src,
             r->row_cap, c);
     vpass(r, r->tmp, r->row_cap, &ay, dst, ow, oh, 0);
     return 0;
+}
+
+int resample_run(resample *r, resample_filter f, const uint8_t *src,
+                 uint32_t sw, uint32_t sh, size_t stride, double x0,
+                 double y0, double x1, double y1, uint8_t *dst, uint32_t ow,
+                 uint32_t oh, int flip, st_error *err)
+{
+    return resample_run_at(r, f, src, 0, 0, sw, sh, stride, x0, y0, x1, y1,
+                           dst, ow, oh, flip, err);
 }

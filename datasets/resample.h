@@ -6,7 +6,7 @@
  *
  * defines: resample, resample_filter, RESAMPLE_FLIP, RESAMPLE_CROP,
  *          resample_create, resample_destroy, resample_run,
- *          resample_scratch_bytes
+ *          resample_run_at, resample_footprint, resample_scratch_bytes
  *
  * Contract:
  * - One resample context per thread, sized at create for the largest
@@ -74,5 +74,29 @@ int resample_run(resample *r, resample_filter f, const uint8_t *src,
                  uint32_t sw, uint32_t sh, size_t stride, double x0,
                  double y0, double x1, double y1, uint8_t *dst, uint32_t ow,
                  uint32_t oh, int flip, st_error *err);
+
+/* resample_run on a region of a larger source: src holds the source's
+ * pixels [ox, ox + sw) x [oy, oy + sh) (a cropped decode), the box is in
+ * the whole source's coordinates and must lie inside the region, and the
+ * filter reads only the region. When the region covers
+ * resample_footprint's, the bytes equal resample_run's on the whole
+ * source exactly (the same arithmetic in the same coordinates).
+ * @return as resample_run. */
+int resample_run_at(resample *r, resample_filter f, const uint8_t *src,
+                    uint32_t ox, uint32_t oy, uint32_t sw, uint32_t sh,
+                    size_t stride, double x0, double y0, double x1, double y1,
+                    uint8_t *dst, uint32_t ow, uint32_t oh, int flags,
+                    st_error *err);
+
+/* The source pixels [*ix0, *ix1) x [*iy0, *iy1) that resample_run with
+ * the same arguments reads: the box's pixels [floor(x0), ceil(x1)) x
+ * [floor(y0), ceil(y1)) and those the filter's support reaches beyond
+ * them, clamped to the image (with RESAMPLE_CROP: just the box's pixels);
+ * on an axis that is copied, the box itself. A fused decode needs to
+ * produce only these, then calls resample_run_at on them. */
+void resample_footprint(resample_filter f, uint32_t sw, uint32_t sh,
+                        double x0, double y0, double x1, double y1,
+                        uint32_t ow, uint32_t oh, int flags, uint32_t *ix0,
+                        uint32_t *iy0, uint32_t *ix1, uint32_t *iy1);
 
 #endif

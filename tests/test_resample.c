@@ -3,8 +3,8 @@
  * double-precision evaluation of the same separable filters (upscale,
  * downscale, fractional boxes, 1..4 channels, odd sizes, 1-pixel outputs,
  * RESAMPLE_CROP), against PIL's Image.resize(size, f, box) when python3-pil
- * is present, the rows and columns it reads (guard pages), bad arguments,
- * and several threads at once.
+ * is present, the rows it reads (guard pages) and resample_footprint's
+ * region, bad arguments, and several threads at once.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -270,6 +270,76 @@ static void test_reads_only_needed_rows(void **state)
     munmap(m, page * sh);
 }
 
+/* resample_footprint: the region it names is all resample_run reads (the
+ * rest scrambled gives the same bytes), and resample_run_at on that
+ * region alone gives the same bytes too. */
+static void test_footprint(void **state)
+{
+    (void)state;
+    static const rcase more[] = {
+        {320, 300, 0, 0, 320, 300, 224, 224},
+        {500, 375, 17.3, 9.75, 431.6, 340.2, 224, 224},
+        {500, 375, 37, 20, 437, 333, 224, 224},
+        {120, 90, 10.5, 4.25, 70.5, 50.75, 224, 224},
+        {1100, 760, 40, 30, 1040, 730, 224, 224},
+    };
+    const int c = 3;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0] + 5; i++) {
+        const rcase *k = i < sizeof cases / sizeof cases[0]
+                             ? &cases[i] : &more[i - sizeof cases / sizeof cases[0]];
+        uint8_t *src = random_image(k->sw, k->sh, c);
+        uint8_t *scr = malloc((size_t)k->sw * k->sh * c);
+        for (int f = 0; f < 2; f++)
+            for (int flags = 0; flags < 4; flags++) {
+                uint32_t ix0, iy0, ix1, iy1;
+                resample_footprint((resample_filter)f, k->sw, k->sh, k->x0,
+                                   k->y0, k->x1, k->y1, k->ow, k->oh, flags,
+                                   &ix0, &iy0, &ix1, &iy1);
+                assert_true(ix0 == (uint32_t)floor(k->x0) || ix0 < k->x0);
+                assert_true(iy0 == (uint32_t)floor(k->y0) || iy0 < k->y0);
+                assert_true(ix1 >= k->x1 && iy1 >= k->y1);
+                if (flags & RESAMPLE_CROP)
+                    assert_true(ix0 == (uint32_t)floor(k->x0) &&
+                                ix1 == (uint32_t)ceil(k->x1) &&
+                                iy0 == (uint32_t)floor(k->y0) &&
+                                iy1 == (uint32_t)ceil(k->y1));
+                assert_true(ix1 <= k->sw && iy1 <= k->sh);
+                for (uint32_t y = 0; y < k->sh; y++)
+                    for (uint32_t x = 0; x < k->sw; x++)
+                        for (int ch = 0; ch < c; ch++) {
+                            size_t at = ((size_t)y * k->sw + x) * c + ch;
+                            int in = x >= ix0 && x < ix1 && y >= iy0 && y < iy1;
+                            scr[at] = in ? src[at] : (uint8_t)rnd();
+                        }
+                uint8_t *a = run_ours(src, k->sw, k->sh, c, (resample_filter)f,
+                                      k->x0, k->y0, k->x1, k->y1, k->ow, k->oh,
+                                      flags);
+                uint8_t *b = run_ours(scr, k->sw, k->sh, c, (resample_filter)f,
+                                      k->x0, k->y0, k->x1, k->y1, k->ow, k->oh,
+                                      flags);
+                assert_memory_equal(a, b, (size_t)k->ow * k->oh * c);
+                /* resample_run_at on the region alone: the same bytes */
+                uint32_t rw = ix1 - ix0, rh = iy1 - iy0;
+                resample *r = NULL;
+                st_error err = {0, ""};
+                assert_int_equal(resample_create(rw, rh, k->ow, k->oh, c, &r,
+                                                 &err), 0);
+                int rc = resample_run_at(r, (resample_filter)f,
+                                         src + ((size_t)iy0 * k->sw + ix0) * c,
+                                         ix0, iy0, rw, rh, (size_t)k->sw * c,
+                                         k->x0, k->y0, k->x1, k->y1, b, k->ow,
+                                         k->oh, flags, &err);
+                if (rc != 0) fail_msg("region run: %s", err.msg);
+                assert_memory_equal(a, b, (size_t)k->ow * k->oh * c);
+                resample_destroy(r);
+                free(a);
+                free(b);
+            }
+        free(scr);
+        free(src);
+    }
+}
+
 static void test_bad_arguments(void **state)
 {
     (void)state;
@@ -314,6 +384,19 @@ static void test_bad_arguments(void **state)
     assert_int_equal(resample_run(r, RESAMPLE_AREA, src, 20, 20, 59, 0, 0, 5,
                                   5, dst, 4, 4, 0, &err),
                      ST_EINVAL);
+    /* resample_run_at: the box must lie inside the region */
+    st_clearerr(&err);
+    assert_int_equal(resample_run_at(r, RESAMPLE_BILINEAR, src, 5, 3, 10, 10,
+                                     60, 4.5, 4, 9, 8, dst, 4, 4, 0, &err),
+                     ST_EINVAL);
+    assert_non_null(strstr(err.msg, "at (5, 3)"));
+    st_clearerr(&err);
+    assert_int_equal(resample_run_at(r, RESAMPLE_BILINEAR, src, 5, 3, 10, 10,
+                                     60, 5, 3, 15.5, 8, dst, 4, 4, 0, &err),
+                     ST_EINVAL);
+    st_clearerr(&err);
+    assert_int_equal(resample_run_at(r, RESAMPLE_BILINEAR, src, 5, 3, 10, 10,
+                                     60, 5, 3, 15, 13, dst, 4, 4, 0, &err), 0);
     assert_true(resample_scratch_bytes(10, 10, 8, 8, 3) >=
                 resample_scratch_bytes(10, 10, 8, 8, 1));
     resample_destroy(r);
@@ -487,6 +570,7 @@ int main(void)
         cmocka_unit_test(test_identity_is_copy),
         cmocka_unit_test(test_flip_mirrors),
         cmocka_unit_test(test_reads_only_needed_rows),
+        cmocka_unit_test(test_footprint),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_vs_pil),
         cmocka_unit_test(test_crop_flag_vs_pil),

@@ -143,6 +143,10 @@ void transform_params(const transform_spec *t, uint64_t seed, uint64_t epoch,
     uint64_t key = sample_key(seed, epoch, id);
     out->flip = t->flip ? key_uniform(key, 0) < 0.5 : 0;
     out->crop_first = 0;
+    if (src_w == 0 || src_h == 0) { /* outside the contract: an empty box */
+        whole(0, 0, out);
+        return;
+    }
     switch (t->kind) {
     case TRANSFORM_RRC:
         rrc_box(t, key, src_w, src_h, out);

@@ -15,10 +15,13 @@
  *   where the transform defines them so (center-crop), and always inside
  *   it, except pad-crop, whose box is in the padded image's coordinates
  *   (x, y in [0, 2P]) with the padding filled with zeros.
- * - The pixels themselves are made by the loader's producers (the fused
- *   decode, loader/producer.c) with datasets/resample.h: resample_run of
- *   the box to transform_out_size, with RESAMPLE_FLIP when box.flip and
- *   RESAMPLE_CROP when box.crop_first.
+ * - The pixels themselves are made by the loader's producers with
+ *   datasets/resample.h: resample_run of the box to transform_out_size,
+ *   with RESAMPLE_FLIP when box.flip and RESAMPLE_CROP when
+ *   box.crop_first (transform_apply does exactly that, and pad-crop's
+ *   padding, for an image decoded whole); the fused decode produces only
+ *   resample_footprint's region and calls resample_run_at on it, which
+ *   gives the same bytes.
  * - Randomness: sample id of epoch has its own stream of uniform numbers
  *   (transform_uniform: a splitmix64 chain over (seed, epoch, id), then
  *   counter k). Number 0 is the flip (flip when < 1/2); numbers 1, 2, ...

@@ -611,7 +611,14 @@ static void test_apply(void **state)
         free(src);
         free(dst);
     }
-    /* resampling kinds: resample_run of the box with the box's flags */
+}
+
+/* transform_apply on the resampling kinds: resample_run of the box with
+ * the box's flags. */
+static void test_apply_resampling(void **state)
+{
+    (void)state;
+    const int c = 3;
     const char *rs[] = {"random-resized-crop 48 flip", "center-crop 40 flip",
                         "resize 30x20 interp=area flip"};
     uint32_t W = 90, H = 70;
@@ -662,6 +669,38 @@ static double mad(const uint8_t *a, const uint8_t *b, size_t n, int *mx)
     return s / n;
 }
 
+/* resample_run of b (t's filter and box flags) from img (H, W, 3) to an
+ * S x S output, against PIL's result of ops on the same image. */
+static void pil_check(const uint8_t *img, uint32_t W, uint32_t H, uint32_t S,
+                      const transform_spec *t, const transform_box *b,
+                      const char *ops, const char *what)
+{
+    const int c = 3;
+    uint32_t pw, ph;
+    uint8_t *want = pil_apply(img, W, H, c, ops, &pw, &ph);
+    if (want == NULL) fail_msg("PIL failed: %s", ops);
+    assert_int_equal(pw, S);
+    assert_int_equal(ph, S);
+    resample *r = NULL;
+    st_error err = {0, ""};
+    assert_int_equal(resample_create(W, H, S, S, c, &r, &err), 0);
+    uint8_t *got = malloc((size_t)S * S * c);
+    assert_int_equal(resample_run(r, t->interp, img, W, H, (size_t)W * c,
+                                  b->x0, b->y0, b->x1, b->y1, got, S, S,
+                                  b->crop_first ? RESAMPLE_CROP : 0, &err),
+                     0);
+    int mx;
+    double d = mad(got, want, (size_t)S * S * c, &mx);
+    if (d > 2.0)
+        fail_msg("%s on %ux%u (PIL: %s): mean abs diff %.4f (<= 2), max %d",
+                 what, W, H, ops, d, mx);
+    print_message("%s on %ux%u vs PIL: mean abs diff %.4f, max %d\n", what, W,
+                  H, d, mx);
+    free(got);
+    free(want);
+    resample_destroy(r);
+}
+
 static void test_vs_pil_pipeline(void **state)
 {
     (void)state;
@@ -677,11 +716,10 @@ static void test_vs_pil_pipeline(void **state)
     } cc[] = {{500, 375, 224, 0.875}, {375, 500, 224, 0.875},
               {333, 1000, 160, 0.95}, {227, 100, 224, 1.0},
               {640, 427, 224, 0.875}};
-    const int c = 3;
     for (size_t i = 0; i < sizeof cc / sizeof cc[0]; i++) {
         uint32_t W = cc[i].W, H = cc[i].H, S = cc[i].S;
-        uint8_t *img = malloc((size_t)W * H * c);
-        pil_smooth_image(img, W, H, c, 100 + (uint32_t)i);
+        uint8_t *img = malloc((size_t)W * H * 3);
+        pil_smooth_image(img, W, H, 3, 100 + (uint32_t)i);
         transform_spec t;
         transform_spec_default(&t, TRANSFORM_CENTER);
         t.out_w = t.out_h = S;
@@ -694,30 +732,12 @@ static void test_vs_pil_pipeline(void **state)
         else { nh = R; nw = (uint32_t)((double)R * W / H); }
         int top = (int)nearbyint((nh - S) / 2.0);
         int left = (int)nearbyint((nw - S) / 2.0);
-        char ops[256];
+        char ops[256], what[64];
         snprintf(ops, sizeof ops, "resize %u %u bilinear 0 0 %u %u crop %d %d "
                  "%d %d", nw, nh, W, H, left, top, left + (int)S,
                  top + (int)S);
-        uint32_t pw, ph;
-        uint8_t *want = pil_apply(img, W, H, c, ops, &pw, &ph);
-        if (want == NULL) fail_msg("PIL failed: %s", ops);
-        assert_int_equal(pw, S);
-        assert_int_equal(ph, S);
-        resample *r = NULL;
-        st_error err = {0, ""};
-        assert_int_equal(resample_create(W, H, S, S, c, &r, &err), 0);
-        uint8_t *got = malloc((size_t)S * S * c);
-        assert_int_equal(resample_run(r, t.interp, img, W, H, (size_t)W * c,
-                                      b.x0, b.y0, b.x1, b.y1, got, S, S,
-                                      b.crop_first ? RESAMPLE_CROP : 0, &err),
-                         0);
-        int mx;
-        double d = mad(got, want, (size_t)S * S * c, &mx);
-        if (d > 2.0)
-            fail_msg("center-crop %u on %ux%u: mean abs diff %.4f (<= 2), "
-                     "max %d", S, W, H, d, mx);
-        print_message("center-crop %u cf %g on %ux%u vs PIL resize+crop: mean "
-                      "abs diff %.4f, max %d\n", S, cc[i].cf, W, H, d, mx);
+        snprintf(what, sizeof what, "center-crop %u crop-frac %g", S, cc[i].cf);
+        pil_check(img, W, H, S, &t, &b, ops, what);
         /* RRC: torchvision crops, then resizes */
         transform_spec rt = parse_ok("random-resized-crop 224");
         for (uint64_t id = 0; id < 3; id++) {
@@ -725,29 +745,9 @@ static void test_vs_pil_pipeline(void **state)
             snprintf(ops, sizeof ops, "crop %d %d %d %d resize 224 224 "
                      "bilinear 0 0 %d %d", (int)b.x0, (int)b.y0, (int)b.x1,
                      (int)b.y1, (int)(b.x1 - b.x0), (int)(b.y1 - b.y0));
-            uint8_t *w2 = pil_apply(img, W, H, c, ops, &pw, &ph);
-            if (w2 == NULL) fail_msg("PIL failed: %s", ops);
-            resample *r2 = NULL;
-            assert_int_equal(resample_create(W, H, 224, 224, c, &r2, &err), 0);
-            uint8_t *g2 = malloc(224 * 224 * c);
-            assert_int_equal(resample_run(r2, rt.interp, img, W, H,
-                                          (size_t)W * c, b.x0, b.y0, b.x1,
-                                          b.y1, g2, 224, 224,
-                                          b.crop_first ? RESAMPLE_CROP : 0,
-                                          &err),
-                             0);
-            d = mad(g2, w2, 224 * 224 * c, &mx);
-            if (d > 2.0)
-                fail_msg("RRC on %ux%u, %s: mean abs diff %.4f (<= 2), max %d",
-                         W, H, ops, d, mx);
-            free(g2);
-            free(w2);
-            resample_destroy(r2);
+            pil_check(img, W, H, 224, &rt, &b, ops, "random-resized-crop 224");
         }
-        free(got);
-        free(want);
         free(img);
-        resample_destroy(r);
     }
 }
 
@@ -764,6 +764,7 @@ int main(void)
         cmocka_unit_test(test_pad_crop_and_whole),
         cmocka_unit_test(test_dct_scale),
         cmocka_unit_test(test_apply),
+        cmocka_unit_test(test_apply_resampling),
         cmocka_unit_test(test_vs_pil_pipeline),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

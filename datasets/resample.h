@@ -22,9 +22,12 @@
  *   that is what a resize of the whole image followed by a crop does
  *   (torchvision's center-crop). torchvision's crop-then-resize (RRC)
  *   never sees them: pass RESAMPLE_CROP, and the support is clamped to
- *   the box's pixels [floor(x0), ceil(x1)) x [floor(y0), ceil(y1)), which
- *   for an integer box equals PIL's img.crop(box).resize(size) exactly.
- *   (Equivalently: pass the sub-image as src.)
+ *   the box's pixels [floor(x0), ceil(x1)) x [floor(y0), ceil(y1)). For
+ *   an integer box that is PIL's img.crop(box).resize(size) up to the
+ *   rounding of the tap centres (x0 + (o + 0.5) * scale against PIL's
+ *   (o + 0.5) * scale on the crop), which only matters where the area
+ *   filter's step meets a centre exactly; for the bytes PIL gives, pass
+ *   the crop as its own image (src at its corner, box (0, 0, w, h)).
  * - An axis whose box is integer-aligned and as long as the output is
  *   copied, not filtered (the filter would give the same bytes).
  */

@@ -523,6 +523,17 @@ int transform_apply(const transform_spec *t, const transform_box *b,
                          "resample context", kind_name[t->kind]);
     int flags = (b->flip ? RESAMPLE_FLIP : 0) |
                 (b->crop_first ? RESAMPLE_CROP : 0);
+    if (b->crop_first && b->x0 == floor(b->x0) && b->y0 == floor(b->y0) &&
+        b->x0 >= 0 && b->y0 >= 0 && b->x1 <= sw && b->y1 <= sh) {
+        /* the crop as its own image: PIL's img.crop(box).resize(size) to
+         * the last bit (centres from 0, as PIL computes them) */
+        uint32_t x = (uint32_t)b->x0, y = (uint32_t)b->y0;
+        return resample_run(r, t->interp,
+                            src + (size_t)y * stride + (size_t)x * c,
+                            (uint32_t)ceil(b->x1) - x, (uint32_t)ceil(b->y1) - y,
+                            stride, 0, 0, b->x1 - x, b->y1 - y, dst, ow, oh,
+                            flags, err);
+    }
     return resample_run(r, t->interp, src, sw, sh, stride, b->x0, b->y0,
                         b->x1, b->y1, dst, ow, oh, flags, err);
 }

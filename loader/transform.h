@@ -143,7 +143,9 @@ int transform_dct_scale(double box_w, double box_h, uint32_t out_w,
  * same size, into dst (transform_out_size, c) tightly packed.
  * random-resized-crop, center-crop, resize: resample_run of the box with
  * t's filter, RESAMPLE_FLIP when b->flip, RESAMPLE_CROP when
- * b->crop_first; r must have c channels and limits covering the box and
+ * b->crop_first, where an integer crop-first box runs as its own image
+ * (src at its corner, box (0, 0, w, h): PIL's crop(box).resize(size)
+ * bit for bit); r must have c channels and limits covering the box and
  * the output. pad-crop: the box's window of the image zero-padded by P
  * (torchvision's RandomCrop(size, padding=P)), then mirrored when flip;
  * none: a copy, mirrored when flip (r unused, may be NULL for both).

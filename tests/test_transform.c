@@ -637,10 +637,19 @@ static void test_apply_resampling(void **state)
                                              (size_t)W * c, a, &err), 0);
             int flags = (b.flip ? RESAMPLE_FLIP : 0) |
                         (b.crop_first ? RESAMPLE_CROP : 0);
-            assert_int_equal(resample_run(r, t.interp, src, W, H,
-                                          (size_t)W * c, b.x0, b.y0, b.x1,
-                                          b.y1, b2, t.out_w, t.out_h, flags,
-                                          &err), 0);
+            if (b.crop_first) /* RRC's integer box: the crop as an image */
+                assert_int_equal(
+                    resample_run(r, t.interp,
+                                 src + ((size_t)b.y0 * W + (size_t)b.x0) * c,
+                                 (uint32_t)(b.x1 - b.x0),
+                                 (uint32_t)(b.y1 - b.y0), (size_t)W * c, 0, 0,
+                                 b.x1 - b.x0, b.y1 - b.y0, b2, t.out_w,
+                                 t.out_h, flags, &err), 0);
+            else
+                assert_int_equal(resample_run(r, t.interp, src, W, H,
+                                              (size_t)W * c, b.x0, b.y0, b.x1,
+                                              b.y1, b2, t.out_w, t.out_h,
+                                              flags, &err), 0);
             assert_memory_equal(a, b2, (size_t)t.out_w * t.out_h * c);
         }
         transform_box b;
@@ -669,8 +678,8 @@ static double mad(const uint8_t *a, const uint8_t *b, size_t n, int *mx)
     return s / n;
 }
 
-/* resample_run of b (t's filter and box flags) from img (H, W, 3) to an
- * S x S output, against PIL's result of ops on the same image. */
+/* transform_apply of b (no flip) on img (H, W, 3) to an S x S output,
+ * against PIL's result of ops on the same image. */
 static void pil_check(const uint8_t *img, uint32_t W, uint32_t H, uint32_t S,
                       const transform_spec *t, const transform_box *b,
                       const char *ops, const char *what)
@@ -685,10 +694,8 @@ static void pil_check(const uint8_t *img, uint32_t W, uint32_t H, uint32_t S,
     st_error err = {0, ""};
     assert_int_equal(resample_create(W, H, S, S, c, &r, &err), 0);
     uint8_t *got = malloc((size_t)S * S * c);
-    assert_int_equal(resample_run(r, t->interp, img, W, H, (size_t)W * c,
-                                  b->x0, b->y0, b->x1, b->y1, got, S, S,
-                                  b->crop_first ? RESAMPLE_CROP : 0, &err),
-                     0);
+    assert_int_equal(transform_apply(t, b, r, c, img, W, H, (size_t)W * c,
+                                     got, &err), 0);
     int mx;
     double d = mad(got, want, (size_t)S * S * c, &mx);
     if (d > 2.0)
@@ -739,13 +746,20 @@ static void test_vs_pil_pipeline(void **state)
         snprintf(what, sizeof what, "center-crop %u crop-frac %g", S, cc[i].cf);
         pil_check(img, W, H, S, &t, &b, ops, what);
         /* RRC: torchvision crops, then resizes */
-        transform_spec rt = parse_ok("random-resized-crop 224");
-        for (uint64_t id = 0; id < 3; id++) {
-            transform_params(&rt, 9, 0, id, W, H, &b);
-            snprintf(ops, sizeof ops, "crop %d %d %d %d resize 224 224 "
-                     "bilinear 0 0 %d %d", (int)b.x0, (int)b.y0, (int)b.x1,
-                     (int)b.y1, (int)(b.x1 - b.x0), (int)(b.y1 - b.y0));
-            pil_check(img, W, H, 224, &rt, &b, ops, "random-resized-crop 224");
+        for (int area = 0; area < 2; area++) {
+            transform_spec rt = parse_ok(area ? "random-resized-crop 224 "
+                                                "interp=area"
+                                              : "random-resized-crop 224");
+            for (uint64_t id = 0; id < 2; id++) {
+                transform_params(&rt, 9, 0, id, W, H, &b);
+                snprintf(ops, sizeof ops, "crop %d %d %d %d resize 224 224 "
+                         "%s 0 0 %d %d", (int)b.x0, (int)b.y0, (int)b.x1,
+                         (int)b.y1, area ? "area" : "bilinear",
+                         (int)(b.x1 - b.x0), (int)(b.y1 - b.y0));
+                pil_check(img, W, H, 224, &rt, &b, ops,
+                          area ? "random-resized-crop 224 interp=area"
+                               : "random-resized-crop 224");
+            }
         }
         free(img);
     }

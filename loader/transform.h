@@ -17,11 +17,12 @@
  *   (x, y in [0, 2P]) with the padding filled with zeros.
  * - The pixels themselves are made by the loader's producers with
  *   datasets/resample.h: resample_run of the box to transform_out_size,
- *   with RESAMPLE_FLIP when box.flip and RESAMPLE_CROP when
- *   box.crop_first (transform_apply does exactly that, and pad-crop's
- *   padding, for an image decoded whole); the fused decode produces only
- *   resample_footprint's region and calls resample_run_at on it, which
- *   gives the same bytes.
+ *   with RESAMPLE_FLIP when box.flip, and for crop_first boxes only the
+ *   box's pixels (see transform_box). transform_apply does exactly that,
+ *   and pad-crop's padding, for an image decoded whole; a fused decode
+ *   produces only resample_footprint's region and calls resample_run_at
+ *   on it (or, for an integer crop_first box, resample_run on the box as
+ *   its own image), which gives the same bytes.
  * - Randomness: sample id of epoch has its own stream of uniform numbers
  *   (transform_uniform: a splitmix64 chain over (seed, epoch, id), then
  *   counter k). Number 0 is the flip (flip when < 1/2); numbers 1, 2, ...
@@ -93,12 +94,16 @@ typedef struct transform_box {
     double x0, y0, x1, y1;    /* source box (see the contract) */
     int flip;                 /* mirror the output left-right */
     int crop_first;           /* 1: the transform crops, then resizes (RRC,
-                                 as torchvision: the filter must not read
-                                 outside the box: RESAMPLE_CROP); also 1
-                                 for pad-crop and none, which only copy.
+                                 as torchvision): the filter must not read
+                                 outside the box. Resample the integer box
+                                 as its own image (src at its corner, box
+                                 (0, 0, w, h): PIL-exact), or a fractional
+                                 one (DCT-scaled) with RESAMPLE_CROP. Also
+                                 1 for pad-crop and none, which only copy.
                                  0: it resizes the whole image (center-crop,
                                  resize): the filter reads past the box's
-                                 edges as a resize of the whole image does */
+                                 edges as a resize of the whole image does
+                                 (resample_footprint says how far) */
 } transform_box;
 
 /* The box and flip of sample id in epoch for a source image of src_w x

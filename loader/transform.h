@@ -2,9 +2,10 @@
  * any size into the ring slot's fixed (S_h, S_w, C): their text form, and
  * their random parameters as a pure function of (seed, epoch, sample id).
  *
- * defines: transform_kind, transform_spec, transform_parse,
- *          transform_format, transform_box, transform_params,
- *          transform_dct_scale
+ * defines: transform_kind, transform_spec, transform_spec_default,
+ *          transform_parse, transform_format, transform_box,
+ *          transform_params, transform_out_size, transform_uniform,
+ *          transform_dct_scale, transform_apply
  *
  * Contract:
  * - transform_params is deterministic and thread-free: the same (spec,
@@ -14,8 +15,21 @@
  *   where the transform defines them so (center-crop), and always inside
  *   it, except pad-crop, whose box is in the padded image's coordinates
  *   (x, y in [0, 2P]) with the padding filled with zeros.
- * - The pixels themselves are made by the loader's producers (the fused
- *   decode, loader/producer.c) with datasets/resample.h.
+ * - The pixels themselves are made by the loader's producers with
+ *   datasets/resample.h: resample_run of the box to transform_out_size,
+ *   with RESAMPLE_FLIP when box.flip, and for crop_first boxes only the
+ *   box's pixels (see transform_box). transform_apply does exactly that,
+ *   and pad-crop's padding, for an image decoded whole; a fused decode
+ *   produces only resample_footprint's region and calls resample_run_at
+ *   on it (or, for an integer crop_first box, resample_run on the box as
+ *   its own image), which gives the same bytes.
+ * - Randomness: sample id of epoch has its own stream of uniform numbers
+ *   (transform_uniform: a splitmix64 chain over (seed, epoch, id), then
+ *   counter k). Number 0 is the flip (flip when < 1/2); numbers 1, 2, ...
+ *   are the transform's draws in torchvision's order (RRC: per attempt
+ *   the area fraction then the log-ratio, and on acceptance the top then
+ *   the left edge; pad-crop: top, left). An integer uniform in [0, n)
+ *   (torch.randint(0, n)) is floor(u * n).
  *
  * Text form (as --train-transform / --eval-transform take it): a name, its
  * size, then optional words, separated by spaces:
@@ -24,8 +38,11 @@
  *   resize WxH [flip] [interp=...]
  *   pad-crop P [flip]
  *   none [flip]
- * Defaults: scale=0.08,1 ratio=0.75,1.3333333 attempts=10 crop-frac=0.875
- * interp=bilinear, no flip.
+ * Defaults: scale=0.08,1 ratio=3/4,4/3 (the doubles 0.75 and 4.0 / 3.0)
+ * attempts=10 crop-frac=0.875 interp=bilinear, no flip. Limits: sizes
+ * 1..4096, P 0..4096, 0 < scale A <= B <= 1, 0 < ratio A <= B, attempts
+ * 0..1000 (0: always the fallback), 0 < crop-frac <= 1. Each option at
+ * most once, and only where its transform takes it.
  */
 #ifndef ST_TRANSFORM_H
 #define ST_TRANSFORM_H
@@ -58,34 +75,88 @@ typedef struct transform_spec {
     resample_filter interp;
 } transform_spec;
 
+/* t = the defaults above for kind (sizes 0). */
+void transform_spec_default(transform_spec *t, transform_kind kind);
+
 /* Parses the text form. @return 0 or ST_EINVAL with a message that quotes
- * the bad word and says what was expected. */
+ * the text and the bad word and says what was expected, e.g.
+ * "transform 'random-resized-crop 0': size 0: expected 1..4096". */
 int transform_parse(const char *text, transform_spec *out, st_error *err);
 
-/* The canonical text form of t (round-trips through transform_parse). */
+/* The canonical text form of t: the name, the size, then only the options
+ * that differ from the defaults, in the order of the grammar above,
+ * numbers in the shortest form that reads back exactly. Round-trips
+ * through transform_parse. Truncated to len - 1 characters. */
 void transform_format(const transform_spec *t, char *buf, size_t len);
 
 /* One sample's parameters. */
 typedef struct transform_box {
     double x0, y0, x1, y1;    /* source box (see the contract) */
     int flip;                 /* mirror the output left-right */
+    int crop_first;           /* 1: the transform crops, then resizes (RRC,
+                                 as torchvision): the filter must not read
+                                 outside the box. Resample the integer box
+                                 as its own image (src at its corner, box
+                                 (0, 0, w, h): PIL-exact), or a fractional
+                                 one (DCT-scaled) with RESAMPLE_CROP. Also
+                                 1 for pad-crop and none, which only copy.
+                                 0: it resizes the whole image (center-crop,
+                                 resize): the filter reads past the box's
+                                 edges as a resize of the whole image does
+                                 (resample_footprint says how far) */
 } transform_box;
 
 /* The box and flip of sample id in epoch for a source image of src_w x
- * src_h pixels, as a pure function of (t, seed, epoch, id, size). RRC
- * follows torchvision's get_params exactly (integer boxes: area fraction
- * uniform in scale, log-ratio uniform, w = round(sqrt(a*r)), h =
- * round(sqrt(a/r)), accepted when 0 < w <= W and 0 < h <= H, origin
- * uniform; after `attempts` failures the centre crop of the aspect clamped
- * to ratio). */
+ * src_h pixels (both >= 1), as a pure function of (t, seed, epoch, id,
+ * size). RRC follows torchvision's get_params exactly (integer boxes: area
+ * fraction uniform in scale, log-ratio uniform, w = round(sqrt(a*r)), h =
+ * round(sqrt(a/r)) with Python's round-half-even, accepted when 0 < w <= W
+ * and 0 < h <= H, origin uniform; after `attempts` failures the centre
+ * crop of the aspect clamped to ratio, at least 1 pixel on each side where
+ * torchvision would give an empty crop). center-crop: the box of the
+ * original image that torchvision's Resize(int(S / crop_frac)) (shorter
+ * side to that size, the longer int(size * long / short)) then
+ * CenterCrop(S) (top = round((h - S) / 2)) keeps: resampled straight to
+ * S x S it has the same filter scale and the same tap centres as the
+ * resize of the whole image, so the pixels agree but for the float
+ * rounding of the box's ends (PIL-exact in tests/test_transform.c).
+ * resize and none: the whole image; pad-crop: origin uniform in [0, 2P]^2,
+ * the source's size. */
 void transform_params(const transform_spec *t, uint64_t seed, uint64_t epoch,
                       uint64_t id, uint32_t src_w, uint32_t src_h,
                       transform_box *out);
+
+/* The output size of t for a src_w x src_h source: (S, S), (W, H), or the
+ * source's size for pad-crop and none. */
+void transform_out_size(const transform_spec *t, uint32_t src_w,
+                        uint32_t src_h, uint32_t *out_w, uint32_t *out_h);
+
+/* Number k of sample id's uniform stream in epoch: a double in [0, 1) with
+ * 53 random bits (see the contract for which k is used for what). */
+double transform_uniform(uint64_t seed, uint64_t epoch, uint64_t id,
+                         uint32_t k);
 
 /* The largest libjpeg DCT scale s in {8, 4, 2, 1} with box_w / s >= out_w
  * and box_h / s >= out_h: decoding at 1/s then loses nothing the output
  * keeps. */
 int transform_dct_scale(double box_w, double box_h, uint32_t out_w,
                         uint32_t out_h);
+
+/* The sample's pixels from a fully decoded image (the path without the
+ * fused decode: raw / zstd / PNG records, or a JPEG decoded whole):
+ * src (sh, sw, c), rows stride bytes apart, b from transform_params on the
+ * same size, into dst (transform_out_size, c) tightly packed.
+ * random-resized-crop, center-crop, resize: resample_run of the box with
+ * t's filter, RESAMPLE_FLIP when b->flip, RESAMPLE_CROP when
+ * b->crop_first, where an integer crop-first box runs as its own image
+ * (src at its corner, box (0, 0, w, h): PIL's crop(box).resize(size)
+ * bit for bit); r must have c channels and limits covering the box and
+ * the output. pad-crop: the box's window of the image zero-padded by P
+ * (torchvision's RandomCrop(size, padding=P)), then mirrored when flip;
+ * none: a copy, mirrored when flip (r unused, may be NULL for both).
+ * Allocates nothing. @return 0 or resample_run's ST_EINVAL. */
+int transform_apply(const transform_spec *t, const transform_box *b,
+                    resample *r, int c, const uint8_t *src, uint32_t sw,
+                    uint32_t sh, size_t stride, uint8_t *dst, st_error *err);
 
 #endif

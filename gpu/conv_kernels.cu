@@ -1,0 +1,605 @@
+// gpu/conv_kernels.cu — the CUDA backend's conv-net kernels (NHWC) and their
+// launchers: lowering (im2col) and its adjoint, max and global average
+// pooling, batch norm, ReLU/GELU, axpby, per-channel input normalization,
+// the left-right flip.
+//
+// defines: the kern_* launchers of gpu/conv_kernels.cuh
+//
+// Semantics are gpu/device.h's; tests/test_gpu.c holds them to the CPU
+// backend's. Determinism: nothing here uses float atomics, so every result
+// is the same from run to run.
+//   col2im and maxpool backward are gathers: one thread per input element
+//   sums, in ascending output order, the window taps that read it. That is
+//   the order a serial scatter over the outputs adds them in, so the sums
+//   are those of the CPU's loop, and overlapping windows need no atomics.
+//   Batch norm reduces each channel inside one block (a block owns 8
+//   channels, its 32 rows of threads stride over the rows), in doubles,
+//   two-pass (mean, then the squared deviations from it), with a fixed
+//   order of combination; its statistics, the running estimates and the
+//   normalization are one launch, so y may equal x.
+// Indices: the lowering and pooling kernels use 32-bit index arithmetic
+// when every tensor they touch has fewer than 2^31 elements, size_t
+// otherwise; the others use size_t. Grid-stride loops over at most
+// kKernMaxBlocks blocks, so no grid limit is ever reached.
+#include "gpu/conv_kernels.cuh"
+
+#include <limits.h>
+
+namespace {
+
+// Output positions o in [lo, hi] whose window (start o*s, length k) covers
+// the padded coordinate p >= 0, clipped to [0, o_n). Empty when lo > hi.
+__device__ inline void covering(int p, int k, int s, int o_n, int *lo,
+                                int *hi)
+{
+    int first = p - k + 1;
+    *lo = first <= 0 ? 0 : (first + s - 1) / s;
+    int last = p / s;
+    *hi = last < o_n - 1 ? last : o_n - 1;
+}
+
+// col (n*oh*ow, kh*kw*c) from x (n, h, w, c); a thread per col entry.
+template <typename I>
+__global__ void k_im2col(const float *__restrict__ x, float *__restrict__ col,
+                         gpu_conv_geom g, I total)
+{
+    I K = (I)g.kh * g.kw * g.c;
+    for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < total;
+         i += (I)gridDim.x * blockDim.x) {
+        I row = i / K;
+        int k = (int)(i - row * K);
+        int ci = k % g.c, t = k / g.c, kx = t % g.kw, ky = t / g.kw;
+        int ox = (int)(row % (I)g.ow);
+        I r2 = row / (I)g.ow;
+        int oy = (int)(r2 % (I)g.oh);
+        I img = r2 / (I)g.oh;
+        int iy = oy * g.sh - g.ph + ky, ix = ox * g.sw - g.pw + kx;
+        float v = 0.0f;
+        if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w)
+            v = x[((img * (I)g.h + (I)iy) * (I)g.w + (I)ix) * (I)g.c + (I)ci];
+        col[i] = v;
+    }
+}
+
+// dx (n, h, w, c) = (accumulate ? dx : 0) + the col entries of every tap
+// that reads the pixel; a thread per dx entry.
+template <typename I>
+__global__ void k_col2im(const float *__restrict__ col, float *__restrict__ dx,
+                         gpu_conv_geom g, I total, int accumulate)
+{
+    I K = (I)g.kh * g.kw * g.c;
+    for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < total;
+         i += (I)gridDim.x * blockDim.x) {
+        int ci = (int)(i % (I)g.c);
+        I t = i / (I)g.c;
+        int ix = (int)(t % (I)g.w);
+        t /= (I)g.w;
+        int iy = (int)(t % (I)g.h);
+        I img = t / (I)g.h;
+        int ylo, yhi, xlo, xhi;
+        covering(iy + g.ph, g.kh, g.sh, g.oh, &ylo, &yhi);
+        covering(ix + g.pw, g.kw, g.sw, g.ow, &xlo, &xhi);
+        float sum = accumulate ? dx[i] : 0.0f;
+        for (int oy = ylo; oy <= yhi; oy++) {
+            int ky = iy + g.ph - oy * g.sh;
+            I rbase = (img * (I)g.oh + (I)oy) * (I)g.ow;
+            for (int ox = xlo; ox <= xhi; ox++) {
+                int kx = ix + g.pw - ox * g.sw;
+                sum += col[(rbase + (I)ox) * K +
+                           (I)((ky * g.kw + kx) * g.c + ci)];
+            }
+        }
+        dx[i] = sum;
+    }
+}
+
+// y, idx (n, oh, ow, c): the first max over the window's in-image taps, in
+// (ky, kx) order; idx is its flat index in the sample's (h, w, c).
+template <typename I>
+__global__ void k_maxpool_fwd(const float *__restrict__ x,
+                              float *__restrict__ y, int32_t *__restrict__ idx,
+                              gpu_conv_geom g, I total)
+{
+    I sample = (I)g.h * g.w * g.c;
+    for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < total;
+         i += (I)gridDim.x * blockDim.x) {
+        int ci = (int)(i % (I)g.c);
+        I t = i / (I)g.c;
+        int ox = (int)(t % (I)g.ow);
+        t /= (I)g.ow;
+        int oy = (int)(t % (I)g.oh);
+        const float *xs = x + (t / (I)g.oh) * sample;
+        float best = -INFINITY;
+        int32_t at = -1;
+        for (int ky = 0; ky < g.kh; ky++) {
+            int iy = oy * g.sh - g.ph + ky;
+            if (iy < 0 || iy >= g.h) continue;
+            for (int kx = 0; kx < g.kw; kx++) {
+                int ix = ox * g.sw - g.pw + kx;
+                if (ix < 0 || ix >= g.w) continue;
+                int32_t f = (iy * g.w + ix) * g.c + ci;
+                float v = xs[f];
+                if (at < 0 || v > best) best = v, at = f;
+            }
+        }
+        y[i] = best;
+        idx[i] = at;
+    }
+}
+
+// dx (n, h, w, c): the sum of dy over the outputs whose argmax is this
+// element, in ascending output order; a thread per dx entry.
+template <typename I>
+__global__ void k_maxpool_bwd(const float *__restrict__ dy,
+                              const int32_t *__restrict__ idx,
+                              float *__restrict__ dx, gpu_conv_geom g, I total)
+{
+    for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < total;
+         i += (I)gridDim.x * blockDim.x) {
+        int ci = (int)(i % (I)g.c);
+        I t = i / (I)g.c;
+        int ix = (int)(t % (I)g.w);
+        t /= (I)g.w;
+        int iy = (int)(t % (I)g.h);
+        I img = t / (I)g.h;
+        int32_t f = (iy * g.w + ix) * g.c + ci;
+        int ylo, yhi, xlo, xhi;
+        covering(iy + g.ph, g.kh, g.sh, g.oh, &ylo, &yhi);
+        covering(ix + g.pw, g.kw, g.sw, g.ow, &xlo, &xhi);
+        float sum = 0.0f;
+        for (int oy = ylo; oy <= yhi; oy++)
+            for (int ox = xlo; ox <= xhi; ox++) {
+                I o = ((img * (I)g.oh + (I)oy) * (I)g.ow + (I)ox) * (I)g.c +
+                      (I)ci;
+                if (idx[o] == f) sum += dy[o];
+            }
+        dx[i] = sum;
+    }
+}
+
+// y (n, c) = mean over hw of x (n, hw, c), summed in order of position.
+__global__ void k_avgpool_fwd(const float *__restrict__ x,
+                              float *__restrict__ y, size_t nc, int hw, int c)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < nc;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const float *p = x + (i / c) * hw * c + i % c;
+        float sum = 0.0f;
+        for (int k = 0; k < hw; k++) sum += p[(size_t)k * c];
+        y[i] = sum / (float)hw;
+    }
+}
+
+// dx (n, hw, c) = dy (n, c) / hw.
+__global__ void k_avgpool_bwd(const float *__restrict__ dy,
+                              float *__restrict__ dx, size_t total, int hw,
+                              int c)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        size_t img = i / ((size_t)hw * c);
+        dx[i] = dy[img * c + i % c] / (float)hw;
+    }
+}
+
+// Batch norm: a block of (kBnC, kBnR) threads owns kBnC channels; its
+// kBnR rows of threads stride over the rows of x (rows, c).
+constexpr int kBnC = 8;
+constexpr int kBnR = 32;
+
+// The kBnR partials of each of the block's channels, added in row order.
+// Every thread of the block calls it (it holds two barriers).
+__device__ inline double bn_block_sum(double (*part)[kBnC], double mine)
+{
+    part[threadIdx.y][threadIdx.x] = mine;
+    __syncthreads();
+    double t = 0.0;
+    for (int k = 0; k < kBnR; k++) t += part[k][threadIdx.x];
+    __syncthreads(); // part is reused by the next call
+    return t;
+}
+
+__global__ void k_bn_train(const float *x, int rows, int c,
+                           const float *__restrict__ gamma,
+                           const float *__restrict__ beta, float eps,
+                           float momentum, float *__restrict__ run_mean,
+                           float *__restrict__ run_var,
+                           float *__restrict__ save_mean,
+                           float *__restrict__ save_invstd, float *y)
+{
+    __shared__ double part[kBnR][kBnC];
+    int ch = blockIdx.x * kBnC + threadIdx.x;
+    bool on = ch < c;
+    double acc = 0.0;
+    if (on)
+        for (int r = threadIdx.y; r < rows; r += kBnR)
+            acc += x[(size_t)r * c + ch];
+    double mean = bn_block_sum(part, acc) / rows;
+    acc = 0.0;
+    if (on)
+        for (int r = threadIdx.y; r < rows; r += kBnR) {
+            double d = x[(size_t)r * c + ch] - mean;
+            acc += d * d;
+        }
+    double var = bn_block_sum(part, acc) / rows; // biased
+    if (!on) return; // no barrier follows
+    float m = (float)mean;
+    float inv = 1.0f / sqrtf((float)var + eps);
+    if (threadIdx.y == 0) {
+        double unbiased = rows > 1 ? var * rows / (rows - 1) : var;
+        save_mean[ch] = m;
+        save_invstd[ch] = inv;
+        run_mean[ch] = (1.0f - momentum) * run_mean[ch] + momentum * m;
+        run_var[ch] = (1.0f - momentum) * run_var[ch] +
+                      momentum * (float)unbiased;
+    }
+    float gm = gamma[ch], bt = beta[ch];
+    for (int r = threadIdx.y; r < rows; r += kBnR) {
+        size_t i = (size_t)r * c + ch;
+        y[i] = gm * ((x[i] - m) * inv) + bt;
+    }
+}
+
+__global__ void k_bn_eval(const float *x, size_t total, int c,
+                          const float *__restrict__ gamma,
+                          const float *__restrict__ beta, float eps,
+                          const float *__restrict__ run_mean,
+                          const float *__restrict__ run_var, float *y)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        int ch = (int)(i % c);
+        float inv = 1.0f / sqrtf(run_var[ch] + eps);
+        y[i] = gamma[ch] * ((x[i] - run_mean[ch]) * inv) + beta[ch];
+    }
+}
+
+// dbeta = sum dy, dgamma = sum dy * xhat (over rows, per channel);
+// dx = gamma * invstd * (dy - dbeta/rows - xhat * dgamma/rows), with the
+// batch's own sums (not the accumulated dgamma/dbeta).
+__global__ void k_bn_bwd(const float *x, const float *dy, int rows, int c,
+                         const float *__restrict__ gamma,
+                         const float *__restrict__ save_mean,
+                         const float *__restrict__ save_invstd,
+                         float *__restrict__ dgamma,
+                         float *__restrict__ dbeta, float *dx, int accumulate)
+{
+    __shared__ double part[kBnR][kBnC];
+    int ch = blockIdx.x * kBnC + threadIdx.x;
+    bool on = ch < c;
+    float m = on ? save_mean[ch] : 0.0f, inv = on ? save_invstd[ch] : 0.0f;
+    double sdy = 0.0, sdyx = 0.0;
+    if (on)
+        for (int r = threadIdx.y; r < rows; r += kBnR) {
+            size_t i = (size_t)r * c + ch;
+            float g = dy[i];
+            sdy += g;
+            sdyx += (double)g * ((x[i] - m) * inv);
+        }
+    sdy = bn_block_sum(part, sdy);
+    sdyx = bn_block_sum(part, sdyx);
+    if (!on) return; // no barrier follows
+    if (threadIdx.y == 0) {
+        dbeta[ch] = accumulate ? dbeta[ch] + (float)sdy : (float)sdy;
+        dgamma[ch] = accumulate ? dgamma[ch] + (float)sdyx : (float)sdyx;
+    }
+    float k = gamma[ch] * inv;
+    float mdy = (float)(sdy / rows), mdyx = (float)(sdyx / rows);
+    for (int r = threadIdx.y; r < rows; r += kBnR) {
+        size_t i = (size_t)r * c + ch;
+        float xhat = (x[i] - m) * inv;
+        dx[i] = k * (dy[i] - mdy - xhat * mdyx);
+    }
+}
+
+constexpr float kSqrtHalf = 0.70710678118654752f;   // 1/sqrt(2)
+constexpr float kInvSqrt2Pi = 0.39894228040143268f; // 1/sqrt(2 pi)
+
+__global__ void k_act_fwd(int kind, const float *x, float *y, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float v = x[i];
+        if (kind == GPU_ACT_RELU)
+            y[i] = v > 0.0f ? v : 0.0f;
+        else
+            y[i] = 0.5f * v * (1.0f + erff(v * kSqrtHalf));
+    }
+}
+
+// d/dx x Phi(x) = Phi(x) + x phi(x).
+__global__ void k_act_bwd(int kind, const float *x, const float *dy,
+                          float *dx, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float v = x[i];
+        if (kind == GPU_ACT_RELU) {
+            dx[i] = v > 0.0f ? dy[i] : 0.0f;
+        } else {
+            float cdf = 0.5f * (1.0f + erff(v * kSqrtHalf));
+            float pdf = kInvSqrt2Pi * expf(-0.5f * v * v);
+            dx[i] = dy[i] * (cdf + v * pdf);
+        }
+    }
+}
+
+// beta == 0 does not read y (it may hold garbage, NaN included).
+__global__ void k_axpby(size_t n, float alpha, const float *__restrict__ x,
+                        float beta, float *__restrict__ y)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        y[i] = beta == 0.0f ? alpha * x[i] : alpha * x[i] + beta * y[i];
+}
+
+struct chan4 {
+    float mean[4], std[4];
+};
+
+__global__ void k_normalize_u8_ch(const uint8_t *__restrict__ x, size_t n,
+                                  int c, chan4 p, float *__restrict__ y)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        int k = (int)(i % c);
+        y[i] = (x[i] * (1.0f / 255.0f) - p.mean[k]) / p.std[k];
+    }
+}
+
+__global__ void k_flip_w(const float *__restrict__ x, float *__restrict__ y,
+                         size_t total, int w, int c)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        size_t ci = i % c, t = i / c;
+        size_t col = t % w, line = t / w;
+        y[i] = x[(line * w + (w - 1 - col)) * c + ci];
+    }
+}
+
+// ---- launch helpers -----------------------------------------------------
+
+int check_geom(const gpu_conv_geom *g, const char *op, st_error *err)
+{
+    if (g->n < 0 || g->h < 1 || g->w < 1 || g->c < 1 || g->kh < 1 ||
+        g->kw < 1 || g->sh < 1 || g->sw < 1 || g->ph < 0 || g->pw < 0 ||
+        g->h + 2 * g->ph < g->kh || g->w + 2 * g->pw < g->kw ||
+        g->oh != (g->h + 2 * g->ph - g->kh) / g->sh + 1 ||
+        g->ow != (g->w + 2 * g->pw - g->kw) / g->sw + 1)
+        return st_seterr(err, ST_EINVAL,
+                         "%s: bad geometry: input %dx%dx%dx%d, window %dx%d, "
+                         "stride %dx%d, padding %dx%d, output %dx%d", op,
+                         g->n, g->h, g->w, g->c, g->kh, g->kw, g->sh, g->sw,
+                         g->ph, g->pw, g->oh, g->ow);
+    return 0;
+}
+
+size_t in_elems(const gpu_conv_geom *g)
+{
+    return (size_t)g->n * g->h * g->w * g->c;
+}
+
+bool fits32(size_t a, size_t b) { return a < INT_MAX && b < INT_MAX; }
+
+// Each launch through a named pointer: the build's <<<>>> rewrite for
+// cuemu needs a plain name before the chevrons, and cuemu reports it.
+template <typename I>
+int launch_im2col(cudaStream_t s, const gpu_conv_geom *g, const float *x,
+                  float *col, size_t total, st_error *err)
+{
+    void (*k_im2col_t)(const float *, float *, gpu_conv_geom, I) = k_im2col<I>;
+    k_im2col_t<<<kern_blocks(total), kKernThreads, 0, s>>>(x, col, *g,
+                                                           (I)total);
+    LAUNCH_TRY(err, "k_im2col");
+    return 0;
+}
+
+template <typename I>
+int launch_col2im(cudaStream_t s, const gpu_conv_geom *g, const float *col,
+                  float *dx, int accumulate, size_t total, st_error *err)
+{
+    void (*k_col2im_t)(const float *, float *, gpu_conv_geom, I, int) =
+        k_col2im<I>;
+    k_col2im_t<<<kern_blocks(total), kKernThreads, 0, s>>>(col, dx, *g,
+                                                           (I)total,
+                                                           accumulate);
+    LAUNCH_TRY(err, "k_col2im");
+    return 0;
+}
+
+template <typename I>
+int launch_maxpool_fwd(cudaStream_t s, const gpu_conv_geom *g, const float *x,
+                       float *y, int32_t *idx, size_t total, st_error *err)
+{
+    void (*k_maxpool_fwd_t)(const float *, float *, int32_t *, gpu_conv_geom,
+                            I) = k_maxpool_fwd<I>;
+    k_maxpool_fwd_t<<<kern_blocks(total), kKernThreads, 0, s>>>(x, y, idx, *g,
+                                                                (I)total);
+    LAUNCH_TRY(err, "k_maxpool_fwd");
+    return 0;
+}
+
+template <typename I>
+int launch_maxpool_bwd(cudaStream_t s, const gpu_conv_geom *g,
+                       const float *dy, const int32_t *idx, float *dx,
+                       size_t total, st_error *err)
+{
+    void (*k_maxpool_bwd_t)(const float *, const int32_t *, float *,
+                            gpu_conv_geom, I) = k_maxpool_bwd<I>;
+    k_maxpool_bwd_t<<<kern_blocks(total), kKernThreads, 0, s>>>(dy, idx, dx,
+                                                                *g, (I)total);
+    LAUNCH_TRY(err, "k_maxpool_bwd");
+    return 0;
+}
+
+} // namespace
+
+int kern_im2col(cudaStream_t s, const gpu_conv_geom *g, const float *x,
+                float *col, st_error *err)
+{
+    int rc = check_geom(g, "im2col", err);
+    if (rc < 0) return rc;
+    size_t total = (size_t)g->n * g->oh * g->ow * g->kh * g->kw * g->c;
+    if (total == 0) return 0;
+    return fits32(total, in_elems(g))
+               ? launch_im2col<uint32_t>(s, g, x, col, total, err)
+               : launch_im2col<size_t>(s, g, x, col, total, err);
+}
+
+int kern_col2im(cudaStream_t s, const gpu_conv_geom *g, const float *col,
+                float *dx, int accumulate, st_error *err)
+{
+    int rc = check_geom(g, "col2im", err);
+    if (rc < 0) return rc;
+    size_t total = in_elems(g);
+    size_t cols = (size_t)g->n * g->oh * g->ow * g->kh * g->kw * g->c;
+    if (total == 0) return 0;
+    return fits32(total, cols)
+               ? launch_col2im<uint32_t>(s, g, col, dx, accumulate, total, err)
+               : launch_col2im<size_t>(s, g, col, dx, accumulate, total, err);
+}
+
+int kern_maxpool_fwd(cudaStream_t s, const gpu_conv_geom *g, const float *x,
+                     float *y, int32_t *idx, st_error *err)
+{
+    int rc = check_geom(g, "maxpool", err);
+    if (rc < 0) return rc;
+    size_t total = (size_t)g->n * g->oh * g->ow * g->c;
+    if (total == 0) return 0;
+    return fits32(total, in_elems(g))
+               ? launch_maxpool_fwd<uint32_t>(s, g, x, y, idx, total, err)
+               : launch_maxpool_fwd<size_t>(s, g, x, y, idx, total, err);
+}
+
+int kern_maxpool_bwd(cudaStream_t s, const gpu_conv_geom *g, const float *dy,
+                     const int32_t *idx, float *dx, st_error *err)
+{
+    int rc = check_geom(g, "maxpool backward", err);
+    if (rc < 0) return rc;
+    size_t total = in_elems(g);
+    size_t outs = (size_t)g->n * g->oh * g->ow * g->c;
+    if (total == 0) return 0;
+    return fits32(total, outs)
+               ? launch_maxpool_bwd<uint32_t>(s, g, dy, idx, dx, total, err)
+               : launch_maxpool_bwd<size_t>(s, g, dy, idx, dx, total, err);
+}
+
+int kern_avgpool_fwd(cudaStream_t s, const float *x, int n, int hw, int c,
+                     float *y, st_error *err)
+{
+    size_t nc = (size_t)n * c;
+    if (nc == 0 || hw <= 0) return 0;
+    k_avgpool_fwd<<<kern_blocks(nc), kKernThreads, 0, s>>>(x, y, nc, hw, c);
+    LAUNCH_TRY(err, "k_avgpool_fwd");
+    return 0;
+}
+
+int kern_avgpool_bwd(cudaStream_t s, const float *dy, int n, int hw, int c,
+                     float *dx, st_error *err)
+{
+    size_t total = (size_t)n * hw * c;
+    if (total == 0) return 0;
+    k_avgpool_bwd<<<kern_blocks(total), kKernThreads, 0, s>>>(dy, dx, total,
+                                                              hw, c);
+    LAUNCH_TRY(err, "k_avgpool_bwd");
+    return 0;
+}
+
+int kern_bn_fwd_train(cudaStream_t s, const float *x, int rows, int c,
+                      const float *gamma, const float *beta, float eps,
+                      float momentum, float *run_mean, float *run_var,
+                      float *save_mean, float *save_invstd, float *y,
+                      st_error *err)
+{
+    if (rows <= 0 || c <= 0) return 0;
+    dim3 block(kBnC, kBnR), grid((c + kBnC - 1) / kBnC);
+    k_bn_train<<<grid, block, 0, s>>>(x, rows, c, gamma, beta, eps, momentum,
+                                      run_mean, run_var, save_mean,
+                                      save_invstd, y);
+    LAUNCH_TRY(err, "k_bn_train");
+    return 0;
+}
+
+int kern_bn_fwd_eval(cudaStream_t s, const float *x, int rows, int c,
+                     const float *gamma, const float *beta, float eps,
+                     const float *run_mean, const float *run_var, float *y,
+                     st_error *err)
+{
+    size_t total = (size_t)rows * c;
+    if (rows <= 0 || c <= 0) return 0;
+    k_bn_eval<<<kern_blocks(total), kKernThreads, 0, s>>>(
+        x, total, c, gamma, beta, eps, run_mean, run_var, y);
+    LAUNCH_TRY(err, "k_bn_eval");
+    return 0;
+}
+
+int kern_bn_bwd(cudaStream_t s, const float *x, const float *dy, int rows,
+                int c, const float *gamma, const float *save_mean,
+                const float *save_invstd, float *dgamma, float *dbeta,
+                float *dx, int accumulate, st_error *err)
+{
+    if (rows <= 0 || c <= 0) return 0;
+    dim3 block(kBnC, kBnR), grid((c + kBnC - 1) / kBnC);
+    k_bn_bwd<<<grid, block, 0, s>>>(x, dy, rows, c, gamma, save_mean,
+                                    save_invstd, dgamma, dbeta, dx,
+                                    accumulate);
+    LAUNCH_TRY(err, "k_bn_bwd");
+    return 0;
+}
+
+int kern_act_fwd(cudaStream_t s, int kind, const float *x, float *y, size_t n,
+                 st_error *err)
+{
+    if (kind != GPU_ACT_RELU && kind != GPU_ACT_GELU)
+        return st_seterr(err, ST_EINVAL, "activation: unknown kind %d", kind);
+    if (n == 0) return 0;
+    k_act_fwd<<<kern_blocks(n), kKernThreads, 0, s>>>(kind, x, y, n);
+    LAUNCH_TRY(err, "k_act_fwd");
+    return 0;
+}
+
+int kern_act_bwd(cudaStream_t s, int kind, const float *x, const float *dy,
+                 float *dx, size_t n, st_error *err)
+{
+    if (kind != GPU_ACT_RELU && kind != GPU_ACT_GELU)
+        return st_seterr(err, ST_EINVAL, "activation: unknown kind %d", kind);
+    if (n == 0) return 0;
+    k_act_bwd<<<kern_blocks(n), kKernThreads, 0, s>>>(kind, x, dy, dx, n);
+    LAUNCH_TRY(err, "k_act_bwd");
+    return 0;
+}
+
+int kern_axpby(cudaStream_t s, size_t n, float alpha, const float *x,
+               float beta, float *y, st_error *err)
+{
+    if (n == 0) return 0;
+    k_axpby<<<kern_blocks(n), kKernThreads, 0, s>>>(n, alpha, x, beta, y);
+    LAUNCH_TRY(err, "k_axpby");
+    return 0;
+}
+
+int kern_normalize_u8_ch(cudaStream_t s, const uint8_t *x, size_t npix, int c,
+                         const float mean[4], const float std[4], float *y,
+                         st_error *err)
+{
+    if (c < 1 || c > 4)
+        return st_seterr(err, ST_EINVAL, "normalize: %d channels (1 to 4)", c);
+    chan4 p = {};
+    for (int k = 0; k < c; k++) p.mean[k] = mean[k], p.std[k] = std[k];
+    size_t n = npix * c;
+    if (n == 0) return 0;
+    k_normalize_u8_ch<<<kern_blocks(n), kKernThreads, 0, s>>>(x, n, c, p, y);
+    LAUNCH_TRY(err, "k_normalize_u8_ch");
+    return 0;
+}
+
+int kern_flip_w(cudaStream_t s, const float *x, int n, int h, int w, int c,
+                float *y, st_error *err)
+{
+    size_t total = (size_t)n * h * w * c;
+    if (total == 0) return 0;
+    k_flip_w<<<kern_blocks(total), kKernThreads, 0, s>>>(x, y, total, w, c);
+    LAUNCH_TRY(err, "k_flip_w");
+    return 0;
+}

@@ -77,6 +77,51 @@ typedef struct gpu_backend_ops {
                         float eps, float wd, float bc1, float bc2,
                         st_error *err);
     int (*zero)(void *impl, void *p, size_t bytes, st_error *err);
+
+    /* Conv-net ops (gpu/device.h's NHWC section). A backend may leave any
+     * of them NULL: the device.c wrapper then fails with ST_EDEVICE "op X
+     * not implemented on this backend". Geometry and sizes reach the
+     * backend already validated by the wrappers. */
+    int (*im2col)(void *impl, const gpu_conv_geom *g, const float *x,
+                  float *col, st_error *err);
+    int (*col2im)(void *impl, const gpu_conv_geom *g, const float *col,
+                  float *dx, int accumulate, st_error *err);
+    int (*maxpool_fwd)(void *impl, const gpu_conv_geom *g, const float *x,
+                       float *y, int32_t *idx, st_error *err);
+    int (*maxpool_bwd)(void *impl, const gpu_conv_geom *g, const float *dy,
+                       const int32_t *idx, float *dx, st_error *err);
+    int (*avgpool_fwd)(void *impl, const float *x, int n, int hw, int c,
+                       float *y, st_error *err);
+    int (*avgpool_bwd)(void *impl, const float *dy, int n, int hw, int c,
+                       float *dx, st_error *err);
+    int (*bn_fwd_train)(void *impl, const float *x, int rows, int c,
+                        const float *gamma, const float *beta, float eps,
+                        float momentum, float *run_mean, float *run_var,
+                        float *save_mean, float *save_invstd, float *y,
+                        st_error *err);
+    int (*bn_fwd_eval)(void *impl, const float *x, int rows, int c,
+                       const float *gamma, const float *beta, float eps,
+                       const float *run_mean, const float *run_var, float *y,
+                       st_error *err);
+    int (*bn_bwd)(void *impl, const float *x, const float *dy, int rows,
+                  int c, const float *gamma, const float *save_mean,
+                  const float *save_invstd, float *dgamma, float *dbeta,
+                  float *dx, int accumulate, st_error *err);
+    int (*act_fwd)(void *impl, int kind, const float *x, float *y, size_t n,
+                   st_error *err);
+    int (*act_bwd)(void *impl, int kind, const float *x, const float *dy,
+                   float *dx, size_t n, st_error *err);
+    int (*axpby)(void *impl, size_t n, float alpha, const float *x,
+                 float beta, float *y, st_error *err);
+    int (*normalize_u8_ch)(void *impl, const uint8_t *x, size_t npix, int c,
+                           const float *mean, const float *std, float *y,
+                           st_error *err);
+    int (*flip_w)(void *impl, const float *x, int n, int h, int w, int c,
+                  float *y, st_error *err);
+    int (*softmax_xent_ls)(void *impl, const float *logits,
+                           const int32_t *labels, int rows, int classes,
+                           float smoothing, float grad_scale, float *dlogits,
+                           gpu_loss_stats *stats, st_error *err);
 } gpu_backend_ops;
 
 extern const gpu_backend_ops gpu__cpu_ops;

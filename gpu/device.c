@@ -370,3 +370,216 @@ int gpu_zero(gpu_device *d, void *p, size_t bytes)
     STICKY(d);
     return d->ops->zero(d->impl, p, bytes, &d->err);
 }
+
+/* ---- conv-net ops ------------------------------------------------------
+ * Each checks the sticky error, then that the backend has the op, then its
+ * arguments, so both backends see only valid geometry. */
+
+#define NEED_OP(d, field, opname)                                          \
+    do {                                                                   \
+        STICKY(d);                                                         \
+        if ((d)->ops->field == NULL)                                       \
+            return st_seterr(&(d)->err, ST_EDEVICE,                        \
+                             "op %s not implemented on this backend (%s)", \
+                             opname, (d)->ops->name);                      \
+    } while (0)
+
+/* (h + 2p - k) / s + 1, or 0 when the window does not fit. */
+static int out_extent(int h, int k, int s, int p)
+{
+    long long span = (long long)h + 2LL * p - k;
+    return span < 0 ? 0 : (int)(span / s + 1);
+}
+
+int gpu_conv_geom_init(gpu_conv_geom *g, int n, int h, int w, int c, int kh,
+                       int kw, int sh, int sw, int ph, int pw)
+{
+    *g = (gpu_conv_geom){.n = n, .h = h, .w = w, .c = c, .kh = kh, .kw = kw,
+                         .sh = sh, .sw = sw, .ph = ph, .pw = pw};
+    if (n < 1 || h < 1 || w < 1 || c < 1 || kh < 1 || kw < 1 || sh < 1 ||
+        sw < 1 || ph < 0 || pw < 0)
+        return ST_EINVAL;
+    g->oh = out_extent(h, kh, sh, ph);
+    g->ow = out_extent(w, kw, sw, pw);
+    return g->oh > 0 && g->ow > 0 ? 0 : ST_EINVAL;
+}
+
+static int check_geom(gpu_device *d, const gpu_conv_geom *g, const char *op,
+                      int pool)
+{
+    gpu_conv_geom t;
+    int rc = gpu_conv_geom_init(&t, g->n, g->h, g->w, g->c, g->kh, g->kw,
+                                g->sh, g->sw, g->ph, g->pw);
+    if (rc == 0 && (t.oh != g->oh || t.ow != g->ow)) rc = ST_EINVAL;
+    if (rc == 0 && pool && (2 * g->ph > g->kh || 2 * g->pw > g->kw))
+        rc = ST_EINVAL;
+    if (rc == 0) return 0;
+    return st_seterr(&d->err, ST_EINVAL,
+                     "%s: bad geometry: input %dx%dx%dx%d, window %dx%d, "
+                     "stride %dx%d, padding %dx%d, output %dx%d", op, g->n,
+                     g->h, g->w, g->c, g->kh, g->kw, g->sh, g->sw, g->ph,
+                     g->pw, g->oh, g->ow);
+}
+
+static int check_dims(gpu_device *d, const char *op, long long a, long long b)
+{
+    if (a >= 1 && b >= 1) return 0;
+    return st_seterr(&d->err, ST_EINVAL, "%s: sizes %lld x %lld (need >= 1)",
+                     op, a, b);
+}
+
+int gpu_im2col(gpu_device *d, const gpu_conv_geom *g, const float *x,
+               float *col)
+{
+    NEED_OP(d, im2col, "im2col");
+    ST_TRY(check_geom(d, g, "im2col", 0));
+    return d->ops->im2col(d->impl, g, x, col, &d->err);
+}
+
+int gpu_col2im(gpu_device *d, const gpu_conv_geom *g, const float *col,
+               float *dx, int accumulate)
+{
+    NEED_OP(d, col2im, "col2im");
+    ST_TRY(check_geom(d, g, "col2im", 0));
+    return d->ops->col2im(d->impl, g, col, dx, accumulate, &d->err);
+}
+
+int gpu_maxpool_fwd(gpu_device *d, const gpu_conv_geom *g, const float *x,
+                    float *y, int32_t *idx)
+{
+    NEED_OP(d, maxpool_fwd, "maxpool_fwd");
+    ST_TRY(check_geom(d, g, "maxpool_fwd", 1));
+    return d->ops->maxpool_fwd(d->impl, g, x, y, idx, &d->err);
+}
+
+int gpu_maxpool_bwd(gpu_device *d, const gpu_conv_geom *g, const float *dy,
+                    const int32_t *idx, float *dx)
+{
+    NEED_OP(d, maxpool_bwd, "maxpool_bwd");
+    ST_TRY(check_geom(d, g, "maxpool_bwd", 1));
+    return d->ops->maxpool_bwd(d->impl, g, dy, idx, dx, &d->err);
+}
+
+int gpu_avgpool_fwd(gpu_device *d, const float *x, int n, int hw, int c,
+                    float *y)
+{
+    NEED_OP(d, avgpool_fwd, "avgpool_fwd");
+    ST_TRY(check_dims(d, "avgpool_fwd", n, (long long)hw * (c >= 1 ? c : 0)));
+    return d->ops->avgpool_fwd(d->impl, x, n, hw, c, y, &d->err);
+}
+
+int gpu_avgpool_bwd(gpu_device *d, const float *dy, int n, int hw, int c,
+                    float *dx)
+{
+    NEED_OP(d, avgpool_bwd, "avgpool_bwd");
+    ST_TRY(check_dims(d, "avgpool_bwd", n, (long long)hw * (c >= 1 ? c : 0)));
+    return d->ops->avgpool_bwd(d->impl, dy, n, hw, c, dx, &d->err);
+}
+
+int gpu_bn_fwd_train(gpu_device *d, const float *x, int rows, int c,
+                     const float *gamma, const float *beta, float eps,
+                     float momentum, float *run_mean, float *run_var,
+                     float *save_mean, float *save_invstd, float *y)
+{
+    NEED_OP(d, bn_fwd_train, "bn_fwd_train");
+    ST_TRY(check_dims(d, "bn_fwd_train", rows, c));
+    if (!(eps > 0.0f) || !(momentum >= 0.0f && momentum <= 1.0f))
+        return st_seterr(&d->err, ST_EINVAL, "bn_fwd_train: eps %g, "
+                         "momentum %g (need eps > 0, momentum in [0, 1])",
+                         (double)eps, (double)momentum);
+    return d->ops->bn_fwd_train(d->impl, x, rows, c, gamma, beta, eps,
+                                momentum, run_mean, run_var, save_mean,
+                                save_invstd, y, &d->err);
+}
+
+int gpu_bn_fwd_eval(gpu_device *d, const float *x, int rows, int c,
+                    const float *gamma, const float *beta, float eps,
+                    const float *run_mean, const float *run_var, float *y)
+{
+    NEED_OP(d, bn_fwd_eval, "bn_fwd_eval");
+    ST_TRY(check_dims(d, "bn_fwd_eval", rows, c));
+    return d->ops->bn_fwd_eval(d->impl, x, rows, c, gamma, beta, eps,
+                               run_mean, run_var, y, &d->err);
+}
+
+int gpu_bn_bwd(gpu_device *d, const float *x, const float *dy, int rows,
+               int c, const float *gamma, const float *save_mean,
+               const float *save_invstd, float *dgamma, float *dbeta,
+               float *dx, int accumulate)
+{
+    NEED_OP(d, bn_bwd, "bn_bwd");
+    ST_TRY(check_dims(d, "bn_bwd", rows, c));
+    return d->ops->bn_bwd(d->impl, x, dy, rows, c, gamma, save_mean,
+                          save_invstd, dgamma, dbeta, dx, accumulate,
+                          &d->err);
+}
+
+static int check_act(gpu_device *d, gpu_act_kind k, const char *op)
+{
+    if (k == GPU_ACT_RELU || k == GPU_ACT_GELU) return 0;
+    return st_seterr(&d->err, ST_EINVAL, "%s: activation kind %d unknown", op,
+                     (int)k);
+}
+
+int gpu_act_fwd(gpu_device *d, gpu_act_kind k, const float *x, float *y,
+                size_t n)
+{
+    NEED_OP(d, act_fwd, "act_fwd");
+    ST_TRY(check_act(d, k, "act_fwd"));
+    return d->ops->act_fwd(d->impl, (int)k, x, y, n, &d->err);
+}
+
+int gpu_act_bwd(gpu_device *d, gpu_act_kind k, const float *x,
+                const float *dy, float *dx, size_t n)
+{
+    NEED_OP(d, act_bwd, "act_bwd");
+    ST_TRY(check_act(d, k, "act_bwd"));
+    return d->ops->act_bwd(d->impl, (int)k, x, dy, dx, n, &d->err);
+}
+
+int gpu_axpby(gpu_device *d, size_t n, float alpha, const float *x,
+              float beta, float *y)
+{
+    NEED_OP(d, axpby, "axpby");
+    return d->ops->axpby(d->impl, n, alpha, x, beta, y, &d->err);
+}
+
+int gpu_normalize_u8_ch(gpu_device *d, const uint8_t *x, size_t npix, int c,
+                        const float mean[4], const float std[4], float *y)
+{
+    NEED_OP(d, normalize_u8_ch, "normalize_u8_ch");
+    if (c < 1 || c > 4)
+        return st_seterr(&d->err, ST_EINVAL, "normalize_u8_ch: %d channels "
+                         "(1..4)", c);
+    for (int k = 0; k < c; k++)
+        if (!(std[k] > 0.0f))
+            return st_seterr(&d->err, ST_EINVAL, "normalize_u8_ch: channel "
+                             "%d has std %g (need > 0)", k, (double)std[k]);
+    return d->ops->normalize_u8_ch(d->impl, x, npix, c, mean, std, y,
+                                   &d->err);
+}
+
+int gpu_flip_w(gpu_device *d, const float *x, int n, int h, int w, int c,
+               float *y)
+{
+    NEED_OP(d, flip_w, "flip_w");
+    ST_TRY(check_dims(d, "flip_w", n, (long long)h * w * c));
+    if (h < 1 || w < 1 || c < 1 || x == y)
+        return st_seterr(&d->err, ST_EINVAL, "flip_w: %dx%dx%d, in place %d",
+                         h, w, c, x == y);
+    return d->ops->flip_w(d->impl, x, n, h, w, c, y, &d->err);
+}
+
+int gpu_softmax_xent_ls(gpu_device *d, const float *logits,
+                        const int32_t *labels, int rows, int classes,
+                        float smoothing, float grad_scale, float *dlogits,
+                        gpu_loss_stats *stats)
+{
+    NEED_OP(d, softmax_xent_ls, "softmax_xent_ls");
+    if (!(smoothing >= 0.0f && smoothing < 1.0f))
+        return st_seterr(&d->err, ST_EINVAL, "softmax_xent_ls: label "
+                         "smoothing %g outside [0, 1)", (double)smoothing);
+    return d->ops->softmax_xent_ls(d->impl, logits, labels, rows, classes,
+                                   smoothing, grad_scale, dlogits, stats,
+                                   &d->err);
+}

@@ -5,7 +5,12 @@
  *          gpu_normalize_u8, gpu_bias_act, gpu_act_bias_grad,
  *          gpu_softmax_xent, gpu_sgd_update, gpu_adamw_update, gpu_event_*,
  *          gpu_queue_wait, gpu_copy_async, gpu_host_alloc, gpu_host_free,
- *          gpu_host_free_sized
+ *          gpu_host_free_sized,
+ *          conv nets (NHWC): gpu_conv_geom, gpu_conv_geom_init, gpu_im2col,
+ *          gpu_col2im, gpu_maxpool_fwd, gpu_maxpool_bwd, gpu_avgpool_fwd,
+ *          gpu_avgpool_bwd, gpu_bn_fwd_train, gpu_bn_fwd_eval, gpu_bn_bwd,
+ *          gpu_act_kind, gpu_act_fwd, gpu_act_bwd, gpu_axpby,
+ *          gpu_normalize_u8_ch, gpu_flip_w, gpu_softmax_xent_ls
  *
  * Backends:
  *   CPU   OpenBLAS cblas_sgemm + plain loops the compiler vectorizes.
@@ -244,6 +249,16 @@ typedef struct gpu_conv_geom {
     int oh, ow;           /* output: (h + 2ph - kh) / sh + 1, likewise w */
 } gpu_conv_geom;
 
+/* Fills *g and computes oh, ow. @return 0, or ST_EINVAL when a size or
+ * stride is below 1, a padding is negative, or the window does not fit
+ * the padded input (the output would be empty). Every op below checks its
+ * geometry the same way (and that oh, ow match) and fails with ST_EINVAL,
+ * naming the op, before the backend runs; max pool also needs
+ * ph <= kh/2 and pw <= kw/2 (PyTorch's rule), so no window is all
+ * padding. */
+int gpu_conv_geom_init(gpu_conv_geom *g, int n, int h, int w, int c, int kh,
+                       int kw, int sh, int sw, int ph, int pw);
+
 /* Lowering (im2col) of the g->n images at x: col (n*oh*ow, kh*kw*c) from x
  * (n, h, w, c); padded taps are 0. The caller batches several images per
  * call (g->n of them) to size one GEMM. */
@@ -307,7 +322,8 @@ int gpu_act_bwd(gpu_device *d, gpu_act_kind k, const float *x,
                 const float *dy, float *dx, size_t n);
 
 /* y (n) = alpha * x + beta * y (residual adds, TTA logit averaging,
- * gradient fan-in). */
+ * gradient fan-in). beta == 0 overwrites y without reading it (as BLAS
+ * does), so y may hold garbage then; x may equal y. */
 int gpu_axpby(gpu_device *d, size_t n, float alpha, const float *x,
               float beta, float *y);
 

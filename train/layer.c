@@ -51,8 +51,9 @@ static void dense_init(const layer *l, float *w, float *b, uint64_t *rng)
 }
 
 static int dense_forward(const layer *l, gpu_device *d, const float *x,
-                         float *y, int n)
+                         float *y, int n, int train)
 {
+    (void)train;
     int in = layer_in_size(l), out = layer_out_size(l);
     ST_TRY(gpu_gemm(d, 0, 0, n, out, in, 1.0f, x, in, l->w, out, 0.0f, y, out));
     return gpu_bias_act(d, y, l->b, n, out, l->relu);
@@ -92,4 +93,29 @@ void layer_dense_init(layer *l, int in, int out, int relu)
         .out_c = out, .out_h = 1, .out_w = 1,
         .relu = relu,
     };
+}
+
+size_t layer_state_count(const layer *l)
+{
+    return l->ops->state_count ? l->ops->state_count(l) : 0;
+}
+
+size_t layer_workspace_floats(const layer *l, int n)
+{
+    return l->ops->workspace_floats ? l->ops->workspace_floats(l, n) : 0;
+}
+
+void layer_init_state(const layer *l, float *state)
+{
+    if (l->ops->init_state) l->ops->init_state(l, state);
+}
+
+void layer_bind(layer *l, int micro_batch)
+{
+    if (l->ops->bind) l->ops->bind(l, micro_batch);
+}
+
+void layer_release(layer *l)
+{
+    if (l->ops && l->ops->release) l->ops->release(l);
 }

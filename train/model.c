@@ -179,7 +179,8 @@ void model_init_params(const model *m, uint64_t seed, float *params)
     }
 }
 
-int model_forward(model *m, gpu_device *d, const uint8_t *pixels, int n)
+static int forward_layers(model *m, gpu_device *d, const uint8_t *pixels,
+                          int n, int train)
 {
     if (n < 1 || n > m->micro_batch) return ST_EINVAL;
     ST_TRY(gpu_normalize_u8(d, pixels, (size_t)n * model_in_size(m),
@@ -187,10 +188,15 @@ int model_forward(model *m, gpu_device *d, const uint8_t *pixels, int n)
     const float *x = m->x;
     for (int i = 0; i < m->nl; i++) {
         const layer *l = &m->layers[i];
-        ST_TRY(l->ops->forward(l, d, x, m->y[i], n));
+        ST_TRY(l->ops->forward(l, d, x, m->y[i], n, train));
         x = m->y[i];
     }
     return 0;
+}
+
+int model_forward(model *m, gpu_device *d, const uint8_t *pixels, int n)
+{
+    return forward_layers(m, d, pixels, n, 1);
 }
 
 int model_backward(model *m, gpu_device *d, const int32_t *labels, int n,
@@ -215,7 +221,7 @@ int model_backward(model *m, gpu_device *d, const int32_t *labels, int n,
 int model_eval(model *m, gpu_device *d, const uint8_t *pixels,
                const int32_t *labels, int n, gpu_loss_stats *stats)
 {
-    ST_TRY(model_forward(m, d, pixels, n));
+    ST_TRY(forward_layers(m, d, pixels, n, 0));
     return gpu_softmax_xent(d, m->y[m->nl - 1], labels, n, m->spec.classes,
                             0.0f, NULL, stats);
 }

@@ -157,28 +157,30 @@ __global__ void k_maxpool_bwd(const float *__restrict__ dy,
     }
 }
 
-// y (n, c) = mean over hw of x (n, hw, c), summed in order of position.
+// y (n, c) = (sum over hw of x (n, hw, c), in order of position) * 1/hw.
 __global__ void k_avgpool_fwd(const float *__restrict__ x,
                               float *__restrict__ y, size_t nc, int hw, int c)
 {
+    float inv = 1.0f / (float)hw;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < nc;
          i += (size_t)gridDim.x * blockDim.x) {
         const float *p = x + (i / c) * hw * c + i % c;
         float sum = 0.0f;
         for (int k = 0; k < hw; k++) sum += p[(size_t)k * c];
-        y[i] = sum / (float)hw;
+        y[i] = sum * inv;
     }
 }
 
-// dx (n, hw, c) = dy (n, c) / hw.
+// dx (n, hw, c) = dy (n, c) * 1/hw.
 __global__ void k_avgpool_bwd(const float *__restrict__ dy,
                               float *__restrict__ dx, size_t total, int hw,
                               int c)
 {
+    float inv = 1.0f / (float)hw;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
          i += (size_t)gridDim.x * blockDim.x) {
         size_t img = i / ((size_t)hw * c);
-        dx[i] = dy[img * c + i % c] / (float)hw;
+        dx[i] = dy[img * c + i % c] * inv;
     }
 }
 
@@ -199,6 +201,8 @@ __device__ inline double bn_block_sum(double (*part)[kBnC], double mine)
     return t;
 }
 
+// Training: statistics in double; y = x*scale + shift with scale =
+// gamma*invstd, shift = beta - mean*scale (the CPU backend's formula).
 __global__ void k_bn_train(const float *x, int rows, int c,
                            const float *__restrict__ gamma,
                            const float *__restrict__ beta, float eps,
@@ -213,33 +217,36 @@ __global__ void k_bn_train(const float *x, int rows, int c,
     double acc = 0.0;
     if (on)
         for (int r = threadIdx.y; r < rows; r += kBnR)
-            acc += x[(size_t)r * c + ch];
+            acc += (double)x[(size_t)r * c + ch];
     double mean = bn_block_sum(part, acc) / rows;
     acc = 0.0;
     if (on)
         for (int r = threadIdx.y; r < rows; r += kBnR) {
-            double d = x[(size_t)r * c + ch] - mean;
+            double d = (double)x[(size_t)r * c + ch] - mean;
             acc += d * d;
         }
     double var = bn_block_sum(part, acc) / rows; // biased
     if (!on) return; // no barrier follows
-    float m = (float)mean;
-    float inv = 1.0f / sqrtf((float)var + eps);
+    double inv = 1.0 / sqrt(var + (double)eps);
+    float scale = (float)((double)gamma[ch] * inv);
+    float shift = (float)((double)beta[ch] - mean * scale);
     if (threadIdx.y == 0) {
-        double unbiased = rows > 1 ? var * rows / (rows - 1) : var;
-        save_mean[ch] = m;
-        save_invstd[ch] = inv;
-        run_mean[ch] = (1.0f - momentum) * run_mean[ch] + momentum * m;
-        run_var[ch] = (1.0f - momentum) * run_var[ch] +
-                      momentum * (float)unbiased;
+        // rows == 1: no unbiased estimate; the biased one (0) stands in
+        double unbias = rows > 1 ? (double)rows / (double)(rows - 1) : 1.0;
+        save_mean[ch] = (float)mean;
+        save_invstd[ch] = (float)inv;
+        run_mean[ch] = (float)((1.0 - momentum) * run_mean[ch] +
+                               (double)momentum * mean);
+        run_var[ch] = (float)((1.0 - momentum) * run_var[ch] +
+                              (double)momentum * var * unbias);
     }
-    float gm = gamma[ch], bt = beta[ch];
     for (int r = threadIdx.y; r < rows; r += kBnR) {
         size_t i = (size_t)r * c + ch;
-        y[i] = gm * ((x[i] - m) * inv) + bt;
+        y[i] = x[i] * scale + shift;
     }
 }
 
+// Evaluation: y = x*scale + shift from the running estimates.
 __global__ void k_bn_eval(const float *x, size_t total, int c,
                           const float *__restrict__ gamma,
                           const float *__restrict__ beta, float eps,
@@ -249,14 +256,17 @@ __global__ void k_bn_eval(const float *x, size_t total, int c,
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
          i += (size_t)gridDim.x * blockDim.x) {
         int ch = (int)(i % c);
-        float inv = 1.0f / sqrtf(run_var[ch] + eps);
-        y[i] = gamma[ch] * ((x[i] - run_mean[ch]) * inv) + beta[ch];
+        double inv = 1.0 / sqrt((double)run_var[ch] + (double)eps);
+        float scale = (float)((double)gamma[ch] * inv);
+        float shift = (float)((double)beta[ch] - (double)run_mean[ch] * scale);
+        y[i] = x[i] * scale + shift;
     }
 }
 
-// dbeta = sum dy, dgamma = sum dy * xhat (over rows, per channel);
-// dx = gamma * invstd * (dy - dbeta/rows - xhat * dgamma/rows), with the
-// batch's own sums (not the accumulated dgamma/dbeta).
+// With xhat = (x - mean)*invstd, N = rows, the sums in double:
+//   dbeta = sum dy,  dgamma = sum dy*xhat,
+//   dx = gamma*invstd * (dy - dbeta/N - xhat*dgamma/N) = a*dy + b*x + cc
+// per channel, from the batch's own sums (not the accumulated dgamma).
 __global__ void k_bn_bwd(const float *x, const float *dy, int rows, int c,
                          const float *__restrict__ gamma,
                          const float *__restrict__ save_mean,
@@ -267,28 +277,31 @@ __global__ void k_bn_bwd(const float *x, const float *dy, int rows, int c,
     __shared__ double part[kBnR][kBnC];
     int ch = blockIdx.x * kBnC + threadIdx.x;
     bool on = ch < c;
-    float m = on ? save_mean[ch] : 0.0f, inv = on ? save_invstd[ch] : 0.0f;
-    double sdy = 0.0, sdyx = 0.0;
+    double mu = on ? (double)save_mean[ch] : 0.0;
+    double sdy = 0.0, sdx = 0.0;
     if (on)
         for (int r = threadIdx.y; r < rows; r += kBnR) {
             size_t i = (size_t)r * c + ch;
-            float g = dy[i];
+            double g = (double)dy[i];
             sdy += g;
-            sdyx += (double)g * ((x[i] - m) * inv);
+            sdx += g * ((double)x[i] - mu);
         }
     sdy = bn_block_sum(part, sdy);
-    sdyx = bn_block_sum(part, sdyx);
+    sdx = bn_block_sum(part, sdx);
     if (!on) return; // no barrier follows
+    double inv = (double)save_invstd[ch];
+    double dg = sdx * inv, db = sdy;
     if (threadIdx.y == 0) {
-        dbeta[ch] = accumulate ? dbeta[ch] + (float)sdy : (float)sdy;
-        dgamma[ch] = accumulate ? dgamma[ch] + (float)sdyx : (float)sdyx;
+        dgamma[ch] = (float)(accumulate ? dgamma[ch] + dg : dg);
+        dbeta[ch] = (float)(accumulate ? dbeta[ch] + db : db);
     }
-    float k = gamma[ch] * inv;
-    float mdy = (float)(sdy / rows), mdyx = (float)(sdyx / rows);
+    double gi = (double)gamma[ch] * inv;
+    double bx = -gi * inv * dg / (double)rows;
+    float a = (float)gi, b = (float)bx;
+    float cc = (float)(-gi * db / (double)rows - bx * mu);
     for (int r = threadIdx.y; r < rows; r += kBnR) {
         size_t i = (size_t)r * c + ch;
-        float xhat = (x[i] - m) * inv;
-        dx[i] = k * (dy[i] - mdy - xhat * mdyx);
+        dx[i] = a * dy[i] + b * x[i] + cc;
     }
 }
 
@@ -324,17 +337,19 @@ __global__ void k_act_bwd(int kind, const float *x, const float *dy,
     }
 }
 
-// beta == 0 does not read y (it may hold garbage, NaN included).
-__global__ void k_axpby(size_t n, float alpha, const float *__restrict__ x,
-                        float beta, float *__restrict__ y)
+// beta == 0 does not read y (it may hold garbage, NaN included); x may
+// equal y.
+__global__ void k_axpby(size_t n, float alpha, const float *x, float beta,
+                        float *y)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
         y[i] = beta == 0.0f ? alpha * x[i] : alpha * x[i] + beta * y[i];
 }
 
+// y = x*a + b per channel: a = (1/255)/std, b = -mean/std
 struct chan4 {
-    float mean[4], std[4];
+    float a[4], b[4];
 };
 
 __global__ void k_normalize_u8_ch(const uint8_t *__restrict__ x, size_t n,
@@ -343,7 +358,7 @@ __global__ void k_normalize_u8_ch(const uint8_t *__restrict__ x, size_t n,
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         int k = (int)(i % c);
-        y[i] = (x[i] * (1.0f / 255.0f) - p.mean[k]) / p.std[k];
+        y[i] = (float)x[i] * p.a[k] + p.b[k];
     }
 }
 
@@ -359,21 +374,6 @@ __global__ void k_flip_w(const float *__restrict__ x, float *__restrict__ y,
 }
 
 // ---- launch helpers -----------------------------------------------------
-
-int check_geom(const gpu_conv_geom *g, const char *op, st_error *err)
-{
-    if (g->n < 0 || g->h < 1 || g->w < 1 || g->c < 1 || g->kh < 1 ||
-        g->kw < 1 || g->sh < 1 || g->sw < 1 || g->ph < 0 || g->pw < 0 ||
-        g->h + 2 * g->ph < g->kh || g->w + 2 * g->pw < g->kw ||
-        g->oh != (g->h + 2 * g->ph - g->kh) / g->sh + 1 ||
-        g->ow != (g->w + 2 * g->pw - g->kw) / g->sw + 1)
-        return st_seterr(err, ST_EINVAL,
-                         "%s: bad geometry: input %dx%dx%dx%d, window %dx%d, "
-                         "stride %dx%d, padding %dx%d, output %dx%d", op,
-                         g->n, g->h, g->w, g->c, g->kh, g->kw, g->sh, g->sw,
-                         g->ph, g->pw, g->oh, g->ow);
-    return 0;
-}
 
 size_t in_elems(const gpu_conv_geom *g)
 {
@@ -438,8 +438,6 @@ int launch_maxpool_bwd(cudaStream_t s, const gpu_conv_geom *g,
 int kern_im2col(cudaStream_t s, const gpu_conv_geom *g, const float *x,
                 float *col, st_error *err)
 {
-    int rc = check_geom(g, "im2col", err);
-    if (rc < 0) return rc;
     size_t total = (size_t)g->n * g->oh * g->ow * g->kh * g->kw * g->c;
     if (total == 0) return 0;
     return fits32(total, in_elems(g))
@@ -450,8 +448,6 @@ int kern_im2col(cudaStream_t s, const gpu_conv_geom *g, const float *x,
 int kern_col2im(cudaStream_t s, const gpu_conv_geom *g, const float *col,
                 float *dx, int accumulate, st_error *err)
 {
-    int rc = check_geom(g, "col2im", err);
-    if (rc < 0) return rc;
     size_t total = in_elems(g);
     size_t cols = (size_t)g->n * g->oh * g->ow * g->kh * g->kw * g->c;
     if (total == 0) return 0;
@@ -463,8 +459,6 @@ int kern_col2im(cudaStream_t s, const gpu_conv_geom *g, const float *col,
 int kern_maxpool_fwd(cudaStream_t s, const gpu_conv_geom *g, const float *x,
                      float *y, int32_t *idx, st_error *err)
 {
-    int rc = check_geom(g, "maxpool", err);
-    if (rc < 0) return rc;
     size_t total = (size_t)g->n * g->oh * g->ow * g->c;
     if (total == 0) return 0;
     return fits32(total, in_elems(g))
@@ -475,8 +469,6 @@ int kern_maxpool_fwd(cudaStream_t s, const gpu_conv_geom *g, const float *x,
 int kern_maxpool_bwd(cudaStream_t s, const gpu_conv_geom *g, const float *dy,
                      const int32_t *idx, float *dx, st_error *err)
 {
-    int rc = check_geom(g, "maxpool backward", err);
-    if (rc < 0) return rc;
     size_t total = in_elems(g);
     size_t outs = (size_t)g->n * g->oh * g->ow * g->c;
     if (total == 0) return 0;
@@ -586,7 +578,10 @@ int kern_normalize_u8_ch(cudaStream_t s, const uint8_t *x, size_t npix, int c,
     if (c < 1 || c > 4)
         return st_seterr(err, ST_EINVAL, "normalize: %d channels (1 to 4)", c);
     chan4 p = {};
-    for (int k = 0; k < c; k++) p.mean[k] = mean[k], p.std[k] = std[k];
+    for (int k = 0; k < c; k++) {
+        p.a[k] = (1.0f / 255.0f) / std[k];
+        p.b[k] = -mean[k] / std[k];
+    }
     size_t n = npix * c;
     if (n == 0) return 0;
     k_normalize_u8_ch<<<kern_blocks(n), kKernThreads, 0, s>>>(x, n, c, p, y);

@@ -7,9 +7,10 @@
  *          kern_axpby, kern_normalize_u8_ch, kern_flip_w
  *
  * Each queues its kernel(s) on s and checks every launch; arguments and
- * semantics are gpu/device.h's (NHWC). @return 0 or ST_EDEVICE; ST_EINVAL
- * for a geometry whose oh/ow disagree with the formula in gpu_conv_geom.
- * Empty work (a zero size) queues nothing.
+ * semantics are gpu/device.h's (NHWC); geometry and sizes arrive checked
+ * by gpu/device.c's wrappers. @return 0 or ST_EDEVICE (ST_EINVAL for an
+ * activation kind or channel count the kernels do not know). Empty work (a
+ * zero size) queues nothing.
  */
 #ifndef ST_GPU_CONV_KERNELS_CUH
 #define ST_GPU_CONV_KERNELS_CUH

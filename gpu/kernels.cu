@@ -106,16 +106,19 @@ __global__ void k_softmax_xent(const float *__restrict__ logits,
             (best == classes || om > mx || (om == mx && ob < best)))
             mx = om, best = ob;
     }
-    float sum = 0.0f, shifted = 0.0f; // sums of exp(x - mx) and of x - mx
-    for (int c = lane; c < classes; c += 32) {
-        sum += expf(x[c] - mx);
-        if (eps != 0.0f) shifted += x[c] - mx;
-    }
+    float sum = 0.0f;
+    for (int c = lane; c < classes; c += 32) sum += expf(x[c] - mx);
     for (int off = 16; off > 0; off /= 2)
         sum += __shfl_xor_sync(0xffffffffu, sum, off);
-    if (eps != 0.0f)
+    // smoothing: sum over classes of lse - (x_c - mx), in double
+    double all = 0.0;
+    if (eps != 0.0f) {
+        float lse = logf(sum);
+        for (int c = lane; c < classes; c += 32)
+            all += (double)(lse - (x[c] - mx));
         for (int off = 16; off > 0; off /= 2)
-            shifted += __shfl_xor_sync(0xffffffffu, shifted, off);
+            all += __shfl_xor_sync(0xffffffffu, all, off);
+    }
     int32_t lab = labels[warp];
     bool ok = lab >= 0 && lab < classes;
     if (dlogits != nullptr) {
@@ -126,19 +129,20 @@ __global__ void k_softmax_xent(const float *__restrict__ logits,
                 g[c] = expf(x[c] - mx) * inv -
                        (ok && c == lab ? grad_scale : 0.0f);
         } else {
+            float goff = ok ? grad_scale * (eps / (float)classes) : 0.0f;
             float on = grad_scale * (1.0f - eps);
-            float off = ok ? grad_scale * eps / classes : 0.0f;
             for (int c = lane; c < classes; c += 32)
-                g[c] = expf(x[c] - mx) * inv - (ok && c == lab ? on : 0.0f) -
-                       off;
+                g[c] = expf(x[c] - mx) * inv - goff -
+                       (ok && c == lab ? on : 0.0f);
         }
     }
     if (lane == 0) {
         if (ok) {
-            float lse = logf(sum), loss = lse - (x[lab] - mx);
+            float nll = logf(sum) - (x[lab] - mx);
+            double loss = (double)nll;
             if (eps != 0.0f)
-                loss = (1.0f - eps) * loss + eps * (lse - shifted / classes);
-            atomicAdd(&stats->loss_sum, (double)loss);
+                loss = (1.0 - (double)eps) * nll + (double)eps / classes * all;
+            atomicAdd(&stats->loss_sum, loss);
             if (best == lab)
                 atomicAdd((unsigned long long *)&stats->correct, 1ull);
         } else {

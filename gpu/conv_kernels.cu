@@ -1,22 +1,20 @@
 // gpu/conv_kernels.cu — the CUDA backend's conv-net kernels (NHWC) and their
 // launchers: lowering (im2col) and its adjoint, max and global average
-// pooling, batch norm, ReLU/GELU, axpby, per-channel input normalization,
-// the left-right flip.
+// pooling, ReLU/GELU, axpby, per-channel input normalization, the
+// left-right flip. Batch norm is in gpu/bn_kernels.cu.
 //
-// defines: the kern_* launchers of gpu/conv_kernels.cuh
+// defines: kern_im2col, kern_col2im, kern_maxpool_fwd, kern_maxpool_bwd,
+//          kern_avgpool_fwd, kern_avgpool_bwd, kern_act_fwd, kern_act_bwd,
+//          kern_axpby, kern_normalize_u8_ch, kern_flip_w
 //
-// Semantics are gpu/device.h's; tests/test_gpu.c holds them to the CPU
-// backend's. Determinism: nothing here uses float atomics, so every result
-// is the same from run to run.
-//   col2im and maxpool backward are gathers: one thread per input element
-//   sums, in ascending output order, the window taps that read it. That is
-//   the order a serial scatter over the outputs adds them in, so the sums
-//   are those of the CPU's loop, and overlapping windows need no atomics.
-//   Batch norm reduces each channel inside one block (a block owns 8
-//   channels, its 32 rows of threads stride over the rows), in doubles,
-//   two-pass (mean, then the squared deviations from it), with a fixed
-//   order of combination; its statistics, the running estimates and the
-//   normalization are one launch, so y may equal x.
+// Semantics are gpu/device.h's, with the CPU backend's exact formulas
+// (gpu/cpu_conv.c); tests/test_gpu.c holds them to the CPU's results.
+// Determinism: nothing here uses float atomics, so every result is the
+// same from run to run. col2im and max pool backward are gathers: one
+// thread per input element sums, in ascending output order, the window
+// taps that read it. That is the order the CPU's serial scatter over the
+// outputs adds them in, so the sums are bit for bit the CPU's, and
+// overlapping windows need no atomics.
 // Indices: the lowering and pooling kernels use 32-bit index arithmetic
 // when every tensor they touch has fewer than 2^31 elements, size_t
 // otherwise; the others use size_t. Grid-stride loops over at most
@@ -181,127 +179,6 @@ __global__ void k_avgpool_bwd(const float *__restrict__ dy,
          i += (size_t)gridDim.x * blockDim.x) {
         size_t img = i / ((size_t)hw * c);
         dx[i] = dy[img * c + i % c] * inv;
-    }
-}
-
-// Batch norm: a block of (kBnC, kBnR) threads owns kBnC channels; its
-// kBnR rows of threads stride over the rows of x (rows, c).
-constexpr int kBnC = 8;
-constexpr int kBnR = 32;
-
-// The kBnR partials of each of the block's channels, added in row order.
-// Every thread of the block calls it (it holds two barriers).
-__device__ inline double bn_block_sum(double (*part)[kBnC], double mine)
-{
-    part[threadIdx.y][threadIdx.x] = mine;
-    __syncthreads();
-    double t = 0.0;
-    for (int k = 0; k < kBnR; k++) t += part[k][threadIdx.x];
-    __syncthreads(); // part is reused by the next call
-    return t;
-}
-
-// Training: statistics in double; y = x*scale + shift with scale =
-// gamma*invstd, shift = beta - mean*scale (the CPU backend's formula).
-__global__ void k_bn_train(const float *x, int rows, int c,
-                           const float *__restrict__ gamma,
-                           const float *__restrict__ beta, float eps,
-                           float momentum, float *__restrict__ run_mean,
-                           float *__restrict__ run_var,
-                           float *__restrict__ save_mean,
-                           float *__restrict__ save_invstd, float *y)
-{
-    __shared__ double part[kBnR][kBnC];
-    int ch = blockIdx.x * kBnC + threadIdx.x;
-    bool on = ch < c;
-    double acc = 0.0;
-    if (on)
-        for (int r = threadIdx.y; r < rows; r += kBnR)
-            acc += (double)x[(size_t)r * c + ch];
-    double mean = bn_block_sum(part, acc) / rows;
-    acc = 0.0;
-    if (on)
-        for (int r = threadIdx.y; r < rows; r += kBnR) {
-            double d = (double)x[(size_t)r * c + ch] - mean;
-            acc += d * d;
-        }
-    double var = bn_block_sum(part, acc) / rows; // biased
-    if (!on) return; // no barrier follows
-    double inv = 1.0 / sqrt(var + (double)eps);
-    float scale = (float)((double)gamma[ch] * inv);
-    float shift = (float)((double)beta[ch] - mean * scale);
-    if (threadIdx.y == 0) {
-        // rows == 1: no unbiased estimate; the biased one (0) stands in
-        double unbias = rows > 1 ? (double)rows / (double)(rows - 1) : 1.0;
-        save_mean[ch] = (float)mean;
-        save_invstd[ch] = (float)inv;
-        run_mean[ch] = (float)((1.0 - momentum) * run_mean[ch] +
-                               (double)momentum * mean);
-        run_var[ch] = (float)((1.0 - momentum) * run_var[ch] +
-                              (double)momentum * var * unbias);
-    }
-    for (int r = threadIdx.y; r < rows; r += kBnR) {
-        size_t i = (size_t)r * c + ch;
-        y[i] = x[i] * scale + shift;
-    }
-}
-
-// Evaluation: y = x*scale + shift from the running estimates.
-__global__ void k_bn_eval(const float *x, size_t total, int c,
-                          const float *__restrict__ gamma,
-                          const float *__restrict__ beta, float eps,
-                          const float *__restrict__ run_mean,
-                          const float *__restrict__ run_var, float *y)
-{
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
-         i += (size_t)gridDim.x * blockDim.x) {
-        int ch = (int)(i % c);
-        double inv = 1.0 / sqrt((double)run_var[ch] + (double)eps);
-        float scale = (float)((double)gamma[ch] * inv);
-        float shift = (float)((double)beta[ch] - (double)run_mean[ch] * scale);
-        y[i] = x[i] * scale + shift;
-    }
-}
-
-// With xhat = (x - mean)*invstd, N = rows, the sums in double:
-//   dbeta = sum dy,  dgamma = sum dy*xhat,
-//   dx = gamma*invstd * (dy - dbeta/N - xhat*dgamma/N) = a*dy + b*x + cc
-// per channel, from the batch's own sums (not the accumulated dgamma).
-__global__ void k_bn_bwd(const float *x, const float *dy, int rows, int c,
-                         const float *__restrict__ gamma,
-                         const float *__restrict__ save_mean,
-                         const float *__restrict__ save_invstd,
-                         float *__restrict__ dgamma,
-                         float *__restrict__ dbeta, float *dx, int accumulate)
-{
-    __shared__ double part[kBnR][kBnC];
-    int ch = blockIdx.x * kBnC + threadIdx.x;
-    bool on = ch < c;
-    double mu = on ? (double)save_mean[ch] : 0.0;
-    double sdy = 0.0, sdx = 0.0;
-    if (on)
-        for (int r = threadIdx.y; r < rows; r += kBnR) {
-            size_t i = (size_t)r * c + ch;
-            double g = (double)dy[i];
-            sdy += g;
-            sdx += g * ((double)x[i] - mu);
-        }
-    sdy = bn_block_sum(part, sdy);
-    sdx = bn_block_sum(part, sdx);
-    if (!on) return; // no barrier follows
-    double inv = (double)save_invstd[ch];
-    double dg = sdx * inv, db = sdy;
-    if (threadIdx.y == 0) {
-        dgamma[ch] = (float)(accumulate ? dgamma[ch] + dg : dg);
-        dbeta[ch] = (float)(accumulate ? dbeta[ch] + db : db);
-    }
-    double gi = (double)gamma[ch] * inv;
-    double bx = -gi * inv * dg / (double)rows;
-    float a = (float)gi, b = (float)bx;
-    float cc = (float)(-gi * db / (double)rows - bx * mu);
-    for (int r = threadIdx.y; r < rows; r += kBnR) {
-        size_t i = (size_t)r * c + ch;
-        dx[i] = a * dy[i] + b * x[i] + cc;
     }
 }
 
@@ -495,48 +372,6 @@ int kern_avgpool_bwd(cudaStream_t s, const float *dy, int n, int hw, int c,
     k_avgpool_bwd<<<kern_blocks(total), kKernThreads, 0, s>>>(dy, dx, total,
                                                               hw, c);
     LAUNCH_TRY(err, "k_avgpool_bwd");
-    return 0;
-}
-
-int kern_bn_fwd_train(cudaStream_t s, const float *x, int rows, int c,
-                      const float *gamma, const float *beta, float eps,
-                      float momentum, float *run_mean, float *run_var,
-                      float *save_mean, float *save_invstd, float *y,
-                      st_error *err)
-{
-    if (rows <= 0 || c <= 0) return 0;
-    dim3 block(kBnC, kBnR), grid((c + kBnC - 1) / kBnC);
-    k_bn_train<<<grid, block, 0, s>>>(x, rows, c, gamma, beta, eps, momentum,
-                                      run_mean, run_var, save_mean,
-                                      save_invstd, y);
-    LAUNCH_TRY(err, "k_bn_train");
-    return 0;
-}
-
-int kern_bn_fwd_eval(cudaStream_t s, const float *x, int rows, int c,
-                     const float *gamma, const float *beta, float eps,
-                     const float *run_mean, const float *run_var, float *y,
-                     st_error *err)
-{
-    size_t total = (size_t)rows * c;
-    if (rows <= 0 || c <= 0) return 0;
-    k_bn_eval<<<kern_blocks(total), kKernThreads, 0, s>>>(
-        x, total, c, gamma, beta, eps, run_mean, run_var, y);
-    LAUNCH_TRY(err, "k_bn_eval");
-    return 0;
-}
-
-int kern_bn_bwd(cudaStream_t s, const float *x, const float *dy, int rows,
-                int c, const float *gamma, const float *save_mean,
-                const float *save_invstd, float *dgamma, float *dbeta,
-                float *dx, int accumulate, st_error *err)
-{
-    if (rows <= 0 || c <= 0) return 0;
-    dim3 block(kBnC, kBnR), grid((c + kBnC - 1) / kBnC);
-    k_bn_bwd<<<grid, block, 0, s>>>(x, dy, rows, c, gamma, save_mean,
-                                    save_invstd, dgamma, dbeta, dx,
-                                    accumulate);
-    LAUNCH_TRY(err, "k_bn_bwd");
     return 0;
 }
 

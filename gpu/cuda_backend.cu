@@ -7,7 +7,8 @@
 // them; the synchronous transfers (setup, checkpoints, stats) go on the
 // compute stream and wait for it. cuBLAS runs on the compute stream with a
 // workspace carved from the arena (cublasSetWorkspace), so no library
-// allocates behind the memory plan's back during the run.
+// allocates behind the memory plan's back during the run; the same
+// workspace's tail is our kernels' scratch (gpu/conv_kernels.cuh).
 #include "gpu/conv_kernels.cuh"
 #include "gpu/cuda_util.cuh"
 
@@ -22,6 +23,7 @@ struct cuda_impl {
     cudaStream_t copy;
     cublasHandle_t blas;
     int sm_major;
+    kern_scratch scratch; // the workspace's tail past cuBLAS's part
 };
 
 cudaStream_t stream_of(cuda_impl *c, int q)
@@ -85,10 +87,16 @@ int cu_mem_info(void *impl, size_t *free_b, size_t *total_b, st_error *err)
 }
 
 // cuBLAS's documented recommendation: 32 MiB on Hopper, 4 MiB before.
+size_t cublas_ws_bytes(const cuda_impl *c)
+{
+    return c->sm_major >= 9 ? ((size_t)32 << 20) : ((size_t)4 << 20);
+}
+
+// The plan's workspace: cuBLAS's, then the kernels' scratch (batch norm's
+// partial sums).
 size_t cu_workspace_bytes(void *impl)
 {
-    cuda_impl *c = (cuda_impl *)impl;
-    return c->sm_major >= 9 ? ((size_t)32 << 20) : ((size_t)4 << 20);
+    return cublas_ws_bytes((cuda_impl *)impl) + kKernScratchBytes;
 }
 
 int cu_dev_alloc(void *impl, size_t bytes, void **p, st_error *err)
@@ -115,10 +123,21 @@ void cu_dev_free(void *impl, void *p)
     cudaFree(p);
 }
 
+// cuBLAS gets the first cublas_ws_bytes, the kernels the rest (256-byte
+// aligned); a workspace too small for both goes to cuBLAS alone.
 int cu_set_workspace(void *impl, void *p, size_t bytes, st_error *err)
 {
     cuda_impl *c = (cuda_impl *)impl;
-    CUBLAS_TRY(err, cublasSetWorkspace(c->blas, p, bytes));
+    size_t blas = cublas_ws_bytes(c);
+    c->scratch = kern_scratch{nullptr, 0};
+    if (p == nullptr || bytes < blas + 256) {
+        CUBLAS_TRY(err, cublasSetWorkspace(c->blas, p, bytes));
+        return 0;
+    }
+    CUBLAS_TRY(err, cublasSetWorkspace(c->blas, p, blas));
+    uintptr_t tail = ((uintptr_t)p + blas + 255) & ~(uintptr_t)255;
+    size_t skip = tail - (uintptr_t)p;
+    if (skip < bytes) c->scratch = kern_scratch{(void *)tail, bytes - skip};
     return 0;
 }
 
@@ -346,9 +365,10 @@ int cu_bn_fwd_train(void *impl, const float *x, int rows, int c,
                     float *save_mean, float *save_invstd, float *y,
                     st_error *err)
 {
-    return kern_bn_fwd_train(cs(impl), x, rows, c, gamma, beta, eps, momentum,
-                             run_mean, run_var, save_mean, save_invstd, y,
-                             err);
+    cuda_impl *cu = (cuda_impl *)impl;
+    return kern_bn_fwd_train(cu->compute, &cu->scratch, x, rows, c, gamma,
+                             beta, eps, momentum, run_mean, run_var,
+                             save_mean, save_invstd, y, err);
 }
 
 int cu_bn_fwd_eval(void *impl, const float *x, int rows, int c,
@@ -365,8 +385,10 @@ int cu_bn_bwd(void *impl, const float *x, const float *dy, int rows, int c,
               const float *save_invstd, float *dgamma, float *dbeta,
               float *dx, int accumulate, st_error *err)
 {
-    return kern_bn_bwd(cs(impl), x, dy, rows, c, gamma, save_mean,
-                       save_invstd, dgamma, dbeta, dx, accumulate, err);
+    cuda_impl *cu = (cuda_impl *)impl;
+    return kern_bn_bwd(cu->compute, &cu->scratch, x, dy, rows, c, gamma,
+                       save_mean, save_invstd, dgamma, dbeta, dx, accumulate,
+                       err);
 }
 
 int cu_act_fwd(void *impl, int kind, const float *x, float *y, size_t n,

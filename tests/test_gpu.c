@@ -114,17 +114,19 @@ typedef struct pair {
     bump a;
 } pair;
 
-static int pair_open(pair *p)
+static int pair_open_mib(pair *p, unsigned mib)
 {
     if (!need_gpu()) return 0;
     st_error err = {0};
     p->g = dev(GPU_UNDER_TEST);
     p->c = dev(GPU_KIND_CPU);
     p->a = (bump){0};
-    if (gpu_arena_alloc(p->g, 16u << 20, (void **)&p->a.base, &err) != 0)
+    if (gpu_arena_alloc(p->g, (size_t)mib << 20, (void **)&p->a.base, &err))
         fail_msg("%s", err.msg);
     return 1;
 }
+
+static int pair_open(pair *p) { return pair_open_mib(p, 16); }
 
 static void pair_close(pair *p)
 {
@@ -515,17 +517,14 @@ static float *fbuf(size_t n)
     return b;
 }
 
+/* A fresh device copy of h (n floats); n floats back from the device. */
 static float *dput(pair *p, const float *h, size_t n)
 {
     float *d = take(&p->a, n * sizeof *d);
     gpu_to_device(p->g, d, h, n * sizeof *d);
     return d;
 }
-
-static void dget(pair *p, float *h, const float *d, size_t n)
-{
-    gpu_to_host(p->g, h, d, n * sizeof *h);
-}
+#define dget(p, h, d, n) gpu_to_host((p)->g, (h), (d), (n) * sizeof(float))
 
 typedef struct geo { int n, h, w, c, kh, kw, sh, sw, ph, pw; } geo;
 
@@ -637,13 +636,18 @@ static void test_pool_agrees(void **state)
 }
 
 /* Batch norm over (3*5*7, 19): 105 rows (several per row-thread), 19
- * channels (three blocks of 8, the last partial), inputs around 5 (a
- * naive one-pass variance would lose digits there). */
-static void test_bn_agrees(void **state)
+ * channels (blocks of 8 or 32, the last partial), inputs around 5 (a naive
+ * one-pass variance would lose digits there). split 0: no workspace, the
+ * one-launch kernels; split 1: with the plan's workspace, the chunked
+ * path (105 rows: 3 chunks). */
+static void bn_case(int split)
 {
-    (void)state;
-    pair p;
-    if (!pair_open(&p)) { skip(); return; }
+    pair p; /* room for the workspace, cuBLAS's and the kernels': 34 MiB */
+    if (!pair_open_mib(&p, split ? 48 : 16)) { skip(); return; }
+    if (split) {
+        size_t ws = gpu_device_workspace_bytes(p.g);
+        assert_int_equal(gpu_device_set_workspace(p.g, take(&p.a, ws), ws), 0);
+    }
     enum { BR = 105, BC = 19, BN_ = BR * BC };
     float *x = fbuf(BN_), *y = fbuf(BN_), *yg = fbuf(BN_), *dy = fbuf(BN_);
     float ch[8][BC] = {{0}}, chg[BC]; /* gamma beta rm rv sm si dg db */
@@ -653,7 +657,6 @@ static void test_bn_agrees(void **state)
         ch[2][k] = 0.1f * frand(), ch[3][k] = 1.0f + 0.5f * frand();
         ch[6][k] = frand(), ch[7][k] = frand();
     }
-    p.a.off = 0;
     float *d_x = dput(&p, x, BN_), *d_dy = dput(&p, dy, BN_), *d[8];
     for (int j = 0; j < 8; j++) d[j] = dput(&p, ch[j], BC);
     /* train, in place on the GPU: y == x */
@@ -675,10 +678,10 @@ static void test_bn_agrees(void **state)
     gpu_bn_bwd(p.g, d_x, d_dy, BR, BC, d[0], d[4], d[5], d[6], d[7], d_dy, 1);
     dget(&p, yg, d_dy, BN_);
     close_rel("bn dx", yg, y, BN_, 1e-5f);
-    dget(&p, chg, d[6], BC);
-    close_rel("bn dgamma", chg, ch[6], BC, 1e-5f);
-    dget(&p, chg, d[7], BC);
-    close_rel("bn dbeta", chg, ch[7], BC, 1e-5f);
+    for (int j = 6; j < 8; j++) {
+        dget(&p, chg, d[j], BC);
+        close_rel(j == 6 ? "bn dgamma" : "bn dbeta", chg, ch[j], BC, 1e-5f);
+    }
     /* evaluation with the running estimates */
     gpu_bn_fwd_eval(p.c, x, BR, BC, ch[0], ch[1], 1e-5f, ch[2], ch[3], y);
     gpu_bn_fwd_eval(p.g, d_x, BR, BC, d[0], d[1], 1e-5f, d[2], d[3], d_dy);
@@ -687,6 +690,9 @@ static void test_bn_agrees(void **state)
     free(x), free(y), free(yg), free(dy);
     pair_close(&p);
 }
+
+static void test_bn_agrees(void **s) { (void)s, bn_case(0); }
+static void test_bn_split_agrees(void **s) { (void)s, bn_case(1); }
 
 static void test_elementwise_conv_agrees(void **state)
 {
@@ -792,6 +798,7 @@ int main(void)
         cmocka_unit_test(test_lowering_agrees),
         cmocka_unit_test(test_pool_agrees),
         cmocka_unit_test(test_bn_agrees),
+        cmocka_unit_test(test_bn_split_agrees),
         cmocka_unit_test(test_elementwise_conv_agrees),
         cmocka_unit_test(test_softmax_ls_agrees),
         cmocka_unit_test(test_trainer_agrees),

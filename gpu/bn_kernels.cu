@@ -17,7 +17,9 @@
 //                per (chunk, channel) into the backend's scratch (a piece
 //                of the arena, see kern_scratch), combined per channel in
 //                chunk order (Chan's update for the variance), then applied
-//                by an elementwise pass over the whole grid.
+//                by an elementwise pass over the whole grid. Evaluation
+//                with scratch computes its per-channel coefficients once,
+//                then applies them the same way.
 // y may equal x and dx may equal dy in both paths.
 #include "gpu/conv_kernels.cuh"
 
@@ -277,20 +279,39 @@ __global__ void k_bn_apply_bwd(const float *__restrict__ x, const float *dy,
 }
 
 // Evaluation: y = x*scale + shift from the running estimates.
+// Evaluation's per-channel arithmetic, from the running estimates.
+struct bn_eval_args {
+    const float *gamma, *beta, *run_mean, *run_var;
+    float eps;
+};
+
+__device__ inline void bn_eval_coef(const bn_eval_args &p, int ch,
+                                    float *scale, float *shift)
+{
+    double inv = 1.0 / sqrt((double)p.run_var[ch] + (double)p.eps);
+    *scale = (float)((double)p.gamma[ch] * inv);
+    *shift = (float)((double)p.beta[ch] - (double)p.run_mean[ch] * *scale);
+}
+
+// Without scratch: the coefficients per element (a double sqrt each).
 __global__ void k_bn_eval(const float *x, size_t total, int c,
-                          const float *__restrict__ gamma,
-                          const float *__restrict__ beta, float eps,
-                          const float *__restrict__ run_mean,
-                          const float *__restrict__ run_var, float *y)
+                          bn_eval_args p, float *y)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
          i += (size_t)gridDim.x * blockDim.x) {
         int ch = (int)(i % c);
-        double inv = 1.0 / sqrt((double)run_var[ch] + (double)eps);
-        float scale = (float)((double)gamma[ch] * inv);
-        float shift = (float)((double)beta[ch] - (double)run_mean[ch] * scale);
+        float scale, shift;
+        bn_eval_coef(p, ch, &scale, &shift);
         y[i] = x[i] * scale + shift;
     }
+}
+
+// With scratch: once per channel into coef (2, c), then k_bn_apply.
+__global__ void k_bn_fin_eval(int c, bn_eval_args p,
+                              float *__restrict__ coef)
+{
+    int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch < c) bn_eval_coef(p, ch, &coef[ch], &coef[c + ch]);
 }
 
 // Chunks for the split path: 0 when it does not apply (no scratch, too
@@ -346,16 +367,28 @@ int kern_bn_fwd_train(cudaStream_t s, const kern_scratch *sc, const float *x,
     return 0;
 }
 
-int kern_bn_fwd_eval(cudaStream_t s, const float *x, int rows, int c,
-                     const float *gamma, const float *beta, float eps,
-                     const float *run_mean, const float *run_var, float *y,
-                     st_error *err)
+int kern_bn_fwd_eval(cudaStream_t s, const kern_scratch *sc, const float *x,
+                     int rows, int c, const float *gamma, const float *beta,
+                     float eps, const float *run_mean, const float *run_var,
+                     float *y, st_error *err)
 {
     size_t total = (size_t)rows * c;
     if (rows <= 0 || c <= 0) return 0;
-    k_bn_eval<<<kern_blocks(total), kKernThreads, 0, s>>>(
-        x, total, c, gamma, beta, eps, run_mean, run_var, y);
-    LAUNCH_TRY(err, "k_bn_eval");
+    bn_eval_args p = {gamma, beta, run_mean, run_var, eps};
+    if (sc == nullptr || sc->p == nullptr ||
+        sc->bytes < 2 * (size_t)c * sizeof(float)) {
+        k_bn_eval<<<kern_blocks(total), kKernThreads, 0, s>>>(x, total, c, p,
+                                                              y);
+        LAUNCH_TRY(err, "k_bn_eval");
+        return 0;
+    }
+    float *coef = (float *)sc->p;
+    int cb = (c + kKernThreads - 1) / kKernThreads;
+    k_bn_fin_eval<<<cb, kKernThreads, 0, s>>>(c, p, coef);
+    LAUNCH_TRY(err, "k_bn_fin_eval");
+    k_bn_apply<<<kern_blocks(total), kKernThreads, 0, s>>>(x, total, c, coef,
+                                                           y);
+    LAUNCH_TRY(err, "k_bn_apply");
     return 0;
 }
 

@@ -376,8 +376,9 @@ int cu_bn_fwd_eval(void *impl, const float *x, int rows, int c,
                    const float *run_mean, const float *run_var, float *y,
                    st_error *err)
 {
-    return kern_bn_fwd_eval(cs(impl), x, rows, c, gamma, beta, eps, run_mean,
-                            run_var, y, err);
+    cuda_impl *cu = (cuda_impl *)impl;
+    return kern_bn_fwd_eval(cu->compute, &cu->scratch, x, rows, c, gamma,
+                            beta, eps, run_mean, run_var, y, err);
 }
 
 int cu_bn_bwd(void *impl, const float *x, const float *dy, int rows, int c,

@@ -784,7 +784,10 @@ static void test_softmax_ls_agrees(void **state)
     dget(&p, gc, d_g0, LR * LC);
     gpu_to_host(p.g, sg, d_st, sizeof sg);
     assert_memory_equal(gg, gc, LR * LC * 4);
-    assert_memory_equal(&sg[0], &sg[1], sizeof sg[0]);
+    /* the same terms; on a GPU the atomics may add them in another order */
+    assert_float_equal(sg[0].loss_sum, sg[1].loss_sum, 1e-9 * sg[1].loss_sum);
+    assert_int_equal(sg[0].correct, sg[1].correct);
+    assert_int_equal(sg[0].bad_labels, sg[1].bad_labels);
     free(lg), free(gc), free(gg);
     pair_close(&p);
 }

@@ -6,9 +6,10 @@
  * defines: layer, layer_ops, layer_kind, layer_win, layer_res_config,
  *          layer_dense_init, layer_conv_init, layer_maxpool_init,
  *          layer_avgpool_init, layer_bn_init, layer_act_init,
- *          layer_res_init, layer_release, layer_in_size, layer_out_size,
- *          layer_state_count, layer_workspace_floats, layer_bind,
- *          layer_init_state, layer_rng_next, layer_rng_uniform
+ *          layer_res_init, layer_release, LAYER_WORK_CAP_FLOATS,
+ *          layer_in_size, layer_out_size, layer_state_count,
+ *          layer_workspace_floats, layer_bind, layer_init_state,
+ *          layer_rng_next, layer_rng_uniform
  *
  * Layout. Activations are NHWC (gpu/device.h): a batch of n samples of
  * shape (c, h, w) is stored (n, h, w, c) row-major, one sample's h*w*c
@@ -34,15 +35,28 @@
  *                           and gradients
  *   work, work_floats       transient workspace, the SAME block for every
  *                           layer (contents undefined between calls): the
- *                           conv lowering buffer. Sized by the model at
- *                           max over layers of workspace_floats(l, mb).
+ *                           conv lowering buffer; sized as below.
  * The layer's own input x (n, in) and output y (n, out) belong to the
  * model and stay valid from forward through backward.
  *
  * Calls. forward(train=1) uses batch statistics (BN) and updates the
- * running state; forward(train=0) uses the running state and keeps every
- * buffer except y untouched, and backward must not follow it. Forward and
- * backward take any n <= the micro_batch the layer was bound for.
+ * running state; forward(train=0) uses the running state and leaves it
+ * untouched (it may reuse scratch), and backward must not follow it.
+ * Forward and backward take any n <= the micro_batch the layer was bound
+ * for.
+ *
+ * Workspace. A layer works with any work_floats >= workspace_floats(l, 1)
+ * (a conv then lowers as many images per GEMM as fit). The model binds
+ *   min(max_l workspace_floats(l, mb),
+ *       max(LAYER_WORK_CAP_FLOATS, max_l workspace_floats(l, 1)))
+ * floats: the whole micro-batch's lowering when it is small, otherwise a
+ * cap at which groups of images still make large GEMMs but the lowering
+ * stays in cache (measured in train/layer_conv.c: a group of 16 images
+ * beat the whole batch of 128 on every layer).
+ *
+ * Batch norm under gradient accumulation uses each micro-batch's own
+ * statistics and updates the running estimates once per micro-batch, as
+ * PyTorch does.
  */
 #ifndef ST_TRAIN_LAYER_H
 #define ST_TRAIN_LAYER_H
@@ -92,9 +106,9 @@ typedef struct layer_ops {
     /* Initial state into host memory (state_count floats): BN mean 0,
      * variance 1. */
     void (*init_state)(const layer *l, float *state);
-    /* Workspace floats a call with n samples wants; a layer must also work
-     * with less, down to its minimum (conv: one image's lowering), by
-     * splitting the batch into groups. */
+    /* Workspace floats a call with n samples wants; a layer also works
+     * with less, down to workspace_floats(l, 1), by splitting the batch
+     * into groups. */
     size_t (*workspace_floats)(const layer *l, int n);
     /* After the model set the pointers above: a composite layer hands
      * pieces to its sub-layers. */
@@ -127,18 +141,24 @@ typedef struct layer_res_config {
 
 #define LAYER_RES_MAX_SUB 8
 
+/* The workspace cap of the formula above: 1M floats (4 MiB). */
+#define LAYER_WORK_CAP_FLOATS ((size_t)1 << 20)
+
 struct layer {
     layer_kind kind;
     const layer_ops *ops;
     int in_c, in_h, in_w;     /* input sample shape (stored h, w, c) */
     int out_c, out_h, out_w;  /* output sample shape */
-    int relu;                 /* dense, BN: ReLU fused after the map */
+    int relu;                 /* dense, conv, BN: ReLU fused after the map
+                                 (set after the constructor for conv) */
     gpu_act_kind act;         /* LAYER_ACT: which one */
     layer_win win;            /* conv, max pool */
     int has_bias;             /* conv */
     float bn_eps, bn_momentum;/* BN: 1e-5 and 0.1 (PyTorch's defaults) */
     layer_res_config res;     /* LAYER_RES */
     int nsub;                 /* LAYER_RES: sub-layers in sub[] */
+    int nmain;                /* LAYER_RES: sub[0..nmain) is the main
+                                 branch, sub[nmain..nsub) the shortcut */
     layer *sub;               /* LAYER_RES: (LAYER_RES_MAX_SUB), owned */
     /* bound by the model, all device memory inside the arena */
     float *w;                 /* dense: (in, out); conv: (kh*kw*in_c, out_c)

@@ -33,6 +33,7 @@
 
 #include "gpu/device.h"
 #include "gpu/prefetch.h"
+#include "train/layer.h"
 #include "train/trainer.h"
 
 /* Built with -DST_TEST_GPU_ON_CPU the "CUDA" side is a second CPU device:
@@ -792,6 +793,104 @@ static void test_softmax_ls_agrees(void **state)
     pair_close(&p);
 }
 
+/* ---- train/ layers on both backends -------------------------------------
+ * Each layer bound on each device, the same parameters, input and dy:
+ * forward (training), backward, forward (evaluation). Composites of the
+ * ops above; cuBLAS and OpenBLAS add the GEMMs' terms in other orders:
+ * 1e-4 of the largest entry. */
+
+static void layer_agrees(const char *name, layer L[2], int n)
+{
+    pair p;
+    if (!pair_open(&p)) { skip(); return; }
+    gpu_device *dv[2] = {p.g, p.c};
+    st_error err = {0};
+    bump cb = {0};
+    assert_int_equal(gpu_arena_alloc(p.c, 8u << 20, (void **)&cb.base, &err), 0);
+    bump *b[2] = {&p.a, &cb};
+    size_t wc = L[0].ops->weight_count(&L[0]), bc = L[0].ops->bias_count(&L[0]);
+    size_t st = layer_state_count(&L[0]), wk = layer_workspace_floats(&L[0], n);
+    size_t sc = L[0].ops->scratch_floats(&L[0], n);
+    size_t in = (size_t)n * layer_in_size(&L[0]);
+    size_t out = (size_t)n * layer_out_size(&L[0]);
+    size_t nh = in + 2 * out + wc + bc + st;
+    float *h = fbuf(nh), *back = fbuf(nh), *t[2][5];
+    uint64_t rng = 42; /* h: x, dy, w, b, state */
+    for (size_t i = 0; i < in + out; i++) h[i] = frand();
+    L[0].ops->init(&L[0], h + in + out, h + in + out + wc, &rng);
+    for (size_t i = 0; i < bc; i++) h[in + out + wc + i] += 0.1f * frand();
+    layer_init_state(&L[0], h + in + out + wc + bc);
+    for (int k = 0; k < 2; k++) {
+        layer *l = &L[k];
+        float **f[] = {&l->w, &l->gw, &l->b, &l->gb, &l->state, &l->scratch,
+                       &l->work};
+        size_t sz[] = {wc, wc, bc, bc, st, sc, wk};
+        for (int j = 0; j < 7; j++) *f[j] = take(b[k], sz[j] * 4 + 4);
+        l->work_floats = wk;
+        layer_bind(l, n);
+        size_t tz[] = {in, out, out, in, out}; /* x y dy dx y_eval */
+        for (int j = 0; j < 5; j++) t[k][j] = take(b[k], tz[j] * 4);
+        gpu_to_device(dv[k], t[k][0], h, in * 4);
+        gpu_to_device(dv[k], t[k][2], h + in, out * 4);
+        gpu_to_device(dv[k], l->w, h + in + out, wc * 4);
+        gpu_to_device(dv[k], l->b, h + in + out + wc, bc * 4);
+        gpu_to_device(dv[k], l->state, h + in + out + wc + bc, st * 4);
+        if (l->ops->forward(l, dv[k], t[k][0], t[k][1], n, 1) ||
+            l->ops->backward(l, dv[k], t[k][0], t[k][1], t[k][2], t[k][3], n,
+                             0) ||
+            l->ops->forward(l, dv[k], t[k][0], t[k][4], n, 0) ||
+            gpu_device_check(dv[k], &err))
+            fail_msg("%s on %s: %s", name, k ? "cpu" : "cuda", err.msg);
+    }
+    const char *what[] = {"y", "dx", "gw", "gb", "state", "y eval"};
+    const float *pg[] = {t[0][1], t[0][3], L[0].gw, L[0].gb, L[0].state, t[0][4]},
+                *pc[] = {t[1][1], t[1][3], L[1].gw, L[1].gb, L[1].state, t[1][4]};
+    size_t nn[] = {out, in, wc, bc, st, out};
+    for (int j = 0; j < 6; j++) {
+        if (nn[j] == 0) continue;
+        char msg[96];
+        snprintf(msg, sizeof msg, "%s %s", name, what[j]);
+        gpu_to_host(p.g, back, pg[j], nn[j] * 4);
+        close_rel(msg, back, pc[j], nn[j], 1e-4f);
+    }
+    free(h), free(back);
+    layer_release(&L[0]), layer_release(&L[1]);
+    pair_close(&p);
+}
+
+static void test_layers_agree(void **state)
+{
+    (void)state;
+    if (!need_gpu()) { skip(); return; }
+    st_error e = {0};
+    layer L[2];
+    const layer_win k3s2 = {3, 3, 2, 2, 1, 1};
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(layer_conv_init(&L[k], 3, 9, 7, 8, k3s2, 1, &e), 0);
+        L[k].relu = 1;
+    }
+    layer_agrees("conv k3 s2 bias relu", L, 5);
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(layer_maxpool_init(&L[k], 6, 9, 7, k3s2, &e), 0);
+    layer_agrees("maxpool k3 s2", L, 4);
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(layer_bn_init(&L[k], 6, 5, 7, 1, &e), 0);
+    layer_agrees("bn relu", L, 4);
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(layer_avgpool_init(&L[k], 6, 5, 7, &e), 0);
+    layer_agrees("avgpool", L, 4);
+    layer_res_config rp = {.out_c = 8, .k = 3, .stride = 2, .proj = 1,
+                           .act = GPU_ACT_RELU, .act_after_add = 1};
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(layer_res_init(&L[k], 4, 9, 8, &rp, &e), 0);
+    layer_agrees("res proj s2", L, 3);
+    layer_res_config ri = {.out_c = 6, .k = 3, .stride = 1, .act = GPU_ACT_GELU,
+                           .act_after_bn2 = 1, .act_after_add = 1};
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(layer_res_init(&L[k], 6, 7, 5, &ri, &e), 0);
+    layer_agrees("res identity gelu", L, 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -804,6 +903,7 @@ int main(void)
         cmocka_unit_test(test_bn_split_agrees),
         cmocka_unit_test(test_elementwise_conv_agrees),
         cmocka_unit_test(test_softmax_ls_agrees),
+        cmocka_unit_test(test_layers_agree),
         cmocka_unit_test(test_trainer_agrees),
         cmocka_unit_test(test_prefetch_stream),
         cmocka_unit_test(test_memory_flat),

@@ -636,12 +636,10 @@ static void test_pool_agrees(void **state)
     pair_close(&p);
 }
 
-/* Batch norm over (3*5*7, 19): 105 rows (several per row-thread), 19
- * channels (blocks of 8 or 32, the last partial), inputs around 5 (a naive
- * one-pass variance would lose digits there). split 0: no workspace, the
- * one-launch kernels; split 1: with the plan's workspace, the chunked
- * path (105 rows: 3 chunks). */
-static void bn_case(int split)
+/* Batch norm over (BR, BC), inputs around 5 (a naive one-pass variance
+ * would lose digits there). split 0: no workspace, the one-launch
+ * kernels; split 1: with the plan's workspace, the chunked path. */
+static void bn_case(int split, int BR, int BC)
 {
     pair p; /* room for the workspace, cuBLAS's and the kernels': 34 MiB */
     if (!pair_open_mib(&p, split ? 48 : 16)) { skip(); return; }
@@ -649,9 +647,10 @@ static void bn_case(int split)
         size_t ws = gpu_device_workspace_bytes(p.g);
         assert_int_equal(gpu_device_set_workspace(p.g, take(&p.a, ws), ws), 0);
     }
-    enum { BR = 105, BC = 19, BN_ = BR * BC };
+    const int BN_ = BR * BC;
     float *x = fbuf(BN_), *y = fbuf(BN_), *yg = fbuf(BN_), *dy = fbuf(BN_);
-    float ch[8][BC] = {{0}}, chg[BC]; /* gamma beta rm rv sm si dg db */
+    float ch[8][32] = {{0}}, chg[32]; /* gamma beta rm rv sm si dg db */
+    assert_true(BC <= 32);
     for (int i = 0; i < BN_; i++) x[i] = 5.0f + frand(), dy[i] = frand();
     for (int k = 0; k < BC; k++) {
         ch[0][k] = 1.0f + 0.5f * frand(), ch[1][k] = 0.3f * frand();
@@ -692,8 +691,14 @@ static void bn_case(int split)
     pair_close(&p);
 }
 
-static void test_bn_agrees(void **s) { (void)s, bn_case(0); }
-static void test_bn_split_agrees(void **s) { (void)s, bn_case(1); }
+/* 105 rows (several per row-thread; 3 chunks when split), 19 channels
+ * (blocks of 8 or 32, the last partial); 4100 rows: 128 chunks (the cap)
+ * of uneven size. */
+static void test_bn_agrees(void **s) { (void)s, bn_case(0, 105, 19); }
+static void test_bn_split_agrees(void **s)
+{
+    (void)s, bn_case(1, 105, 19), bn_case(1, 4100, 5);
+}
 
 static void test_elementwise_conv_agrees(void **state)
 {

@@ -7,7 +7,9 @@
 // them; the synchronous transfers (setup, checkpoints, stats) go on the
 // compute stream and wait for it. cuBLAS runs on the compute stream with a
 // workspace carved from the arena (cublasSetWorkspace), so no library
-// allocates behind the memory plan's back during the run.
+// allocates behind the memory plan's back during the run; the same
+// workspace's tail is our kernels' scratch (gpu/conv_kernels.cuh).
+#include "gpu/conv_kernels.cuh"
 #include "gpu/cuda_util.cuh"
 
 #include <stdio.h>
@@ -21,6 +23,7 @@ struct cuda_impl {
     cudaStream_t copy;
     cublasHandle_t blas;
     int sm_major;
+    kern_scratch scratch; // the workspace's tail past cuBLAS's part
 };
 
 cudaStream_t stream_of(cuda_impl *c, int q)
@@ -84,10 +87,16 @@ int cu_mem_info(void *impl, size_t *free_b, size_t *total_b, st_error *err)
 }
 
 // cuBLAS's documented recommendation: 32 MiB on Hopper, 4 MiB before.
+size_t cublas_ws_bytes(const cuda_impl *c)
+{
+    return c->sm_major >= 9 ? ((size_t)32 << 20) : ((size_t)4 << 20);
+}
+
+// The plan's workspace: cuBLAS's, then the kernels' scratch (batch norm's
+// partial sums).
 size_t cu_workspace_bytes(void *impl)
 {
-    cuda_impl *c = (cuda_impl *)impl;
-    return c->sm_major >= 9 ? ((size_t)32 << 20) : ((size_t)4 << 20);
+    return cublas_ws_bytes((cuda_impl *)impl) + kKernScratchBytes;
 }
 
 int cu_dev_alloc(void *impl, size_t bytes, void **p, st_error *err)
@@ -114,10 +123,21 @@ void cu_dev_free(void *impl, void *p)
     cudaFree(p);
 }
 
+// cuBLAS gets the first cublas_ws_bytes, the kernels the rest (256-byte
+// aligned); a workspace too small for both goes to cuBLAS alone.
 int cu_set_workspace(void *impl, void *p, size_t bytes, st_error *err)
 {
     cuda_impl *c = (cuda_impl *)impl;
-    CUBLAS_TRY(err, cublasSetWorkspace(c->blas, p, bytes));
+    size_t blas = cublas_ws_bytes(c);
+    c->scratch = kern_scratch{nullptr, 0};
+    if (p == nullptr || bytes < blas + 256) {
+        CUBLAS_TRY(err, cublasSetWorkspace(c->blas, p, bytes));
+        return 0;
+    }
+    CUBLAS_TRY(err, cublasSetWorkspace(c->blas, p, blas));
+    uintptr_t tail = ((uintptr_t)p + blas + 255) & ~(uintptr_t)255;
+    size_t skip = tail - (uintptr_t)p;
+    if (skip < bytes) c->scratch = kern_scratch{(void *)tail, bytes - skip};
     return 0;
 }
 
@@ -299,6 +319,119 @@ int cu_zero(void *impl, void *p, size_t bytes, st_error *err)
     return 0;
 }
 
+// ---- conv-net ops (gpu/conv_kernels.cu), on the compute stream ----------
+
+cudaStream_t cs(void *impl) { return ((cuda_impl *)impl)->compute; }
+
+int cu_im2col(void *impl, const gpu_conv_geom *g, const float *x, float *col,
+              st_error *err)
+{
+    return kern_im2col(cs(impl), g, x, col, err);
+}
+
+int cu_col2im(void *impl, const gpu_conv_geom *g, const float *col,
+              float *dx, int accumulate, st_error *err)
+{
+    return kern_col2im(cs(impl), g, col, dx, accumulate, err);
+}
+
+int cu_maxpool_fwd(void *impl, const gpu_conv_geom *g, const float *x,
+                   float *y, int32_t *idx, st_error *err)
+{
+    return kern_maxpool_fwd(cs(impl), g, x, y, idx, err);
+}
+
+int cu_maxpool_bwd(void *impl, const gpu_conv_geom *g, const float *dy,
+                   const int32_t *idx, float *dx, st_error *err)
+{
+    return kern_maxpool_bwd(cs(impl), g, dy, idx, dx, err);
+}
+
+int cu_avgpool_fwd(void *impl, const float *x, int n, int hw, int c,
+                   float *y, st_error *err)
+{
+    return kern_avgpool_fwd(cs(impl), x, n, hw, c, y, err);
+}
+
+int cu_avgpool_bwd(void *impl, const float *dy, int n, int hw, int c,
+                   float *dx, st_error *err)
+{
+    return kern_avgpool_bwd(cs(impl), dy, n, hw, c, dx, err);
+}
+
+int cu_bn_fwd_train(void *impl, const float *x, int rows, int c,
+                    const float *gamma, const float *beta, float eps,
+                    float momentum, float *run_mean, float *run_var,
+                    float *save_mean, float *save_invstd, float *y,
+                    st_error *err)
+{
+    cuda_impl *cu = (cuda_impl *)impl;
+    return kern_bn_fwd_train(cu->compute, &cu->scratch, x, rows, c, gamma,
+                             beta, eps, momentum, run_mean, run_var,
+                             save_mean, save_invstd, y, err);
+}
+
+int cu_bn_fwd_eval(void *impl, const float *x, int rows, int c,
+                   const float *gamma, const float *beta, float eps,
+                   const float *run_mean, const float *run_var, float *y,
+                   st_error *err)
+{
+    cuda_impl *cu = (cuda_impl *)impl;
+    return kern_bn_fwd_eval(cu->compute, &cu->scratch, x, rows, c, gamma,
+                            beta, eps, run_mean, run_var, y, err);
+}
+
+int cu_bn_bwd(void *impl, const float *x, const float *dy, int rows, int c,
+              const float *gamma, const float *save_mean,
+              const float *save_invstd, float *dgamma, float *dbeta,
+              float *dx, int accumulate, st_error *err)
+{
+    cuda_impl *cu = (cuda_impl *)impl;
+    return kern_bn_bwd(cu->compute, &cu->scratch, x, dy, rows, c, gamma,
+                       save_mean, save_invstd, dgamma, dbeta, dx, accumulate,
+                       err);
+}
+
+int cu_act_fwd(void *impl, int kind, const float *x, float *y, size_t n,
+               st_error *err)
+{
+    return kern_act_fwd(cs(impl), kind, x, y, n, err);
+}
+
+int cu_act_bwd(void *impl, int kind, const float *x, const float *dy,
+               float *dx, size_t n, st_error *err)
+{
+    return kern_act_bwd(cs(impl), kind, x, dy, dx, n, err);
+}
+
+int cu_axpby(void *impl, size_t n, float alpha, const float *x, float beta,
+             float *y, st_error *err)
+{
+    return kern_axpby(cs(impl), n, alpha, x, beta, y, err);
+}
+
+int cu_normalize_u8_ch(void *impl, const uint8_t *x, size_t npix, int c,
+                       const float *mean, const float *std, float *y,
+                       st_error *err)
+{
+    return kern_normalize_u8_ch(cs(impl), x, npix, c, mean, std, y, err);
+}
+
+int cu_flip_w(void *impl, const float *x, int n, int h, int w, int c,
+              float *y, st_error *err)
+{
+    return kern_flip_w(cs(impl), x, n, h, w, c, y, err);
+}
+
+int cu_softmax_xent_ls(void *impl, const float *logits, const int32_t *labels,
+                       int rows, int classes, float smoothing,
+                       float grad_scale, float *dlogits, gpu_loss_stats *stats,
+                       st_error *err)
+{
+    return kern_softmax_xent_ls(cs(impl), logits, labels, rows, classes,
+                                smoothing, grad_scale, dlogits, stats, err);
+}
+
 gpu_backend_ops make_ops()
 {
     gpu_backend_ops o = {};
@@ -332,6 +465,21 @@ gpu_backend_ops make_ops()
     o.sgd_update = cu_sgd_update;
     o.adamw_update = cu_adamw_update;
     o.zero = cu_zero;
+    o.im2col = cu_im2col;
+    o.col2im = cu_col2im;
+    o.maxpool_fwd = cu_maxpool_fwd;
+    o.maxpool_bwd = cu_maxpool_bwd;
+    o.avgpool_fwd = cu_avgpool_fwd;
+    o.avgpool_bwd = cu_avgpool_bwd;
+    o.bn_fwd_train = cu_bn_fwd_train;
+    o.bn_fwd_eval = cu_bn_fwd_eval;
+    o.bn_bwd = cu_bn_bwd;
+    o.act_fwd = cu_act_fwd;
+    o.act_bwd = cu_act_bwd;
+    o.axpby = cu_axpby;
+    o.normalize_u8_ch = cu_normalize_u8_ch;
+    o.flip_w = cu_flip_w;
+    o.softmax_xent_ls = cu_softmax_xent_ls;
     return o;
 }
 

@@ -1,6 +1,6 @@
 /* gpu/cuda_util.cuh — internal to the CUDA backend (.cu files only).
  *
- * defines: CUDA_TRY, CUBLAS_TRY, LAUNCH_TRY, kern_* launchers
+ * defines: CUDA_TRY, CUBLAS_TRY, LAUNCH_TRY, kern_blocks, kern_* launchers
  *
  * Every CUDA runtime and cuBLAS call goes through CUDA_TRY / CUBLAS_TRY,
  * which record file:line, the expression and the library's own message in
@@ -46,6 +46,17 @@
                              cudaGetErrorString(cu__e));                     \
     } while (0)
 
+/* Elementwise kernels run kKernThreads threads a block in grid-stride
+ * loops over at most kKernMaxBlocks blocks: kern_blocks(n) for n items. */
+constexpr int kKernThreads = 256;
+constexpr int kKernMaxBlocks = 4096;
+static inline int kern_blocks(size_t n)
+{
+    size_t b = (n + kKernThreads - 1) / kKernThreads;
+    if (b < 1) b = 1;
+    return b > (size_t)kKernMaxBlocks ? kKernMaxBlocks : (int)b;
+}
+
 /* Launchers (gpu/kernels.cu): queue one kernel on s, check the launch.
  * Arguments as in gpu/device.h. @return 0 or ST_EDEVICE. */
 int kern_normalize_u8(cudaStream_t s, const uint8_t *x, size_t n, float scale,
@@ -59,6 +70,10 @@ int kern_softmax_xent(cudaStream_t s, const float *logits,
                       const int32_t *labels, int rows, int classes,
                       float grad_scale, float *dlogits, gpu_loss_stats *stats,
                       st_error *err);
+int kern_softmax_xent_ls(cudaStream_t s, const float *logits,
+                         const int32_t *labels, int rows, int classes,
+                         float smoothing, float grad_scale, float *dlogits,
+                         gpu_loss_stats *stats, st_error *err);
 int kern_sgd_update(cudaStream_t s, float *w, const float *g, float *v,
                     size_t n, float lr, float mu, int nesterov, float wd,
                     st_error *err);

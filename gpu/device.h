@@ -127,7 +127,8 @@ const st_error *gpu_device_err(const gpu_device *d);
 /* Copies the sticky failure into err. @return its code (0 when none). */
 int gpu_device_check(const gpu_device *d, st_error *err);
 
-/* cuBLAS workspace the plan must include (0 on CPU). */
+/* Workspace the plan must include (0 on CPU): CUDA: cuBLAS's, then a
+ * scratch for our kernels (batch norm's partial sums). */
 size_t gpu_device_workspace_bytes(const gpu_device *d);
 
 /* Memory figures; updates the peak. @return 0 or ST_EDEVICE. */
@@ -144,7 +145,10 @@ size_t gpu_device_auto_budget(gpu_device *d, size_t *free_b, size_t *margin_b);
  * @return 0, ST_ENOMEM (names the size), ST_EINVAL (second call). */
 int gpu_arena_alloc(gpu_device *d, size_t bytes, void **base, st_error *err);
 
-/* Hands cuBLAS its workspace (a piece of the arena). No-op on CPU. */
+/* Hands the backend its workspace (a piece of the arena, of
+ * gpu_device_workspace_bytes): cuBLAS's part, then the kernels' scratch;
+ * without it, batch norm on CUDA takes a slower one-launch path. No-op
+ * on CPU. */
 int gpu_device_set_workspace(gpu_device *d, void *p, size_t bytes);
 
 /* ---- host memory hook (the loader's ring uses it) ---------------------

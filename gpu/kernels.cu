@@ -1,11 +1,12 @@
 // gpu/kernels.cu — the CUDA backend's own kernels and their launchers.
 //
 // defines: kern_normalize_u8, kern_bias_act, kern_act_bias_grad,
-//          kern_softmax_xent, kern_sgd_update, kern_adamw_update
+//          kern_softmax_xent, kern_softmax_xent_ls, kern_sgd_update,
+//          kern_adamw_update
 //
 // Semantics match gpu/cpu_backend.c line for line (see gpu/device.h); the
 // GPU-vs-CPU tests in tests/test_gpu.c hold them to it. Elementwise kernels
-// use grid-stride loops over at most kMaxBlocks blocks. The column sums of
+// use grid-stride loops over at most kKernMaxBlocks blocks. The column sums of
 // the bias gradient reduce in shared memory in a fixed order (no float
 // atomics), so gradients are run-to-run deterministic; only the loss
 // statistics use atomics.
@@ -13,15 +14,9 @@
 
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kMaxBlocks = 4096;
+constexpr int kThreads = kKernThreads;
 
-int blocks_for(size_t n)
-{
-    size_t b = (n + kThreads - 1) / kThreads;
-    if (b < 1) b = 1;
-    return b > (size_t)kMaxBlocks ? kMaxBlocks : (int)b;
-}
+int blocks_for(size_t n) { return kern_blocks(n); }
 
 // y (n) = x (n) uint8 * scale + shift; four bytes per thread when aligned.
 __global__ void k_normalize_u8x4(const uchar4 *__restrict__ x, size_t n4,
@@ -86,10 +81,12 @@ __global__ void k_act_bias_grad(float *__restrict__ dy,
     }
 }
 
-// One warp per row of logits (rows, classes).
+// One warp per row of logits (rows, classes). Label smoothing eps: the
+// target is (1-eps)*onehot + eps/classes; eps == 0 takes exactly the
+// arithmetic of the unsmoothed loss (the branch is uniform over the grid).
 __global__ void k_softmax_xent(const float *__restrict__ logits,
                                const int32_t *__restrict__ labels, int rows,
-                               int classes, float grad_scale,
+                               int classes, float eps, float grad_scale,
                                float *__restrict__ dlogits,
                                gpu_loss_stats *stats)
 {
@@ -113,17 +110,39 @@ __global__ void k_softmax_xent(const float *__restrict__ logits,
     for (int c = lane; c < classes; c += 32) sum += expf(x[c] - mx);
     for (int off = 16; off > 0; off /= 2)
         sum += __shfl_xor_sync(0xffffffffu, sum, off);
+    // smoothing: sum over classes of lse - (x_c - mx), in double
+    double all = 0.0;
+    if (eps != 0.0f) {
+        float lse = logf(sum);
+        for (int c = lane; c < classes; c += 32)
+            all += (double)(lse - (x[c] - mx));
+        for (int off = 16; off > 0; off /= 2)
+            all += __shfl_xor_sync(0xffffffffu, all, off);
+    }
     int32_t lab = labels[warp];
     bool ok = lab >= 0 && lab < classes;
     if (dlogits != nullptr) {
         float *g = dlogits + (size_t)warp * classes;
         float inv = ok ? grad_scale / sum : 0.0f;
-        for (int c = lane; c < classes; c += 32)
-            g[c] = expf(x[c] - mx) * inv - (ok && c == lab ? grad_scale : 0.0f);
+        if (eps == 0.0f) {
+            for (int c = lane; c < classes; c += 32)
+                g[c] = expf(x[c] - mx) * inv -
+                       (ok && c == lab ? grad_scale : 0.0f);
+        } else {
+            float goff = ok ? grad_scale * (eps / (float)classes) : 0.0f;
+            float on = grad_scale * (1.0f - eps);
+            for (int c = lane; c < classes; c += 32)
+                g[c] = expf(x[c] - mx) * inv - goff -
+                       (ok && c == lab ? on : 0.0f);
+        }
     }
     if (lane == 0) {
         if (ok) {
-            atomicAdd(&stats->loss_sum, (double)(logf(sum) - (x[lab] - mx)));
+            float nll = logf(sum) - (x[lab] - mx);
+            double loss = (double)nll;
+            if (eps != 0.0f)
+                loss = (1.0 - (double)eps) * nll + (double)eps / classes * all;
+            atomicAdd(&stats->loss_sum, loss);
             if (best == lab)
                 atomicAdd((unsigned long long *)&stats->correct, 1ull);
         } else {
@@ -207,18 +226,28 @@ int kern_act_bias_grad(cudaStream_t s, float *dy, const float *y, float *db,
     return 0;
 }
 
-int kern_softmax_xent(cudaStream_t s, const float *logits,
-                      const int32_t *labels, int rows, int classes,
-                      float grad_scale, float *dlogits, gpu_loss_stats *stats,
-                      st_error *err)
+int kern_softmax_xent_ls(cudaStream_t s, const float *logits,
+                         const int32_t *labels, int rows, int classes,
+                         float smoothing, float grad_scale, float *dlogits,
+                         gpu_loss_stats *stats, st_error *err)
 {
     if (rows <= 0) return 0;
     int rows_per_block = kThreads / 32;
     int grid = (rows + rows_per_block - 1) / rows_per_block;
     k_softmax_xent<<<grid, kThreads, 0, s>>>(logits, labels, rows, classes,
-                                             grad_scale, dlogits, stats);
+                                             smoothing, grad_scale, dlogits,
+                                             stats);
     LAUNCH_TRY(err, "k_softmax_xent");
     return 0;
+}
+
+int kern_softmax_xent(cudaStream_t s, const float *logits,
+                      const int32_t *labels, int rows, int classes,
+                      float grad_scale, float *dlogits, gpu_loss_stats *stats,
+                      st_error *err)
+{
+    return kern_softmax_xent_ls(s, logits, labels, rows, classes, 0.0f,
+                                grad_scale, dlogits, stats, err);
 }
 
 int kern_sgd_update(cudaStream_t s, float *w, const float *g, float *v,

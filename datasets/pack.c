@@ -32,7 +32,8 @@ struct pack {
     void *dict;              /* (dict_len) raw dictionary bytes */
     size_t dict_len;
     ZSTD_DDict *ddict;
-    size_t max_record;
+    size_t max_record;       /* manifest's (version 2) or largest seen */
+    size_t index_memory;     /* anonymous bytes of copied (v1) indexes */
     pack_split_rt split[MANIFEST_MAX_SPLITS];
 };
 
@@ -104,11 +105,22 @@ static int check_shard(const pack *p, const shard *s, const manifest_shard *ms,
     if (shard_index_xxh3(s) != ms->index_xxh3)
         return st_seterr(err, ST_ECHECKSUM, "%s: index checksum differs from "
                          "the manifest's", path);
+    if (h->version != m->version)
+        return st_seterr(err, ST_EFORMAT, "%s: shard format version %u in a "
+                         "version-%u pack", path, h->version, m->version);
     if (h->codec != m->codec || h->height != m->height ||
         h->width != m->width || h->channels != m->channels ||
         h->dict_id != m->dict_id)
         return st_seterr(err, ST_EFORMAT, "%s: codec, shape or dictionary id "
                          "differs from the manifest's", path);
+    if (!m->variable && !shard_uniform(s))
+        return st_seterr(err, ST_EFORMAT, "%s: an index entry's height or "
+                         "width differs from the fixed shape %ux%u (corrupt "
+                         "index)", path, m->height, m->width);
+    if (m->version >= 2 && shard_max_length(s) > m->max_record)
+        return st_seterr(err, ST_EFORMAT, "%s: a %u-byte record, manifest "
+                         "says at most %llu", path, shard_max_length(s),
+                         (unsigned long long)m->max_record);
     return 0;
 }
 
@@ -126,10 +138,9 @@ static int open_split(pack *p, int si, st_error *err)
         ST_TRY(shard_open(path, &rt->shards[k], err));
         ST_TRY(check_shard(p, rt->shards[k], &ms->shards[k], err));
         rt->first[k + 1] = rt->first[k] + ms->shards[k].records;
-        for (uint64_t i = 0; i < ms->shards[k].records; i++) {
-            size_t len = shard_entry_at(rt->shards[k], i)->length;
-            if (len > p->max_record) p->max_record = len;
-        }
+        size_t len = shard_max_length(rt->shards[k]);
+        if (len > p->max_record) p->max_record = len;
+        p->index_memory += shard_index_memory(rt->shards[k]);
     }
     return 0;
 }
@@ -150,6 +161,7 @@ int pack_open(const char *dir, pack **out, st_error *err)
                        "dictionary", dir);
     for (uint32_t s = 0; rc == 0 && s < p->m->nsplits; s++)
         rc = open_split(p, (int)s, err);
+    if (rc == 0 && p->m->version >= 2) p->max_record = (size_t)p->m->max_record;
     if (rc != 0) {
         pack_close(p);
         return rc;
@@ -223,6 +235,14 @@ size_t pack_sample_bytes(const pack *p)
 {
     return (size_t)p->m->height * p->m->width * p->m->channels;
 }
+
+size_t pack_max_sample_bytes(const pack *p)
+{
+    return (size_t)p->m->max_h * p->m->max_w * p->m->channels;
+}
+
+int pack_is_variable(const pack *p) { return p->m->variable; }
+size_t pack_index_memory(const pack *p) { return p->index_memory; }
 
 size_t pack_max_record(const pack *p) { return p->max_record; }
 const void *pack_ddict(const pack *p) { return p->ddict; }

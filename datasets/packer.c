@@ -307,7 +307,8 @@ static int write_chunk(packer *pk, pack_writer *pw, const chunk *c,
 {
     for (uint64_t i = 0; i < c->count; i++)
         ST_TRY(pack_writer_add(pw, c->data + i * pk->slot, c->len[i],
-                               c->label[i], err));
+                               c->label[i], pk->info->height, pk->info->width,
+                               err));
     return 0;
 }
 

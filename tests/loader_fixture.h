@@ -59,7 +59,7 @@ static int write_split(pack_writer *w, codec_enc *enc, const spec *sp,
             rec = px;
             len = 16;
         }
-        ST_TRY(pack_writer_add(w, rec, len, sample_label(i), err));
+        ST_TRY(pack_writer_add(w, rec, len, sample_label(i), sp->h, sp->w, err));
     }
     return pack_writer_end_split(w, err);
 }

@@ -240,7 +240,7 @@ static void d_manifest_version(const char *d)
     void *t = NULL;
     size_t n = 0;
     assert_int_equal(fs_read_file(path, 1 << 20, &t, &n, NULL), 0);
-    ((char *)t)[17] = '2'; /* "streamtrain-pack 2" */
+    ((char *)t)[17] = '3'; /* "streamtrain-pack 3" */
     assert_int_equal(fs_write_atomic(path, t, n, NULL), 0);
     free(t);
 }
@@ -254,7 +254,7 @@ static void test_corrupt_dict(void **s) { expect_damage(s, d_dict, 1, ST_ECHECKS
 static void test_truncated_shard(void **s) { expect_damage(s, d_truncate, 1, ST_EFORMAT, "truncated"); }
 static void test_missing_shard(void **s) { expect_damage(s, d_missing, 1, ST_ENOTFOUND, "test-00000.shard: shard is missing"); }
 static void test_shard_version(void **s) { expect_damage(s, d_version, 1, ST_EVERSION, "shard format version"); }
-static void test_manifest_version(void **s) { expect_damage(s, d_manifest_version, 1, ST_EVERSION, "pack format version 2 is not supported"); }
+static void test_manifest_version(void **s) { expect_damage(s, d_manifest_version, 1, ST_EVERSION, "pack format version 3 is not supported (this build reads versions 1 and 2)"); }
 
 /* True when dir holds an entry whose name starts with prefix. */
 static int has_entry(const char *dir, const char *prefix)

@@ -194,12 +194,12 @@ static int join_chunk(worker *ws, int n, st_error *err)
     return rc;
 }
 
-static int write_chunk(pack_writer *pw, const chunk *c, size_t slot,
-                       st_error *err)
+static int write_chunk(pack_writer *pw, const opts *o, const chunk *c,
+                       size_t slot, st_error *err)
 {
     for (uint32_t i = 0; i < c->count; i++)
         ST_TRY(pack_writer_add(pw, c->data + (size_t)i * slot, c->len[i],
-                               c->label[i], err));
+                               c->label[i], o->height, o->width, err));
     return 0;
 }
 
@@ -221,7 +221,7 @@ static int write_split(pack_writer *pw, const char *name, uint64_t first,
             rc = start_chunk(ws, nw, cur, err);
             started = rc == 0;
         }
-        if (rc == 0 && k > 0) rc = write_chunk(pw, prev, slot, err);
+        if (rc == 0 && k > 0) rc = write_chunk(pw, ws[0].o, prev, slot, err);
         if (started) {
             int jr = join_chunk(ws, nw, err);
             if (rc == 0) rc = jr;

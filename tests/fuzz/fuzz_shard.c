@@ -40,7 +40,7 @@ static void roundtrip(const uint8_t *data, size_t size)
     while (off < size) {
         size_t len = data[off] % 64 + 1;
         if (off + 1 + len > size) break;
-        if (shard_writer_add(w, data + off + 1, len, (int32_t)n, &err)) abort();
+        if (shard_writer_add(w, data + off + 1, len, (int32_t)n, 1, 1, &err)) abort();
         off += 1 + len;
         n++;
     }

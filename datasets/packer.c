@@ -104,7 +104,8 @@ static int encode_one(worker *w, int split, uint64_t i, uint8_t *slot,
         out = png;
         out_len = png_len;
     } else {
-        ST_TRY(codec_encode(w->enc, w->pixels, &out, &out_len, err));
+        ST_TRY(codec_encode(w->enc, w->pixels, pk->info->height, pk->info->width,
+                            &out, &out_len, err));
     }
     if (out_len > pk->slot)
         return st_seterr(err, ST_EINTERNAL, "sample %llu encodes to %zu bytes,"

@@ -17,6 +17,7 @@
 #include "datasets/codec.h"
 #include "datasets/fsutil.h"
 #include "datasets/pack.h"
+#include "loader/loader.h"
 #include "fixtures.h"
 
 #define H 12
@@ -68,7 +69,9 @@ static void check_contents(const char *dir)
         const shard *s = pack_shard(p, tr, k);
         const shard_entry *e = shard_entry_at(s, r);
         assert_int_equal(shard_read_record(s, r, rec, sizeof rec, &err), 0);
-        assert_int_equal(codec_decode(dec, rec, e->length, pix, &err), 0);
+        assert_int_equal(e->height, H);
+        assert_int_equal(e->width, W);
+        assert_int_equal(codec_decode(dec, rec, e->length, H, W, pix, &err), 0);
         for (int j = 0; j < H * W; j++) assert_int_equal(pix[j], fx_pixel(i, (uint64_t)j));
         assert_int_equal(e->label, fx_label(i, 10));
     }
@@ -118,8 +121,8 @@ static void test_huffman_literals(void **state)
             }
             const uint8_t *enc_out;
             size_t len;
-            assert_int_equal(codec_encode(enc, pix, &enc_out, &len, &err), 0);
-            assert_int_equal(codec_decode(dec, enc_out, len, out, &err), 0);
+            assert_int_equal(codec_encode(enc, pix, 28, 28, &enc_out, &len, &err), 0);
+            assert_int_equal(codec_decode(dec, enc_out, len, 28, 28, out, &err), 0);
             assert_memory_equal(out, pix, sizeof pix);
             sizes[huf] += len;
         }
@@ -255,6 +258,225 @@ static void test_truncated_shard(void **s) { expect_damage(s, d_truncate, 1, ST_
 static void test_missing_shard(void **s) { expect_damage(s, d_missing, 1, ST_ENOTFOUND, "test-00000.shard: shard is missing"); }
 static void test_shard_version(void **s) { expect_damage(s, d_version, 1, ST_EVERSION, "shard format version"); }
 static void test_manifest_version(void **s) { expect_damage(s, d_manifest_version, 1, ST_EVERSION, "pack format version 3 is not supported (this build reads versions 1 and 2)"); }
+
+
+/* ---- packs written directly (version 1, variable shapes) --------------- */
+
+#define VMAXH 37
+#define VMAXW 29
+#define VN 60
+
+/* Sample i of a direct pack: its size (fixed packs: VMAXH x VMAXW) and a
+ * smooth image of it (JPEG-friendly). */
+static void v_size(int variable, uint64_t i, uint32_t *h, uint32_t *w)
+{
+    *h = variable ? 1 + (uint32_t)(i * 7 % VMAXH) : VMAXH;
+    *w = variable ? 1 + (uint32_t)(i * 5 % VMAXW) : VMAXW;
+    if (variable && i == 3) *h = VMAXH, *w = VMAXW; /* reach the maxima */
+}
+
+static void v_image(uint64_t i, uint32_t h, uint32_t w, uint32_t c,
+                    uint8_t *px)
+{
+    for (uint32_t y = 0; y < h; y++)
+        for (uint32_t x = 0; x < w; x++)
+            for (uint32_t k = 0; k < c; k++)
+                px[((size_t)y * w + x) * c + k] =
+                    (uint8_t)(30 + (i % 9) * 10 + (y * 120) / h + (x * 40) / w + k * 7);
+}
+
+static void write_direct(const char *out, uint32_t codec, uint32_t c,
+                         int variable, int version)
+{
+    static const char *const names[10] = {"0", "1", "2", "3", "4", "5", "6",
+                                          "7", "8", "9"};
+    pack_writer_config wc = {
+        .codec = codec, .level = codec == CODEC_ZSTD ? 3 : 0, .height = VMAXH,
+        .width = VMAXW, .channels = c, .variable = variable,
+        .format_version = version, .shard_bytes = 8192, .nclasses = 10,
+        .classes = names};
+    codec_shape shape = {codec, VMAXH, VMAXW, c};
+    codec_enc *enc = NULL;
+    pack_writer *w = NULL;
+    st_error err = {0};
+    uint8_t *px = malloc(VMAXH * VMAXW * 4);
+    if (codec_enc_create(&shape, wc.level, NULL, &enc, &err) ||
+        pack_writer_open(out, &wc, &w, &err) ||
+        pack_writer_begin_split(w, "train", &err))
+        fail_msg("writer: %s", err.msg);
+    for (uint64_t i = 0; i < VN; i++) {
+        uint32_t h, ww;
+        v_size(variable, i, &h, &ww);
+        v_image(i, h, ww, c, px);
+        const uint8_t *rec;
+        size_t len;
+        if (codec_encode(enc, px, h, ww, &rec, &len, &err) ||
+            pack_writer_add(w, rec, len, fx_label(i, 10), h, ww, &err))
+            fail_msg("add %llu: %s", (unsigned long long)i, err.msg);
+    }
+    double mean[4] = {72.94, 1.5, 0, 255}, sd[4] = {10.25, 0.125, 0, 127.5};
+    if (pack_writer_set_stats(w, "train", mean, sd, &err) ||
+        pack_writer_commit(w, &err))
+        fail_msg("commit: %s", err.msg);
+    codec_enc_destroy(enc);
+    free(px);
+}
+
+/* Opens a direct pack and checks its manifest, every entry's size and
+ * every decoded sample (tol: mean absolute difference allowed). */
+static void check_direct(const char *dir, uint32_t codec, uint32_t c,
+                         int variable, int version, double tol)
+{
+    pack *p = NULL;
+    st_error err = {0};
+    if (pack_open(dir, &p, &err)) fail_msg("open: %s", err.msg);
+    const manifest *m = pack_manifest(p);
+    assert_int_equal(m->version, version ? (uint32_t)version : 2);
+    assert_int_equal(m->codec, codec);
+    assert_int_equal(m->variable, variable);
+    assert_int_equal(pack_is_variable(p), variable);
+    assert_int_equal(m->max_h, VMAXH);
+    assert_int_equal(m->max_w, VMAXW);
+    assert_int_equal(pack_max_sample_bytes(p), VMAXH * VMAXW * c);
+    assert_int_equal(pack_sample_bytes(p), VMAXH * VMAXW * c);
+    assert_int_equal(m->has_stats, version != 1);
+    if (version != 1) {
+        assert_string_equal(m->stats_split, "train");
+        assert_true(m->mean[0] == 72.94 && m->std[0] == 10.25);
+        if (c > 3) assert_true(m->mean[3] == 255 && m->std[3] == 127.5);
+    }
+    int tr = pack_split_find(p, "train");
+    codec_shape shape = {codec, VMAXH, VMAXW, c};
+    codec_dec *dec = NULL;
+    assert_int_equal(codec_dec_create(&shape, pack_ddict(p), &dec, &err), 0);
+    uint8_t *rec = malloc(pack_max_record(p)), *pix = malloc(VMAXH * VMAXW * 4),
+            *want = malloc(VMAXH * VMAXW * 4);
+    size_t maxrec = 0;
+    for (uint64_t i = 0; i < VN; i++) {
+        uint32_t k, h, w;
+        uint64_t r;
+        pack_locate(p, tr, i, &k, &r);
+        const shard *s = pack_shard(p, tr, k);
+        const shard_entry *e = shard_entry_at(s, r);
+        v_size(variable, i, &h, &w);
+        assert_int_equal(e->height, h);
+        assert_int_equal(e->width, w);
+        assert_int_equal(e->label, fx_label(i, 10));
+        if (e->length > maxrec) maxrec = e->length;
+        assert_int_equal(shard_read_record(s, r, rec, pack_max_record(p), &err), 0);
+        if (codec_decode(dec, rec, e->length, h, w, pix, &err))
+            fail_msg("decode %llu: %s", (unsigned long long)i, err.msg);
+        v_image(i, h, w, c, want);
+        double sad = 0;
+        size_t n = (size_t)h * w * c;
+        for (size_t j = 0; j < n; j++) sad += abs((int)pix[j] - (int)want[j]);
+        if (sad / (double)n > tol)
+            fail_msg("sample %llu: mean abs diff %.3f", (unsigned long long)i,
+                     sad / (double)n);
+    }
+    assert_int_equal(pack_max_record(p), maxrec);
+    assert_int_equal(pack_index_memory(p), version == 1 ? VN * sizeof(shard_entry) : 0);
+    pack_verify_stats vs;
+    if (pack_verify(p, &vs, &err)) fail_msg("verify: %s", err.msg);
+    assert_int_equal(vs.records, VN);
+    free(rec);
+    free(pix);
+    free(want);
+    codec_dec_destroy(dec);
+    pack_close(p);
+}
+
+static void direct(void **state, uint32_t codec, uint32_t c, int variable,
+                   int version, double tol)
+{
+    fx *f = *state;
+    write_direct(f->pack, codec, c, variable, version);
+    check_direct(f->pack, codec, c, variable, version, tol);
+}
+
+static void test_v1_raw(void **s) { direct(s, CODEC_RAW, 3, 0, 1, 0); }
+static void test_v1_zstd(void **s) { direct(s, CODEC_ZSTD, 1, 0, 1, 0); }
+static void test_v1_png(void **s) { direct(s, CODEC_PNG, 4, 0, 1, 0); }
+static void test_fixed_jpeg(void **s) { direct(s, CODEC_JPEG, 3, 0, 0, 3.0); }
+static void test_var_raw(void **s) { direct(s, CODEC_RAW, 3, 1, 0, 0); }
+static void test_var_zstd(void **s) { direct(s, CODEC_ZSTD, 1, 1, 0, 0); }
+static void test_var_png(void **s) { direct(s, CODEC_PNG, 4, 1, 0, 0); }
+static void test_var_jpeg(void **s) { direct(s, CODEC_JPEG, 3, 1, 0, 3.0); }
+static void test_var_jpeg_gray(void **s) { direct(s, CODEC_JPEG, 1, 1, 0, 2.0); }
+
+/* A version-1 pack streams through the loader exactly as before. */
+static void test_v1_loader(void **state)
+{
+    fx *f = *state;
+    write_direct(f->pack, CODEC_ZSTD, 1, 0, 1);
+    loader_config c;
+    loader_config_default(&c);
+    c.batch_size = 10;
+    c.shuffle = LOADER_SHUFFLE_NONE;
+    c.epochs = 1;
+    loader *l = NULL;
+    st_error err = {0};
+    if (loader_open(f->pack, &c, &l, &err)) fail_msg("loader: %s", err.msg);
+    loader_batch b;
+    uint8_t want[VMAXH * VMAXW];
+    uint64_t seen = 0;
+    while (loader_next_batch(l, &b, &err) == 0) {
+        for (uint32_t i = 0; i < b.n; i++) {
+            v_image(b.ids[i], VMAXH, VMAXW, 1, want);
+            assert_memory_equal(b.pixels + (size_t)i * sizeof want, want, sizeof want);
+            assert_int_equal(b.labels[i], fx_label(b.ids[i], 10));
+            seen++;
+        }
+        assert_int_equal(loader_release(l, &b, &err), 0);
+    }
+    assert_int_equal(seen, VN);
+    loader_close(l);
+}
+
+/* The loader refuses a variable-size split until a transform is given. */
+static void test_var_loader_refuses(void **state)
+{
+    fx *f = *state;
+    write_direct(f->pack, CODEC_RAW, 3, 1, 0);
+    loader_config c;
+    loader_config_default(&c);
+    loader *l = NULL;
+    st_error err = {0};
+    assert_int_equal(loader_open(f->pack, &c, &l, &err), ST_EINVAL);
+    assert_non_null(strstr(err.msg, "split 'train' holds images of different "
+                                    "sizes: give a transform (loader transforms: "
+                                    "random-resized-crop, center-crop, resize)"));
+}
+
+/* The writer refuses sizes outside the maxima and, in a fixed-shape pack,
+ * any size but the shape. */
+static void test_writer_sizes(void **state)
+{
+    fx *f = *state;
+    for (int variable = 0; variable < 2; variable++) {
+        pack_writer_config wc = {.codec = CODEC_RAW, .height = 4, .width = 3,
+                                 .channels = 1, .variable = variable};
+        pack_writer *w = NULL;
+        st_error err = {0};
+        uint8_t px[16] = {0};
+        assert_int_equal(pack_writer_open(f->pack, &wc, &w, &err), 0);
+        assert_int_equal(pack_writer_begin_split(w, "train", &err), 0);
+        assert_int_equal(pack_writer_add(w, px, 12, 0, 4, 3, &err), 0);
+        assert_int_equal(pack_writer_add(w, px, 15, 0, 5, 3, &err), ST_EINVAL);
+        assert_non_null(strstr(err.msg, "5x3"));
+        st_clearerr(&err);
+        assert_int_equal(pack_writer_add(w, px, 2, 0, 2, 1, &err),
+                         variable ? 0 : ST_EINVAL);
+        st_clearerr(&err);
+        assert_int_equal(pack_writer_add(w, px, 1, 0, 0, 1, &err), ST_EINVAL);
+        pack_writer_abort(w);
+    }
+    pack_writer_config wc = {.codec = CODEC_JPEG, .height = 4, .width = 3,
+                             .channels = 3, .variable = 1, .format_version = 1};
+    pack_writer *w = NULL;
+    st_error err = {0};
+    assert_int_equal(pack_writer_open(f->pack, &wc, &w, &err), ST_EINVAL);
+}
 
 /* True when dir holds an entry whose name starts with prefix. */
 static int has_entry(const char *dir, const char *prefix)
@@ -394,6 +616,10 @@ int main(void)
         T(test_truncated_shard), T(test_missing_shard), T(test_shard_version),
         T(test_manifest_version), T(test_refuses_existing),
         T(test_cancel_leaves_nothing), T(test_disk_full), T(test_bad_options),
+        T(test_v1_raw), T(test_v1_zstd), T(test_v1_png), T(test_fixed_jpeg),
+        T(test_var_raw), T(test_var_zstd), T(test_var_png), T(test_var_jpeg),
+        T(test_var_jpeg_gray), T(test_v1_loader), T(test_var_loader_refuses),
+        T(test_writer_sizes),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -148,7 +148,8 @@ static void *worker_main(void *arg)
         const uint8_t *enc;
         size_t len;
         c->label[i] = gen_sample(w->o, c->start + i, w->pixels);
-        w->rc = codec_encode(w->enc, w->pixels, &enc, &len, &w->err);
+        w->rc = codec_encode(w->enc, w->pixels, w->o->height, w->o->width, &enc,
+                             &len, &w->err);
         if (w->rc == 0 && len > w->slot)
             w->rc = st_seterr(&w->err, ST_EINTERNAL, "sample %llu encodes to "
                               "%zu bytes, more than the %zu reserved",

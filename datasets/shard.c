@@ -151,6 +151,7 @@ static int wflush(shard_writer *w, st_error *err)
 
 static int wput(shard_writer *w, const void *data, size_t len, st_error *err)
 {
+    if (len == 0) return 0; /* data may be NULL (no records) */
     if (w->buf_len + len > WBUF_BYTES) {
         ST_TRY(wflush(w, err));
         if (len > WBUF_BYTES) {

@@ -75,6 +75,7 @@ typedef struct packer {
     uint32_t max_h, max_w;       /* largest sample */
     int stats_split;             /* split whose channel statistics we keep */
     size_t sample_bytes, slot;   /* largest decoded bytes; encoded slot */
+    uint64_t mean_sample;        /* mean decoded bytes of a sample */
     uint64_t cap;                /* samples per chunk */
     uint64_t claim;              /* samples a worker claims at a time */
     chunk chunks[2];
@@ -144,8 +145,13 @@ static int read_sample(worker *w, int split, uint64_t i, int32_t *label,
                        want ? &nat->bytes : NULL, &nat->len, err);
 }
 
-/* The default codec: jpeg when the samples are JPEG files (stored as they
- * are, see README "Codecs for photos" for the measurement), else zstd. */
+/* The default codec: jpeg when the samples are JPEG files, else zstd.
+ * Measured on 300 JPEG q90 crops (shorter side 256..512) of the
+ * plasma-workspace-wallpapers photographs, one core: the files' own bytes
+ * are 33.7 KB an image (ratio 15.5) and decode in 1.18 ms; zstd level 9
+ * of their pixels 272 KB (ratio 1.9, 8x larger) in 0.63 ms; png 180 KB in
+ * 6.8 ms. Eight times fewer bytes to read and cache, no generation loss,
+ * and the loader's crop-aware JPEG decode skips most of the 1.18 ms. */
 static uint32_t default_codec(const source_info *in)
 {
     (void)in;
@@ -370,6 +376,14 @@ static void pool_stop(packer *pk)
 /* Most bytes of samples held for dictionary training. */
 #define DICT_TRAIN_BUDGET (64u << 20)
 
+/* No dictionary for samples averaging more than this. A dictionary pays
+ * for small images (Fashion-MNIST: 784-byte samples, ratio 1.70 with one)
+ * but not for photos: on 300 crops of the plasma-workspace-wallpapers
+ * photographs (shorter side 256..512, 270 KB zstd-9 records) a 64 KiB
+ * dictionary trained on 100 of them made the other 200 0.84 % smaller,
+ * not worth its training time and the memory it holds. */
+#define DICT_MAX_MEAN_SAMPLE (64u << 10)
+
 /* Trains the dictionary on samples at an even stride over split 0, each
  * at its own size: up to CODEC_DICT_SAMPLES of them within
  * DICT_TRAIN_BUDGET bytes. */
@@ -561,7 +575,8 @@ static int run(packer *pk, const char *out, const packer_config *cfg,
     pack_writer *pw = NULL;
     double td = now_s();
     int rc = 0;
-    if (pk->codec == CODEC_ZSTD && cfg->dict_bytes > 0) {
+    if (pk->codec == CODEC_ZSTD && cfg->dict_bytes > 0 &&
+        pk->mean_sample <= DICT_MAX_MEAN_SAMPLE) {
         rc = train_dict(pk, cfg->dict_bytes, &dict, &dict_len, err);
         if (rc == 0 && dict_len > 0)
             rc = codec_cdict_create(dict, dict_len, cfg->level, &cdict, err);
@@ -614,16 +629,19 @@ static int plan(packer *pk, const packer_config *cfg, st_error *err)
                          "channels; this source has %u (give --channels 1 "
                          "or 3, or another codec)", in->channels);
     pk->max_h = pk->max_w = 0;
+    uint64_t total = 0, n = 0;
     for (uint32_t s = 0; s < in->nsplits; s++)
-        for (uint64_t i = 0; i < in->splits[s].count; i++) {
+        for (uint64_t i = 0; i < in->splits[s].count; i++, n++) {
             uint32_t h, w;
             sample_size(pk, (int)s, i, &h, &w);
+            total += (uint64_t)h * w * in->channels;
             if (pk->max_h && (h != pk->max_h || w != pk->max_w))
                 pk->variable = 1;
             if (h > pk->max_h) pk->max_h = h;
             if (w > pk->max_w) pk->max_w = w;
         }
     if (pk->max_h == 0) pk->max_h = in->height, pk->max_w = in->width;
+    pk->mean_sample = n ? total / n : 0;
     pk->stats_split = 0;
     for (uint32_t s = 0; s < in->nsplits; s++)
         if (strcmp(in->splits[s].name, "train") == 0) pk->stats_split = (int)s;

@@ -74,7 +74,8 @@ void packer_config_default(packer_config *cfg);
  * its pixels (a PNG or JPEG file needing no resize, rotation or colour
  * conversion) they are stored unchanged. The manifest gets the exact
  * per-channel mean and std of the "train" split (else the first split),
- * from uint64 sums over every pixel, whatever the thread count.
+ * from uint64 sums over every pixel, whatever the thread count (the
+ * source's pixels: for samples the jpeg codec encodes, before its loss).
  * On any failure nothing is left at out (the temporary
  * directory is removed) and err names the file and the problem; a cancel
  * returns ST_ECLOSED.

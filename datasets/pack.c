@@ -252,3 +252,64 @@ const void *pack_dict(const pack *p, size_t *len)
     *len = p->dict_len;
     return p->dict;
 }
+
+/* ---- sizes ------------------------------------------------------------- */
+
+/* Exact min / median / max of a split's H, W and H*W without holding a
+ * value per record: H and W are u16, so a histogram each; the pixel count
+ * (up to 32 bits) by a two-pass radix select (histogram of the top 16
+ * bits, then of the low 16 bits within the median's top bin). The median
+ * is the lower one: element (n-1)/2 in sorted order. */
+static uint32_t hist_select(const uint64_t *hist, uint64_t rank)
+{
+    uint64_t seen = 0;
+    for (uint32_t v = 0; v < 65536; v++) {
+        seen += hist[v];
+        if (seen > rank) return v;
+    }
+    return 65535;
+}
+
+int pack_split_sizes(const pack *p, int s, pack_size_summary *out,
+                     st_error *err)
+{
+    uint64_t *hist = calloc(4 * 65536, sizeof *hist); /* H, W, top, low */
+    if (hist == NULL)
+        return st_seterr(err, ST_ENOMEM, "%s: out of memory for size "
+                         "histograms", p->dir);
+    uint64_t n = pack_split_samples(p, s), rank = n ? (n - 1) / 2 : 0;
+    uint32_t ns = pack_split_nshards(p, s);
+    for (int k = 0; k < 3; k++) out->min[k] = UINT32_MAX, out->max[k] = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (uint32_t k = 0; k < ns; k++) {
+            const shard *sh = pack_shard(p, s, k);
+            for (uint64_t r = 0; r < shard_count(sh); r++) {
+                const shard_entry *e = shard_entry_at(sh, r);
+                uint32_t v[3] = {e->height, e->width,
+                                 (uint32_t)e->height * e->width};
+                if (pass == 1) {
+                    if (v[2] >> 16 == out->med[2])
+                        hist[3 * 65536 + (v[2] & 0xffff)]++;
+                    continue;
+                }
+                for (int j = 0; j < 3; j++) {
+                    if (v[j] < out->min[j]) out->min[j] = v[j];
+                    if (v[j] > out->max[j]) out->max[j] = v[j];
+                }
+                hist[v[0]]++;
+                hist[65536 + v[1]]++;
+                hist[2 * 65536 + (v[2] >> 16)]++;
+            }
+        }
+        if (pass == 0) {
+            out->med[0] = hist_select(hist, rank);
+            out->med[1] = hist_select(hist + 65536, rank);
+            out->med[2] = hist_select(hist + 2 * 65536, rank); /* top bits */
+        }
+    }
+    uint64_t below = 0; /* records whose top bits are under the median's */
+    for (uint32_t v = 0; v < out->med[2]; v++) below += hist[2 * 65536 + v];
+    out->med[2] = out->med[2] << 16 | hist_select(hist + 3 * 65536, rank - below);
+    free(hist);
+    return 0;
+}

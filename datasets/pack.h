@@ -4,7 +4,8 @@
  * defines: pack_open, pack_close, pack_manifest, pack_split_find,
  *          pack_split_samples, pack_locate, pack_shard, pack_read_record,
  *          pack_ddict, pack_sample_bytes, pack_max_sample_bytes,
- *          pack_is_variable, pack_index_memory, pack_dict,
+ *          pack_is_variable, pack_index_memory, pack_split_sizes,
+ *          pack_dict,
  *          pack_writer_open, pack_writer_begin_split, pack_writer_add,
  *          pack_writer_end_split, pack_writer_set_stats,
  *          pack_writer_commit, pack_writer_abort
@@ -62,6 +63,17 @@ size_t pack_max_sample_bytes(const pack *p);
 /* 1 when samples have different sizes (each entry's height and width
  * say which); 0 when every sample is (H, W, C). */
 int pack_is_variable(const pack *p);
+
+/* Exact min, median (the lower one: element (n-1)/2 in sorted order) and
+ * max of a split's image heights, widths and pixel counts (H*W), from the
+ * index alone: two passes over it, O(1) memory (histograms). */
+typedef struct pack_size_summary {
+    uint32_t min[3], med[3], max[3]; /* [0] H, [1] W, [2] H*W */
+} pack_size_summary;
+
+/* @return 0 or ST_ENOMEM. */
+int pack_split_sizes(const pack *p, int split, pack_size_summary *out,
+                     st_error *err);
 
 /* Anonymous memory the open pack holds for indexes: 24 bytes a record of
  * version-1 shards; version-2 indexes cost none (mapped). */

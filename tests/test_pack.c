@@ -520,6 +520,65 @@ static void test_verify_corrupt_jpeg(void **state)
     print_message("verify: %s\n", err.msg);
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* pack_split_sizes (packinfo's sizes line) against a sort of every size. */
+static void test_split_sizes(void **state)
+{
+    fx *f = *state;
+    write_direct(f->pack, CODEC_RAW, 1, 1, 0);
+    uint32_t v[3][VN];
+    for (uint64_t i = 0; i < VN; i++) {
+        v_size(1, i, &v[0][i], &v[1][i]);
+        v[2][i] = v[0][i] * v[1][i];
+    }
+    pack *p = NULL;
+    st_error err = {0};
+    assert_int_equal(pack_open(f->pack, &p, &err), 0);
+    pack_size_summary z;
+    assert_int_equal(pack_split_sizes(p, 0, &z, &err), 0);
+    for (int k = 0; k < 3; k++) {
+        qsort(v[k], VN, sizeof v[k][0], cmp_u32);
+        assert_int_equal(z.min[k], v[k][0]);
+        assert_int_equal(z.med[k], v[k][(VN - 1) / 2]);
+        assert_int_equal(z.max[k], v[k][VN - 1]);
+    }
+    pack_close(p);
+    /* sizes whose pixel counts span many 65536-wide bins (the radix
+     * select's second pass), in 1-byte records: nothing is decoded */
+    enum { N = 1001 };
+    static uint32_t b[3][N];
+    pack_writer_config wc = {.codec = CODEC_RAW, .height = 4000, .width = 3000,
+                             .channels = 1, .variable = 1, .force = 1};
+    pack_writer *w = NULL;
+    assert_int_equal(pack_writer_open(f->pack, &wc, &w, &err), 0);
+    assert_int_equal(pack_writer_begin_split(w, "train", &err), 0);
+    uint32_t x = 7;
+    for (int i = 0; i < N; i++) {
+        x = x * 1103515245u + 12345u;
+        b[0][i] = 1 + (x >> 8) % 4000;
+        x = x * 1103515245u + 12345u;
+        b[1][i] = 1 + (x >> 8) % 3000;
+        b[2][i] = b[0][i] * b[1][i];
+        uint8_t byte = 1;
+        assert_int_equal(pack_writer_add(w, &byte, 1, 0, b[0][i], b[1][i], &err), 0);
+    }
+    assert_int_equal(pack_writer_commit(w, &err), 0);
+    assert_int_equal(pack_open(f->pack, &p, &err), 0);
+    assert_int_equal(pack_split_sizes(p, 0, &z, &err), 0);
+    for (int k = 0; k < 3; k++) {
+        qsort(b[k], N, sizeof b[k][0], cmp_u32);
+        assert_int_equal(z.min[k], b[k][0]);
+        assert_int_equal(z.med[k], b[k][(N - 1) / 2]);
+        assert_int_equal(z.max[k], b[k][N - 1]);
+    }
+    pack_close(p);
+}
+
 /* A version-1 pack streams through the loader exactly as before. */
 static void test_v1_loader(void **state)
 {
@@ -736,7 +795,7 @@ int main(void)
         T(test_var_raw), T(test_var_zstd), T(test_var_png), T(test_var_jpeg),
         T(test_var_jpeg_gray), T(test_v1_loader), T(test_var_loader_refuses),
         T(test_writer_sizes), T(test_channel_stats),
-        T(test_verify_corrupt_jpeg),
+        T(test_verify_corrupt_jpeg), T(test_split_sizes),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

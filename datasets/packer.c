@@ -83,6 +83,7 @@ void packer_config_default(packer_config *cfg)
     memset(cfg, 0, sizeof *cfg);
     cfg->codec = -1;
     cfg->level = PACKER_DEFAULT_LEVEL;
+    cfg->quality = PACKER_DEFAULT_QUALITY;
     cfg->shard_bytes = 64u << 20;
     cfg->dict_bytes = PACKER_DEFAULT_DICT_BYTES;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -95,14 +96,15 @@ static int encode_one(worker *w, int split, uint64_t i, uint8_t *slot,
                       uint32_t *len, int32_t *label, st_error *err)
 {
     packer *pk = w->pk;
-    const uint8_t *png = NULL, *out;
-    size_t png_len = 0, out_len;
+    const uint8_t *out;
+    size_t out_len;
+    source_native nat = {NULL, 0, 0};
     int want_png = pk->codec == CODEC_PNG && pk->info->png_native;
     ST_TRY(source_read(pk->src, split, i, w->sc, w->pixels, label,
-                       want_png ? &png : NULL, &png_len, err));
-    if (png != NULL && png_len <= pk->slot) {
-        out = png;
-        out_len = png_len;
+                       want_png ? &nat : NULL, err));
+    if (nat.bytes != NULL && nat.codec == CODEC_PNG && nat.len <= pk->slot) {
+        out = nat.bytes;
+        out_len = nat.len;
     } else {
         ST_TRY(codec_encode(w->enc, w->pixels, &out, &out_len, err));
     }
@@ -293,7 +295,7 @@ static int train_dict(packer *pk, size_t cap, void **dict, size_t *len,
                           : st_seterr(err, ST_ENOMEM, "out of memory");
     for (uint64_t i = 0; rc == 0 && i < take; i++)
         rc = source_read(pk->src, 0, i * n / take, sc,
-                         buf + i * pk->sample_bytes, &label, NULL, NULL, err);
+                         buf + i * pk->sample_bytes, &label, NULL, err);
     if (rc == 0)
         rc = codec_train_dict(buf, take, pk->sample_bytes, *dict, cap, len, err);
     source_scratch_destroy(sc);
@@ -466,6 +468,12 @@ int packer_run(const char *src_path, const char *out,
     ST_TRY(check_config(cfg, err));
     source *src = NULL;
     ST_TRY(source_open(src_path, &cfg->source, &src, err));
+    if (source_info_of(src)->variable) { /* until the format holds them */
+        st_seterr(err, ST_EFORMAT, "%s: images differ in size and this pack "
+                  "format holds one size (use --resize WxH)", src_path);
+        source_close(src);
+        return ST_EFORMAT;
+    }
     packer pk = {.src = src, .info = source_info_of(src), .cancel = cfg->cancel};
     pk.codec = cfg->codec < 0 ? CODEC_ZSTD : (uint32_t)cfg->codec;
     pk.sample_bytes = (size_t)pk.info->height * pk.info->width *

@@ -17,6 +17,7 @@
 
 #define PACKER_DEFAULT_DICT_BYTES (64u << 10)
 #define PACKER_DEFAULT_LEVEL 9
+#define PACKER_DEFAULT_QUALITY 90
 
 typedef struct packer_progress {
     const char *split;       /* split being written */
@@ -28,6 +29,7 @@ typedef struct packer_config {
     source_options source;
     int codec;               /* CODEC_*; -1 picks zstd */
     int level;               /* zstd level (1..22) */
+    int quality;             /* jpeg codec: libjpeg quality 1..100 */
     uint64_t shard_bytes;    /* 0: 64 MiB */
     size_t dict_bytes;       /* zstd dictionary size; 0: none */
     int threads;             /* >= 1 */

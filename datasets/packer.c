@@ -44,13 +44,6 @@ typedef struct chunk {
     uint64_t start, count;
 } chunk;
 
-/* A sample's bytes as the source file holds them, when they decode to
- * exactly its pixels (bytes NULL otherwise). */
-typedef struct pk_native {
-    const uint8_t *bytes;
-    size_t len;
-    uint32_t codec;     /* CODEC_* of bytes */
-} pk_native;
 
 typedef struct worker {
     struct packer *pk;
@@ -125,24 +118,16 @@ void packer_config_default(packer_config *cfg)
 static void sample_size(const packer *pk, int split, uint64_t i, uint32_t *h,
                         uint32_t *w)
 {
-    (void)split;
-    (void)i;
-    *h = pk->info->height;
-    *w = pk->info->width;
+    source_sample_size(pk->src, split, i, w, h);
 }
 
 /* Reads sample i into w->pixels; nat gets the file's own bytes when they
  * are in the pack's codec and decode exactly to these pixels. */
 static int read_sample(worker *w, int split, uint64_t i, int32_t *label,
-                       pk_native *nat, st_error *err)
+                       source_native *nat, st_error *err)
 {
-    packer *pk = w->pk;
-    int want = pk->codec == CODEC_PNG && pk->info->png_native;
-    nat->bytes = NULL;
-    nat->len = 0;
-    nat->codec = CODEC_PNG;
-    return source_read(pk->src, split, i, w->sc, w->pixels, label,
-                       want ? &nat->bytes : NULL, &nat->len, err);
+    return source_read(w->pk->src, split, i, w->sc, w->pixels, label, nat,
+                       err);
 }
 
 /* The default codec: jpeg when the samples are JPEG files, else zstd.
@@ -154,8 +139,7 @@ static int read_sample(worker *w, int split, uint64_t i, int32_t *label,
  * and the loader's crop-aware JPEG decode skips most of the 1.18 ms. */
 static uint32_t default_codec(const source_info *in)
 {
-    (void)in;
-    return CODEC_ZSTD;
+    return in->jpeg_native ? CODEC_JPEG : CODEC_ZSTD;
 }
 
 /* ---- workers ----------------------------------------------------------- */
@@ -181,7 +165,7 @@ static int encode_one(worker *w, int split, uint64_t i, uint8_t *slot,
     const uint8_t *out;
     size_t out_len;
     uint32_t h, wd;
-    pk_native nat;
+    source_native nat;
     sample_size(pk, split, i, &h, &wd);
     ST_TRY(read_sample(w, split, i, label, &nat, err));
     if (split == pk->stats_split) add_stats(w, h, wd);
@@ -397,7 +381,7 @@ static int train_dict(packer *pk, size_t cap, void **dict, size_t *len,
     size_t *sizes = malloc((take ? take : 1) * sizeof *sizes);
     uint8_t *buf = malloc(take * pk->sample_bytes + 1);
     int32_t label;
-    pk_native nat;
+    source_native nat;
     *dict = malloc(cap);
     int rc = buf && sizes && *dict ? source_scratch_create(pk->src, &tw.sc, err)
                                    : st_seterr(err, ST_ENOMEM, "out of memory");

@@ -22,7 +22,7 @@ OPT      ?= -O2
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g -Wall -Wextra -Werror -Wno-format-truncation -pthread \
                -MMD -MP -I. -I/usr/include/stb
 CFLAGS   := $(CFLAGS_BASE) $(OPT) -march=x86-64-v2 $(EXTRA_CFLAGS)
-LDLIBS   := -lzstd -lpng -lz -lxxhash -lstb -lopenblas -lm -pthread
+LDLIBS   := -lzstd -lpng -ljpeg -lz -lxxhash -lstb -lopenblas -lm -pthread
 LDFLAGS  :=
 
 BUILD := build
@@ -142,7 +142,7 @@ FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
 
 $(FUZZ_BUILD)/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) $^ -lzstd -lpng -lz -lxxhash -lstb -lm -o $@
+	clang $(FUZZ_CFLAGS) $^ -lzstd -lpng -ljpeg -lz -lxxhash -lstb -lm -o $@
 
 fuzz: $(FUZZ_BINS)
 

@@ -242,10 +242,9 @@ out:
 
 static int cifar_read(const source *s, int split, uint64_t i,
                       source_scratch *sc, uint8_t *pixels, int32_t *label,
-                      const uint8_t **png, size_t *png_len, st_error *err)
+                      source_native *native, st_error *err)
 {
-    (void)png;
-    (void)png_len;
+    (void)native;
     const cifar_impl *im = s->impl;
     const cifar_split *sp = &im->splits[split];
     int k = 0;
@@ -289,7 +288,7 @@ static void cifar_close(source *s)
     s->impl = NULL;
 }
 
-static const source_ops cifar_ops = {cifar_read, cifar_close};
+static const source_ops cifar_ops = {cifar_read, cifar_close, NULL};
 
 int cifar_open(source *s, const char *path, const source_options *opt,
                st_error *err)

@@ -1,4 +1,4 @@
-/* datasets/folder.c — the folder-of-PNGs importer.
+/* datasets/folder.c — the folder-of-images importer (JPEG and PNG).
  *
  * implements: folder_open and its source_ops (see source_impl.h).
  *
@@ -7,22 +7,34 @@
  * Classes are sorted bytewise (strcmp) and a class's index is its position
  * in the sorted union of class names over all splits; files are sorted the
  * same way. Names starting with '.' are ignored everywhere, as are regular
- * files beside the class folders; inside a class folder every entry must be
- * a PNG file (judged by its bytes, not its name).
+ * files beside the class folders. Inside a class folder every entry must
+ * be a JPEG or a PNG file, judged by its first bytes whatever its name
+ * (x.jpg holding HTML, or notes.txt, is refused: "FILE: not a JPEG or PNG
+ * file (starts with 3c 68 74 6d)"), as it always was for PNGs.
  *
- * open reads the first bytes of every file (signature and IHDR), so that a
- * non-PNG, an unreadable file or an image of the wrong size is refused
- * before anything is written. Without resizing all images must share the
- * first image's size. The dataset has 3 channels when any image has colour
- * (RGB, RGBA, palette), else 1; alpha is kept only when the options ask for
- * 4 channels. read loads one file (one read into the scratch),
- * decodes it with pngio_decode straight into the caller's pixels (or into
- * the scratch, then resizes), and offers the file's own bytes when they
- * decode to those pixels with no conversion.
+ * open reads every file's header (PNG: signature and IHDR; JPEG: the
+ * markers up to the first scan, with EXIF orientation, through jpegio), so
+ * that a non-image, an unreadable file, a zero-sized, 12-bit or over
+ * max_pixels image is refused before anything is written, and records each
+ * image's stored size, orientation and final size: the stored size turned
+ * by EXIF orientation (unless no_exif_rotate), then --max-side (area
+ * downscale) or --resize. Images may differ in size: the source is then
+ * variable, its height and width the largest. The dataset has 3 channels
+ * when any image has colour (PNG RGB, RGBA, palette; any JPEG but gray),
+ * else 1; alpha is kept only when the options ask for 4 channels.
+ *
+ * read loads one file (one read into the scratch) and runs: decode at the
+ * stored size (JPEG under max_side: DCT-scaled by 1/2, 1/4 or 1/8 when the
+ * scaled image still covers the final size), EXIF orientation
+ * (jpegio_orient), resize; each stage writes straight into the caller's
+ * pixels when it is the last. The file's own bytes are offered when they
+ * decode to the sample with none of those stages and no colour conversion.
  */
 #include "source_impl.h"
+#include "jpegio.h"
 #include "manifest.h"
 #include "pngio.h"
+#include "shard.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -33,12 +45,25 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define PROBE_BYTES 64 /* signature + IHDR = 33, and a little more */
+/* Bytes of a file read at open: a PNG's IHDR, and a JPEG's markers up to
+ * its first scan unless EXIF thumbnails or ICC profiles push that further
+ * (then the whole file is read). */
+#define PROBE_BYTES (64u << 10)
 #define MAX_SPLITS 3
+
+enum { KIND_PNG = 1, KIND_JPEG = 2 };
 
 typedef struct folder_entry {
     size_t path;             /* offset of the NUL-terminated path in pool */
     int32_t label;
+    uint32_t sw, sh;         /* as stored */
+    uint32_t w, h;           /* the sample's size */
+    uint8_t kind;            /* KIND_* */
+    uint8_t orient;          /* EXIF orientation to apply; 1: none */
+    uint8_t plain;           /* channels the file decodes to with no
+                                conversion (8-bit, no palette, no
+                                interlace; JPEG gray 1, YCbCr/RGB 3), or 0 */
+    uint8_t color;           /* the image has colour */
 } folder_entry;
 
 typedef struct folder_split {
@@ -51,7 +76,8 @@ typedef struct folder_impl {
     size_t pool_len, pool_cap;
     uint32_t nsplits;
     folder_split splits[MAX_SPLITS];
-    int resize;              /* images may differ from (height, width) */
+    uint32_t max_side;       /* the options' */
+    int resize;              /* --resize: stb's default filter */
 } folder_impl;
 
 /* A growable list of malloc'd names. */
@@ -137,57 +163,139 @@ out:
 
 /* ---- the probe pass ------------------------------------------------------- */
 
-/* What open learns while probing, in split/class/file order. */
+/* What open keeps while probing. */
 typedef struct probe_state {
     const source_options *opt;
-    uint64_t nimages;
-    uint32_t w, h;           /* the first image's size */
-    char *first;             /* the first image's path */
-    int any_color;           /* some image is RGB, RGBA or palette */
-    uint64_t max_file;       /* largest file, bytes */
-    uint64_t max_pixels;     /* largest w*h among images that need resizing */
+    uint8_t *buf;            /* (cap) the head of a file, or all of it */
+    size_t cap;
+    jpegio_dec *jpeg;
+    uint64_t max_file;       /* the largest file, bytes */
 } probe_state;
 
-static int probe_file(const char *path, probe_state *ps, st_error *err)
+static int with_file(st_error *err, const char *path, const st_error *inner)
+{
+    return st_seterr(err, inner->code, "%s: %s", path, inner->msg);
+}
+
+/* "FILE: not a JPEG or PNG file (starts with 3c 68 74 6d)" */
+static int not_an_image(const char *path, const uint8_t *b, size_t n,
+                        st_error *err)
+{
+    char hex[16] = "";
+    size_t o = 0;
+    for (size_t i = 0; i < n && i < 4; i++)
+        o += (size_t)snprintf(hex + o, sizeof hex - o, "%s%02x",
+                              i ? " " : "", b[i]);
+    if (n == 0)
+        return st_seterr(err, ST_EFORMAT, "%s: not a JPEG or PNG file "
+                         "(empty)", path);
+    return st_seterr(err, ST_EFORMAT, "%s: not a JPEG or PNG file (starts "
+                     "with %s)", path, hex);
+}
+
+static int probe_png(const char *path, const uint8_t *b, size_t n,
+                     folder_entry *e, st_error *err)
+{
+    pngio_info pi;
+    st_error pe = {0, ""};
+    if (pngio_probe(b, n, &pi, &pe) < 0) return with_file(err, path, &pe);
+    e->kind = KIND_PNG;
+    e->sw = pi.width;
+    e->sh = pi.height;
+    e->orient = 1;
+    e->color = (pi.color_type & PNG_COLOR_MASK_COLOR) != 0;
+    e->plain = pi.bit_depth == 8 && !pi.interlaced &&
+                       pi.color_type != PNG_COLOR_TYPE_PALETTE
+                   ? (uint8_t)pi.channels
+                   : 0;
+    return 0;
+}
+
+/* Reads the JPEG header from the head of the file, or from the whole file
+ * when the head stops before the first scan. */
+static int probe_jpeg(const char *path, int fd, uint64_t size, size_t got,
+                      probe_state *ps, folder_entry *e, st_error *err)
+{
+    jpegio_info ji;
+    st_error je = {0, ""};
+    int rc = jpegio_read_info(ps->jpeg, ps->buf, got, &ji, &je);
+    if (rc == ST_EDECODE && size > got) {
+        if (size > ps->cap) {
+            uint8_t *nb = size <= SIZE_MAX ? realloc(ps->buf, (size_t)size)
+                                           : NULL;
+            if (nb == NULL)
+                return st_seterr(err, ST_ENOMEM, "%s: out of memory for "
+                                 "its %llu bytes", path,
+                                 (unsigned long long)size);
+            ps->buf = nb;
+            ps->cap = (size_t)size;
+        }
+        ssize_t all = pread(fd, ps->buf, (size_t)size, 0);
+        if (all < 0)
+            return st_seterr(err, ST_EIO, "%s: cannot read: %s", path,
+                             strerror(errno));
+        st_clearerr(&je);
+        rc = jpegio_read_info(ps->jpeg, ps->buf, (size_t)all, &ji, &je);
+    }
+    if (rc < 0) return with_file(err, path, &je);
+    e->kind = KIND_JPEG;
+    e->sw = ji.width;
+    e->sh = ji.height;
+    e->orient = ps->opt->no_exif_rotate ? 1 : (uint8_t)ji.orientation;
+    e->color = ji.colorspace != JPEGIO_CS_GRAY;
+    e->plain = ji.colorspace == JPEGIO_CS_GRAY ? 1
+               : ji.colorspace == JPEGIO_CS_YCBCR ||
+                       ji.colorspace == JPEGIO_CS_RGB
+                   ? 3 : 0;
+    return 0;
+}
+
+/* The sample's size: stored size, orientation, then resize or max_side. */
+static void final_size(const source_options *o, folder_entry *e)
+{
+    uint32_t ow, oh;
+    jpegio_oriented_size(e->orient, e->sw, e->sh, &ow, &oh);
+    if (o->resize_w != 0) {
+        e->w = o->resize_w;
+        e->h = o->resize_h;
+        return;
+    }
+    source__max_side(o->max_side, ow, oh, &e->w, &e->h);
+}
+
+static int probe_file(const char *path, probe_state *ps, folder_entry *e,
+                      st_error *err)
 {
     uint64_t size;
     int fd = source__open_regular(path, &size, err);
     if (fd < 0) return fd;
-    uint8_t head[PROBE_BYTES];
-    ssize_t got = pread(fd, head, sizeof head, 0);
-    int e = errno;
-    close(fd);
-    if (got < 0)
-        return st_seterr(err, ST_EIO, "%s: cannot read: %s", path,
-                         strerror(e));
-    pngio_info pi;
-    st_error pe = {0, ""};
-    if (pngio_probe(head, (size_t)got, &pi, &pe) < 0)
-        return st_seterr(err, ST_EFORMAT, "%s: %s", path, pe.msg);
     if (size > ps->max_file) ps->max_file = size;
-    if (ps->nimages++ == 0) {
-        if ((ps->first = strdup(path)) == NULL)
-            return st_seterr(err, ST_ENOMEM, "out of memory");
-        ps->w = pi.width;
-        ps->h = pi.height;
+    ssize_t got = pread(fd, ps->buf, PROBE_BYTES, 0);
+    int rc;
+    if (got < 0) {
+        rc = st_seterr(err, ST_EIO, "%s: cannot read: %s", path,
+                       strerror(errno));
+    } else if (jpegio_is_jpeg(ps->buf, (size_t)got)) {
+        rc = probe_jpeg(path, fd, size, (size_t)got, ps, e, err);
+    } else if (got >= 8 && memcmp(ps->buf, "\x89PNG\r\n\x1a\n", 8) == 0) {
+        rc = probe_png(path, ps->buf, (size_t)got, e, err);
+    } else {
+        rc = not_an_image(path, ps->buf, (size_t)got, err);
     }
-    if (pi.color_type & PNG_COLOR_MASK_COLOR) ps->any_color = 1;
-    const source_options *o = ps->opt;
-    if (o->resize_w == 0 && (pi.width != ps->w || pi.height != ps->h))
-        return st_seterr(err, ST_EFORMAT,
-                         "%s: image is %ux%u but %s is %ux%u (all images "
-                         "must have one size unless resizing)",
-                         path, pi.width, pi.height, ps->first, ps->w, ps->h);
-    if (o->resize_w != 0 && (pi.width != o->resize_w ||
-                             pi.height != o->resize_h)) {
-        uint64_t px = (uint64_t)pi.width * pi.height;
-        if (px > ps->max_pixels) ps->max_pixels = px;
-    }
+    close(fd);
+    if (rc < 0) return rc;
+    uint64_t px = (uint64_t)e->sw * e->sh, lim = ps->opt->max_pixels;
+    if (lim != 0 && px > lim)
+        return st_seterr(err, ST_EFORMAT, "%s: %ux%u = %llu pixels is over "
+                         "--max-pixels %llu (a decompression bomb?)", path,
+                         e->sw, e->sh, (unsigned long long)px,
+                         (unsigned long long)lim);
+    final_size(ps->opt, e);
     return 0;
 }
 
 static int push_entry(folder_impl *im, folder_split *sp, const char *path,
-                      int32_t label, st_error *err)
+                      const folder_entry *fe, st_error *err)
 {
     size_t k = strlen(path) + 1;
     if (im->pool_cap - im->pool_len < k) {
@@ -206,8 +314,8 @@ static int push_entry(folder_impl *im, folder_split *sp, const char *path,
         sp->cap = nc;
     }
     memcpy(im->pool + im->pool_len, path, k);
+    sp->e[sp->n] = *fe;
     sp->e[sp->n].path = im->pool_len;
-    sp->e[sp->n].label = label;
     sp->n++;
     im->pool_len += k;
     return 0;
@@ -222,16 +330,19 @@ static int add_class(folder_impl *im, folder_split *sp, const char *cdir,
     names files = {0};
     int rc = list_dir(cdir, NULL, &files, err);
     if (rc == 0 && files.n == 0)
-        rc = st_seterr(err, ST_EFORMAT, "%s: empty class folder (no PNG "
-                       "files)", cdir);
+        rc = st_seterr(err, ST_EFORMAT, "%s: empty class folder (no JPEG or "
+                       "PNG files)", cdir);
     for (size_t i = 0; rc == 0 && i < files.n; i++) {
         char *p = source__join(cdir, files.v[i]);
         if (p == NULL) {
             rc = st_seterr(err, ST_ENOMEM, "out of memory");
             break;
         }
-        rc = probe_file(p, ps, err);
-        if (rc == 0) rc = push_entry(im, sp, p, label, err);
+        folder_entry e;
+        memset(&e, 0, sizeof e);
+        e.label = label;
+        rc = probe_file(p, ps, &e, err);
+        if (rc == 0) rc = push_entry(im, sp, p, &e, err);
         free(p);
     }
     names_free(&files);
@@ -379,48 +490,109 @@ static int probe_all(source *s, folder_impl *im, layout *L, probe_state *ps,
 
 /* ---- ops ------------------------------------------------------------------ */
 
-static int with_file(st_error *err, const char *path, const st_error *inner)
+/* The DCT scale (1, 2, 4, 8) a JPEG decodes at: the largest whose image,
+ * oriented, still covers the sample, when max_side shrinks it. */
+static int dct_scale(const folder_impl *im, const folder_entry *e)
 {
-    return st_seterr(err, inner->code, "%s: %s", path, inner->msg);
+    if (e->kind != KIND_JPEG || im->max_side == 0 || im->resize) return 1;
+    uint32_t tw, th; /* the sample's size in stored orientation */
+    jpegio_oriented_size(e->orient, e->w, e->h, &tw, &th);
+    int s = 8;
+    while (s > 1 && (jpegio_scaled(e->sw, s) < tw ||
+                     jpegio_scaled(e->sh, s) < th))
+        s /= 2;
+    return s;
+}
+
+/* Decodes the file (len bytes in sc->file) at 1/scale to (dh, dw, c) at
+ * dst, dst holding exactly that; the file must still be what open saw. */
+static int decode_file(const source_info *in, source_scratch *sc,
+                       const folder_entry *e, const char *path, size_t len,
+                       int scale, uint8_t *dst, uint32_t dw, uint32_t dh,
+                       st_error *err)
+{
+    int c = (int)in->channels;
+    st_error de = {0, ""};
+    int is_jpeg = jpegio_is_jpeg(sc->file, len);
+    if (is_jpeg != (e->kind == KIND_JPEG))
+        return st_seterr(err, ST_EFORMAT, "%s: was a %s file when the "
+                         "source was opened", path,
+                         e->kind == KIND_JPEG ? "JPEG" : "PNG");
+    if (!is_jpeg) {
+        if (pngio_decode(sc->file, len, dw, dh, c, dst, &de) < 0)
+            return with_file(err, path, &de);
+        return 0;
+    }
+    jpegio_info ji;
+    if (jpegio_read_info(sc->jpeg, sc->file, len, &ji, &de) < 0)
+        return with_file(err, path, &de);
+    if (ji.width != e->sw || ji.height != e->sh)
+        return st_seterr(err, ST_EFORMAT, "%s: image is %ux%u, expected "
+                         "%ux%u", path, ji.width, ji.height, e->sw, e->sh);
+    int jc = c == 1 ? 1 : 3;
+    uint32_t gw, gh;
+    if (jpegio_decode(sc->jpeg, sc->file, len, scale, jc, dst,
+                      (size_t)dw * jc, (size_t)dw * dh * jc, &gw, &gh,
+                      &de) < 0)
+        return with_file(err, path, &de);
+    if (c == 4) /* RGB to RGBA in place, from the end */
+        for (size_t i = (size_t)dw * dh; i-- > 0;) {
+            uint8_t r = dst[3 * i], g = dst[3 * i + 1], b = dst[3 * i + 2];
+            dst[4 * i] = r, dst[4 * i + 1] = g, dst[4 * i + 2] = b;
+            dst[4 * i + 3] = 255;
+        }
+    return 0;
 }
 
 static int folder_read(const source *s, int split, uint64_t i,
                        source_scratch *sc, uint8_t *pixels, int32_t *label,
-                       const uint8_t **png, size_t *png_len, st_error *err)
+                       source_native *native, st_error *err)
 {
     const folder_impl *im = s->impl;
     const folder_entry *e = &im->splits[split].e[i];
     const char *path = im->pool + e->path;
-    const source_info *in = &s->info;
-    size_t len;
+    size_t c = s->info.channels, len;
     ST_TRY(source__read_file(path, sc, &len, err));
-    pngio_info pi;
-    st_error pe = {0, ""};
-    if (pngio_probe(sc->file, len, &pi, &pe) < 0)
-        return with_file(err, path, &pe);
-    int c = (int)in->channels;
-    int same = pi.width == in->width && pi.height == in->height;
-    if (same || !im->resize) {
-        if (pngio_decode(sc->file, len, in->width, in->height, c, pixels,
-                         &pe) < 0)
-            return with_file(err, path, &pe);
-    } else {
-        size_t n = (size_t)pi.width * pi.height * (size_t)c;
+    int scale = dct_scale(im, e);
+    uint32_t dw = jpegio_scaled(e->sw, scale), dh = jpegio_scaled(e->sh, scale);
+    uint32_t ow, oh;
+    jpegio_oriented_size(e->orient, dw, dh, &ow, &oh);
+    int orient = e->orient != 1, resize = ow != e->w || oh != e->h;
+    size_t n = (size_t)dw * dh * c;
+    uint8_t *cur = pixels;
+    if (orient || resize) {
         ST_TRY(source__scratch_conv(sc, n, err));
-        if (pngio_decode(sc->file, len, pi.width, pi.height, c, sc->conv,
-                         &pe) < 0)
-            return with_file(err, path, &pe);
-        ST_TRY(source__resize(sc->conv, pi.width, pi.height, pixels,
-                              in->width, in->height, in->channels, path,
-                              err));
+        cur = sc->conv;
     }
+    ST_TRY(decode_file(&s->info, sc, e, path, len, scale, cur, dw, dh, err));
+    if (orient) {
+        uint8_t *dst = pixels;
+        if (resize) {
+            ST_TRY(source__scratch_conv2(sc, n, err));
+            dst = sc->conv2;
+        }
+        jpegio_orient(e->orient, cur, dw, dh, (int)c, dst);
+        cur = dst;
+    }
+    if (resize)
+        ST_TRY(source__resize(cur, ow, oh, pixels, e->w, e->h, (uint32_t)c,
+                              !im->resize, path, err));
     *label = e->label;
-    if (png != NULL && same && pi.bit_depth == 8 && pi.channels == c &&
-        !pi.interlaced && pi.color_type != PNG_COLOR_TYPE_PALETTE) {
-        *png = sc->file;
-        *png_len = len;
+    if (native != NULL && e->plain == c && !orient && !resize &&
+        scale == 1) {
+        native->bytes = sc->file;
+        native->len = len;
+        native->codec = e->kind == KIND_JPEG ? CODEC_JPEG : CODEC_PNG;
     }
     return 0;
+}
+
+static void folder_size(const source *s, int split, uint64_t i, uint32_t *w,
+                        uint32_t *h)
+{
+    const folder_impl *im = s->impl;
+    *w = im->splits[split].e[i].w;
+    *h = im->splits[split].e[i].h;
 }
 
 static void folder_close(source *s)
@@ -433,7 +605,46 @@ static void folder_close(source *s)
     s->impl = NULL;
 }
 
-static const source_ops folder_ops = {folder_read, folder_close};
+static const source_ops folder_ops = {folder_read, folder_close, folder_size};
+
+/* Sets the shape and the scratch sizes from every entry's: the largest
+ * sample, and the largest decoded image among those that pass through
+ * the scratch on their way to the pixels. */
+static void set_shape(source *s, folder_impl *im, const source_options *opt)
+{
+    source_info *in = &s->info;
+    int any_color = 0, any_jpeg = 0, any_png = 0;
+    uint64_t conv = 0, conv2 = 0, big = 0;
+    uint32_t w0 = 0, h0 = 0;
+    for (uint32_t j = 0; j < im->nsplits; j++)
+        for (uint64_t k = 0; k < im->splits[j].n; k++) {
+            const folder_entry *e = &im->splits[j].e[k];
+            if (j == 0 && k == 0) w0 = e->w, h0 = e->h;
+            if (e->w != w0 || e->h != h0) in->variable = 1;
+            if (e->w > in->width) in->width = e->w;
+            if (e->h > in->height) in->height = e->h;
+            uint64_t px = (uint64_t)e->w * e->h, st = (uint64_t)e->sw * e->sh;
+            if (px > big) big = px;
+            any_color |= e->color;
+            any_jpeg |= e->kind == KIND_JPEG;
+            any_png |= e->kind == KIND_PNG;
+            uint32_t ow, oh;
+            jpegio_oriented_size(e->orient, e->sw, e->sh, &ow, &oh);
+            int orient = e->orient != 1;
+            int resize = ow != e->w || oh != e->h;
+            if ((orient || resize) && st > conv) conv = st;
+            if (orient && resize && st > conv2) conv2 = st;
+        }
+    in->channels = opt->channels ? (uint32_t)opt->channels : any_color ? 3 : 1;
+    in->max_sample_bytes = big * in->channels;
+    in->png_native = any_png;
+    in->jpeg_native = any_jpeg;
+    s->native_w = in->width;
+    s->native_h = in->height;
+    s->native_c = in->channels;
+    s->scratch_conv = (size_t)(conv * in->channels);
+    s->scratch_conv2 = (size_t)(conv2 * in->channels);
+}
 
 int folder_open(source *s, const char *path, const source_options *opt,
                 st_error *err)
@@ -443,22 +654,29 @@ int folder_open(source *s, const char *path, const source_options *opt,
     s->impl = im;
     s->ops = &folder_ops;
     im->resize = opt->resize_w != 0;
+    im->max_side = opt->max_side;
     layout L;
     memset(&L, 0, sizeof L);
     probe_state ps = {.opt = opt};
-    int rc = find_splits(path, &L, err);
+    int rc = 0;
+    if ((ps.buf = malloc(PROBE_BYTES)) == NULL)
+        rc = st_seterr(err, ST_ENOMEM, "out of memory");
+    ps.cap = PROBE_BYTES;
+    st_error je = {0, ""};
+    if (rc == 0 && jpegio_dec_create(&ps.jpeg, &je) < 0)
+        rc = st_seterr(err, je.code, "%s: %s", path, je.msg);
+    if (rc == 0) rc = find_splits(path, &L, err);
     if (rc == 0) rc = find_classes(path, &L, err);
     if (rc == 0) rc = probe_all(s, im, &L, &ps, err);
     if (rc == 0)
         rc = source__set_classes(s, (const char *const *)L.all.v,
                                  (uint32_t)L.all.n, err);
     if (rc == 0) {
-        source__set_shape(s, opt, ps.w, ps.h, ps.any_color ? 3 : 1);
+        set_shape(s, im, opt);
         s->scratch_file = (size_t)ps.max_file;
-        s->scratch_conv = (size_t)ps.max_pixels * s->info.channels;
-        s->info.png_native = 1;
     }
-    free(ps.first);
+    jpegio_dec_destroy(ps.jpeg);
+    free(ps.buf);
     layout_free(&L);
     return rc;
 }

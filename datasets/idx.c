@@ -469,10 +469,9 @@ static int set_classes(source *s, const idx_impl *im, const char *path,
 
 static int idx_read(const source *s, int split, uint64_t i,
                     source_scratch *sc, uint8_t *pixels, int32_t *label,
-                    const uint8_t **png, size_t *png_len, st_error *err)
+                    source_native *native, st_error *err)
 {
-    (void)png;
-    (void)png_len;
+    (void)native;
     const idx_impl *im = s->impl;
     const idx_split *sp = &im->splits[split];
     size_t n = (size_t)im->rows * im->cols;
@@ -495,7 +494,7 @@ static void idx_close(source *s)
     s->impl = NULL;
 }
 
-static const source_ops idx_ops = {idx_read, idx_close};
+static const source_ops idx_ops = {idx_read, idx_close, NULL};
 
 int idx_open(source *s, const char *path, const source_options *opt,
              st_error *err)

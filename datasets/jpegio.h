@@ -4,9 +4,9 @@
  *
  * defines: jpegio_is_jpeg, jpegio_info, jpegio_read_info, jpegio_dec_create,
  *          jpegio_dec_destroy, jpegio_decode, jpegio_region, jpegio_decoded,
- *          jpegio_decode_region, jpegio_enc_create, jpegio_enc_destroy,
- *          jpegio_encode, jpegio_orient, jpegio_oriented_size,
- *          jpegio_scaled
+ *          jpegio_decode_region, jpegio_region_cap, jpegio_enc_create,
+ *          jpegio_enc_destroy, jpegio_encode, jpegio_orient,
+ *          jpegio_oriented_size, jpegio_scaled
  *
  * Contract:
  * - One jpegio_dec / jpegio_enc per thread. Each owns one libjpeg object,
@@ -22,6 +22,10 @@
  *   replicates; YCbCr / RGB to 1 channel uses ITU-R BT.601 rounded as PIL's
  *   convert("L") (pngio_luma); Adobe CMYK / YCCK (inverted, as Photoshop
  *   writes them) go to RGB as PIL does: R = C*K/255 on the stored values.
+ * - Deterministic: an image decodes to the same pixels whatever the
+ *   handle decoded before (no table of an earlier image is ever used) and
+ *   whether whole or as a region (block smoothing, which reads blocks a
+ *   crop does not decode, is off).
  * - Messages carry no file name: the caller adds file, shard and record.
  * - Apart from libjpeg's own per-image pools (allocated by libjpeg inside
  *   jpeg_start_decompress and released at jpeg_abort, bounded by the image
@@ -111,6 +115,14 @@ typedef struct jpegio_decoded {
 int jpegio_decode_region(jpegio_dec *d, const void *buf, size_t len,
                          const jpegio_region *r, int channels, uint8_t *dst,
                          size_t cap, jpegio_decoded *out, st_error *err);
+
+/* The most bytes jpegio_decode_region writes for r: the scaled region,
+ * widened by the crop's margin (a column each side, 9 columns at least)
+ * and its left edge rounded down to an iMCU column, times channels.
+ * Every pixel of the requested region equals a full decode's at the same
+ * scale; the block's columns outside it may not (libjpeg's upsampler sees
+ * an edge there). */
+size_t jpegio_region_cap(const jpegio_region *r, int channels);
 
 typedef struct jpegio_enc jpegio_enc;
 

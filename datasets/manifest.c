@@ -66,16 +66,16 @@ int manifest_valid_class_name(const char *s)
     return 1;
 }
 
-static const char *const codec_names[] = {"raw", "zstd", "png"};
+static const char *const codec_names[] = {"raw", "zstd", "png", "jpeg"};
 
 const char *manifest_codec_name(uint32_t codec)
 {
-    return codec <= CODEC_PNG ? codec_names[codec] : "unknown";
+    return codec <= CODEC_JPEG ? codec_names[codec] : "unknown";
 }
 
 int manifest_codec_parse(const char *s)
 {
-    for (int i = 0; i <= CODEC_PNG; i++)
+    for (int i = 0; i <= CODEC_JPEG; i++)
         if (strcmp(s, codec_names[i]) == 0) return i;
     return -1;
 }
@@ -166,30 +166,106 @@ static int parse_word(const char **s, char *dst, size_t cap)
     return 0;
 }
 
-static int parse_header(cursor *c, manifest *m, st_error *err)
+/* A decimal "D+[.D+]" in 0..max (channel statistics). Strict, so that
+ * what parses formats back to the same text. */
+static int parse_fixed(const char **s, double max, double *v)
+{
+    const char *p = *s, *start = p;
+    while (*p >= '0' && *p <= '9') p++;
+    if (p == start || p - start > 3) return -1;
+    if (*p == '.') {
+        const char *f = ++p;
+        while (*p >= '0' && *p <= '9') p++;
+        if (p == f || p - f > 6) return -1;
+    }
+    if (*p != ' ' && *p != '\0') return -1;
+    char tmp[16];
+    memcpy(tmp, start, (size_t)(p - start));
+    tmp[p - start] = '\0';
+    double x = strtod(tmp, NULL);
+    if (!(x >= 0.0 && x <= max)) return -1;
+    *v = x;
+    *s = p + (*p == ' ');
+    return 0;
+}
+
+/* "shape H W C", or in version 2 "shape variable MAXH MAXW C". */
+static int parse_shape(cursor *c, manifest *m, st_error *err)
 {
     const char *r;
     uint64_t a, b, d;
+    const char *what = m->version == 1
+        ? "'shape H W C' (1..65535, 1..65535, 1..4)"
+        : "'shape H W C' or 'shape variable MAXH MAXW C' (1..65535, "
+          "1..65535, 1..4)";
+    ST_TRY(next_line(c, err));
+    if (!(r = keyed(c, "shape"))) return bad(c, err, what);
+    if (m->version >= 2 && strncmp(r, "variable ", 9) == 0) {
+        m->variable = 1;
+        r += 9;
+    }
+    if (parse_u64(&r, &a) || parse_u64(&r, &b) || parse_u64(&r, &d) || *r ||
+        a == 0 || b == 0 || d == 0 || a > 65535 || b > 65535 || d > 4)
+        return bad(c, err, what);
+    m->height = m->max_h = (uint32_t)a;
+    m->width = m->max_w = (uint32_t)b;
+    m->channels = (uint32_t)d;
+    return 0;
+}
+
+/* Version 2: "max-record BYTES" and "channel-stats SPLIT M.. S.." or
+ * "channel-stats none". */
+static int parse_v2_extras(cursor *c, manifest *m, st_error *err)
+{
+    const char *r;
+    uint64_t a;
+    ST_TRY(next_line(c, err));
+    if (!(r = keyed(c, "max-record")) || parse_u64(&r, &a) || *r || a == 0 ||
+        a > (1u << 30))
+        return bad(c, err, "'max-record BYTES' (1..2^30)");
+    m->max_record = a;
+    ST_TRY(next_line(c, err));
+    if (strcmp(c->line, "channel-stats none") == 0) return 0;
+    const char *what = "'channel-stats none' or 'channel-stats SPLIT MEAN.. "
+                       "STD..' (one of each per channel, 0..255)";
+    if (!(r = keyed(c, "channel-stats")) ||
+        parse_word(&r, m->stats_split, sizeof m->stats_split) ||
+        !manifest_valid_split_name(m->stats_split))
+        return bad(c, err, what);
+    for (uint32_t i = 0; i < m->channels; i++)
+        if (parse_fixed(&r, 255.0, &m->mean[i])) return bad(c, err, what);
+    for (uint32_t i = 0; i < m->channels; i++)
+        if (parse_fixed(&r, 255.0, &m->std[i])) return bad(c, err, what);
+    if (*r) return bad(c, err, what);
+    m->has_stats = 1;
+    return 0;
+}
+
+static int parse_header(cursor *c, manifest *m, st_error *err)
+{
+    const char *r;
+    uint64_t a;
     char word[MANIFEST_NAME_MAX];
+    uint32_t max_codec = m->version == 1 ? CODEC_PNG : CODEC_JPEG;
     ST_TRY(next_line(c, err));
     if (!(r = keyed(c, "codec")) || parse_word(&r, word, sizeof word) ||
-        *r || manifest_codec_parse(word) < 0)
-        return bad(c, err, "'codec raw|zstd|png'");
+        *r || manifest_codec_parse(word) < 0 ||
+        (uint32_t)manifest_codec_parse(word) > max_codec)
+        return bad(c, err, m->version == 1 ? "'codec raw|zstd|png'"
+                                           : "'codec raw|zstd|png|jpeg'");
     m->codec = (uint32_t)manifest_codec_parse(word);
     ST_TRY(next_line(c, err));
     if (!(r = keyed(c, "level")) || parse_u64(&r, &a) || *r || a > 22)
         return bad(c, err, "'level N'");
     m->level = (int)a;
-    ST_TRY(next_line(c, err));
-    if (!(r = keyed(c, "shape")) || parse_u64(&r, &a) || parse_u64(&r, &b) ||
-        parse_u64(&r, &d) || *r || a == 0 || b == 0 || d == 0 ||
-        a > 65535 || b > 65535 || d > 4)
-        return bad(c, err, "'shape H W C' (1..65535, 1..65535, 1..4)");
-    m->height = (uint32_t)a, m->width = (uint32_t)b, m->channels = (uint32_t)d;
+    ST_TRY(parse_shape(c, m, err));
     ST_TRY(next_line(c, err));
     if (strcmp(c->line, "dtype uint8") != 0) return bad(c, err, "'dtype uint8'");
     ST_TRY(next_line(c, err));
     if (strcmp(c->line, "label int32") != 0) return bad(c, err, "'label int32'");
+    if (m->version >= 2) ST_TRY(parse_v2_extras(c, m, err));
+    if (m->codec == CODEC_JPEG && m->channels != 1 && m->channels != 3)
+        return bad(c, err, "1 or 3 channels with the jpeg codec");
     return 0;
 }
 
@@ -289,7 +365,7 @@ static int parse_body(cursor *c, manifest *m, st_error *err)
 /* Checks the first line's version, then the checksum over everything
  * before the last line. */
 static int check_envelope(const char *text, size_t len, const char *path,
-                          size_t *body_end, st_error *err)
+                          size_t *body_end, uint32_t *version, st_error *err)
 {
     static const char magic[] = "streamtrain-pack ";
     size_t mlen = sizeof magic - 1;
@@ -303,10 +379,11 @@ static int check_envelope(const char *text, size_t len, const char *path,
     if (i == mlen || i >= len || text[i] != '\n')
         return st_seterr(err, ST_EFORMAT, "%s: line 1: malformed version",
                          path);
-    if (v != MANIFEST_VERSION)
+    if (v < MANIFEST_VERSION_MIN || v > MANIFEST_VERSION)
         return st_seterr(err, ST_EVERSION, "%s: pack format version %lu is "
-                         "not supported (this build reads version %u)", path,
-                         v, MANIFEST_VERSION);
+                         "not supported (this build reads versions %u and %u)",
+                         path, v, MANIFEST_VERSION_MIN, MANIFEST_VERSION);
+    if (version) *version = (uint32_t)v;
     /* last line: "checksum " + 16 hex + "\n" */
     const size_t tail = 9 + 16 + 1;
     if (len < tail + i + 1 || text[len - 1] != '\n' ||
@@ -334,10 +411,11 @@ int manifest_parse(const char *text, size_t len, const char *path,
 {
     *out = NULL;
     size_t body_end = 0;
-    ST_TRY(check_envelope(text, len, path, &body_end, err));
+    uint32_t version = 0;
+    ST_TRY(check_envelope(text, len, path, &body_end, &version, err));
     manifest *m = calloc(1, sizeof *m);
     if (m == NULL) return st_seterr(err, ST_ENOMEM, "%s: out of memory", path);
-    m->version = MANIFEST_VERSION;
+    m->version = version;
     cursor c = {.p = memchr(text, '\n', len) + 1, .end = text + len,
                 .path = path, .lineno = 1};
     int rc = parse_body(&c, m, err);
@@ -381,15 +459,36 @@ static void sb_printf(sbuf *b, const char *fmt, ...)
     }
 }
 
+/* Channel statistics with 4 decimals: far below one pixel level, and the
+ * text parses back to the value it prints. */
+static void format_v2_extras(sbuf *b, const manifest *m)
+{
+    sb_printf(b, "max-record %" PRIu64 "\n", m->max_record);
+    if (!m->has_stats) {
+        sb_printf(b, "channel-stats none\n");
+        return;
+    }
+    sb_printf(b, "channel-stats %s", m->stats_split);
+    for (uint32_t i = 0; i < m->channels; i++) sb_printf(b, " %.4f", m->mean[i]);
+    for (uint32_t i = 0; i < m->channels; i++) sb_printf(b, " %.4f", m->std[i]);
+    sb_printf(b, "\n");
+}
+
 int manifest_format(const manifest *m, char **text, size_t *len,
                     st_error *err)
 {
     sbuf b = {0};
     *text = NULL;
-    sb_printf(&b, "streamtrain-pack %u\ncodec %s\nlevel %d\nshape %u %u %u\n"
-              "dtype uint8\nlabel int32\n", MANIFEST_VERSION,
-              manifest_codec_name(m->codec), m->level, m->height, m->width,
+    if (m->version == 1 && (m->variable || m->codec > CODEC_PNG))
+        return st_seterr(err, ST_EINVAL, "manifest: version 1 holds neither "
+                         "variable shapes nor the %s codec",
+                         manifest_codec_name(m->codec));
+    sb_printf(&b, "streamtrain-pack %u\ncodec %s\nlevel %d\nshape %s%u %u %u\n"
+              "dtype uint8\nlabel int32\n", m->version == 1 ? 1 : MANIFEST_VERSION,
+              manifest_codec_name(m->codec), m->level,
+              m->variable ? "variable " : "", m->height, m->width,
               m->channels);
+    if (m->version != 1) format_v2_extras(&b, m);
     if (m->dict_file[0])
         sb_printf(&b, "dict %s %" PRIu64 " %u %016" PRIx64 "\n", m->dict_file,
                   m->dict_bytes, m->dict_id, m->dict_xxh3);

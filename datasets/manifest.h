@@ -16,7 +16,8 @@
 #include "error.h"
 
 #define MANIFEST_NAME "MANIFEST"
-#define MANIFEST_VERSION 1u
+#define MANIFEST_VERSION 2u      /* written */
+#define MANIFEST_VERSION_MIN 1u  /* oldest read */
 #define MANIFEST_MAX_CLASSES 65536u
 #define MANIFEST_MAX_SPLITS 16u
 #define MANIFEST_NAME_MAX 256u
@@ -37,10 +38,25 @@ typedef struct manifest_split {
 } manifest_split;
 
 typedef struct manifest {
-    uint32_t version;
+    uint32_t version;             /* 1 or 2 (manifest_format writes this
+                                     version's grammar) */
     uint32_t codec;               /* CODEC_* from shard.h */
     int level;                    /* zstd level used (informational) */
+    /* The shape. A fixed-shape pack: every sample is (height, width,
+     * channels). A variable-shape pack (variable = 1, version 2 only):
+     * each record's H and W is in its index entry, and height, width are
+     * the largest (equal to max_h, max_w), so height * width * channels
+     * bounds every decoded sample. */
     uint32_t height, width, channels;
+    int variable;
+    uint32_t max_h, max_w;        /* largest H and W (= height, width) */
+    uint64_t max_record;          /* largest encoded record in bytes;
+                                     version 1: 0 (found from the index) */
+    /* Per-channel mean and standard deviation of the pixel values (0..255)
+     * of one split (normally train), over all its samples' pixels. */
+    int has_stats;
+    char stats_split[64];
+    double mean[4], std[4];       /* (channels) */
     /* dictionary: dict_file[0] == 0 when the codec uses none */
     char dict_file[MANIFEST_NAME_MAX];
     uint64_t dict_bytes;

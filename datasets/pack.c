@@ -32,7 +32,8 @@ struct pack {
     void *dict;              /* (dict_len) raw dictionary bytes */
     size_t dict_len;
     ZSTD_DDict *ddict;
-    size_t max_record;
+    size_t max_record;       /* manifest's (version 2) or largest seen */
+    size_t index_memory;     /* anonymous bytes of copied (v1) indexes */
     pack_split_rt split[MANIFEST_MAX_SPLITS];
 };
 
@@ -104,11 +105,22 @@ static int check_shard(const pack *p, const shard *s, const manifest_shard *ms,
     if (shard_index_xxh3(s) != ms->index_xxh3)
         return st_seterr(err, ST_ECHECKSUM, "%s: index checksum differs from "
                          "the manifest's", path);
+    if (h->version != m->version)
+        return st_seterr(err, ST_EFORMAT, "%s: shard format version %u in a "
+                         "version-%u pack", path, h->version, m->version);
     if (h->codec != m->codec || h->height != m->height ||
         h->width != m->width || h->channels != m->channels ||
         h->dict_id != m->dict_id)
         return st_seterr(err, ST_EFORMAT, "%s: codec, shape or dictionary id "
                          "differs from the manifest's", path);
+    if (!m->variable && !shard_uniform(s))
+        return st_seterr(err, ST_EFORMAT, "%s: an index entry's height or "
+                         "width differs from the fixed shape %ux%u (corrupt "
+                         "index)", path, m->height, m->width);
+    if (m->version >= 2 && shard_max_length(s) > m->max_record)
+        return st_seterr(err, ST_EFORMAT, "%s: a %u-byte record, manifest "
+                         "says at most %llu", path, shard_max_length(s),
+                         (unsigned long long)m->max_record);
     return 0;
 }
 
@@ -126,10 +138,9 @@ static int open_split(pack *p, int si, st_error *err)
         ST_TRY(shard_open(path, &rt->shards[k], err));
         ST_TRY(check_shard(p, rt->shards[k], &ms->shards[k], err));
         rt->first[k + 1] = rt->first[k] + ms->shards[k].records;
-        for (uint64_t i = 0; i < ms->shards[k].records; i++) {
-            size_t len = shard_entry_at(rt->shards[k], i)->length;
-            if (len > p->max_record) p->max_record = len;
-        }
+        size_t len = shard_max_length(rt->shards[k]);
+        if (len > p->max_record) p->max_record = len;
+        p->index_memory += shard_index_memory(rt->shards[k]);
     }
     return 0;
 }
@@ -150,6 +161,7 @@ int pack_open(const char *dir, pack **out, st_error *err)
                        "dictionary", dir);
     for (uint32_t s = 0; rc == 0 && s < p->m->nsplits; s++)
         rc = open_split(p, (int)s, err);
+    if (rc == 0 && p->m->version >= 2) p->max_record = (size_t)p->m->max_record;
     if (rc != 0) {
         pack_close(p);
         return rc;
@@ -224,6 +236,14 @@ size_t pack_sample_bytes(const pack *p)
     return (size_t)p->m->height * p->m->width * p->m->channels;
 }
 
+size_t pack_max_sample_bytes(const pack *p)
+{
+    return (size_t)p->m->max_h * p->m->max_w * p->m->channels;
+}
+
+int pack_is_variable(const pack *p) { return p->m->variable; }
+size_t pack_index_memory(const pack *p) { return p->index_memory; }
+
 size_t pack_max_record(const pack *p) { return p->max_record; }
 const void *pack_ddict(const pack *p) { return p->ddict; }
 
@@ -231,4 +251,65 @@ const void *pack_dict(const pack *p, size_t *len)
 {
     *len = p->dict_len;
     return p->dict;
+}
+
+/* ---- sizes ------------------------------------------------------------- */
+
+/* Exact min / median / max of a split's H, W and H*W without holding a
+ * value per record: H and W are u16, so a histogram each; the pixel count
+ * (up to 32 bits) by a two-pass radix select (histogram of the top 16
+ * bits, then of the low 16 bits within the median's top bin). The median
+ * is the lower one: element (n-1)/2 in sorted order. */
+static uint32_t hist_select(const uint64_t *hist, uint64_t rank)
+{
+    uint64_t seen = 0;
+    for (uint32_t v = 0; v < 65536; v++) {
+        seen += hist[v];
+        if (seen > rank) return v;
+    }
+    return 65535;
+}
+
+int pack_split_sizes(const pack *p, int s, pack_size_summary *out,
+                     st_error *err)
+{
+    uint64_t *hist = calloc(4 * 65536, sizeof *hist); /* H, W, top, low */
+    if (hist == NULL)
+        return st_seterr(err, ST_ENOMEM, "%s: out of memory for size "
+                         "histograms", p->dir);
+    uint64_t n = pack_split_samples(p, s), rank = n ? (n - 1) / 2 : 0;
+    uint32_t ns = pack_split_nshards(p, s);
+    for (int k = 0; k < 3; k++) out->min[k] = UINT32_MAX, out->max[k] = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (uint32_t k = 0; k < ns; k++) {
+            const shard *sh = pack_shard(p, s, k);
+            for (uint64_t r = 0; r < shard_count(sh); r++) {
+                const shard_entry *e = shard_entry_at(sh, r);
+                uint32_t v[3] = {e->height, e->width,
+                                 (uint32_t)e->height * e->width};
+                if (pass == 1) {
+                    if (v[2] >> 16 == out->med[2])
+                        hist[3 * 65536 + (v[2] & 0xffff)]++;
+                    continue;
+                }
+                for (int j = 0; j < 3; j++) {
+                    if (v[j] < out->min[j]) out->min[j] = v[j];
+                    if (v[j] > out->max[j]) out->max[j] = v[j];
+                }
+                hist[v[0]]++;
+                hist[65536 + v[1]]++;
+                hist[2 * 65536 + (v[2] >> 16)]++;
+            }
+        }
+        if (pass == 0) {
+            out->med[0] = hist_select(hist, rank);
+            out->med[1] = hist_select(hist + 65536, rank);
+            out->med[2] = hist_select(hist + 2 * 65536, rank); /* top bits */
+        }
+    }
+    uint64_t below = 0; /* records whose top bits are under the median's */
+    for (uint32_t v = 0; v < out->med[2]; v++) below += hist[2 * 65536 + v];
+    out->med[2] = out->med[2] << 16 | hist_select(hist + 3 * 65536, rank - below);
+    free(hist);
+    return 0;
 }

@@ -69,7 +69,9 @@ static int verify_records(const pack *p, codec_dec *dec, uint8_t *rec,
             for (uint64_t r = 0; r < shard_count(sh); r++) {
                 const shard_entry *en = shard_entry_at(sh, r);
                 int rc = shard_read_record(sh, r, rec, rec_cap, &e);
-                if (rc == 0) rc = codec_decode(dec, rec, en->length, pix, &e);
+                if (rc == 0)
+                    rc = codec_decode(dec, rec, en->length, en->height,
+                                      en->width, pix, &e);
                 if (rc == 0 && (en->label < 0 ||
                                 (m->nclasses && (uint32_t)en->label >= m->nclasses)))
                     rc = st_seterr(&e, ST_EFORMAT, "label %d is not a class "
@@ -93,7 +95,7 @@ int pack_verify(const pack *p, pack_verify_stats *vs, st_error *err)
     codec_shape shape = {m->codec, m->height, m->width, m->channels};
     codec_dec *dec = NULL;
     size_t cap = pack_max_record(p) + 1;
-    uint8_t *rec = malloc(cap), *pix = malloc(pack_sample_bytes(p));
+    uint8_t *rec = malloc(cap), *pix = malloc(pack_max_sample_bytes(p));
     int rc = rec && pix ? codec_dec_create(&shape, pack_ddict(p), &dec, err)
                         : st_seterr(err, ST_ENOMEM, "verify: out of memory");
     /* records first, so that a damaged record is named; then whole files */

@@ -34,6 +34,7 @@ struct pack_writer {
     shard_writer *sw;        /* shard being written, or NULL */
     shard_header hdr;        /* template for every shard */
     uint64_t record_bytes;
+    uint32_t max_record;     /* largest record added */
 };
 
 static void base_name(const char *path, char *out, size_t cap)
@@ -175,7 +176,17 @@ static int write_dict(pack_writer *w, const pack_writer_config *cfg,
 
 static int config_ok(const pack_writer_config *cfg, st_error *err)
 {
-    if (cfg->codec > CODEC_PNG || cfg->height == 0 || cfg->width == 0 ||
+    int v1 = cfg->format_version == 1;
+    if (cfg->format_version != 0 && cfg->format_version != 1)
+        return st_seterr(err, ST_EINVAL, "pack writer: format version %d "
+                         "(writes 1 or 2)", cfg->format_version);
+    if (v1 && (cfg->variable || cfg->codec > CODEC_PNG))
+        return st_seterr(err, ST_EINVAL, "pack writer: format version 1 "
+                         "holds neither variable shapes nor jpeg");
+    if (cfg->codec == CODEC_JPEG && cfg->channels != 1 && cfg->channels != 3)
+        return st_seterr(err, ST_EINVAL, "pack writer: the jpeg codec holds "
+                         "1 or 3 channels, not %u", cfg->channels);
+    if (cfg->codec > CODEC_JPEG || cfg->height == 0 || cfg->width == 0 ||
         cfg->height > 65535 || cfg->width > 65535 || cfg->channels == 0 ||
         cfg->channels > 4 || cfg->nclasses > MANIFEST_MAX_CLASSES ||
         cfg->level < 0 || cfg->level > 22)
@@ -207,12 +218,15 @@ int pack_writer_open(const char *out_dir, const pack_writer_config *cfg,
     base_name(w->out, name, sizeof name);
     w->force = cfg->force;
     w->shard_bytes = cfg->shard_bytes ? cfg->shard_bytes : (64u << 20);
-    w->m.version = MANIFEST_VERSION;
+    w->m.version = cfg->format_version == 1 ? 1 : MANIFEST_VERSION;
     w->m.codec = cfg->codec;
     w->m.level = cfg->level;
-    w->m.height = cfg->height, w->m.width = cfg->width;
+    w->m.height = w->m.max_h = cfg->height;
+    w->m.width = w->m.max_w = cfg->width;
     w->m.channels = cfg->channels;
-    w->hdr = (shard_header){.codec = cfg->codec, .height = cfg->height,
+    w->m.variable = cfg->variable != 0;
+    w->hdr = (shard_header){.version = w->m.version, .codec = cfg->codec,
+                            .height = cfg->height,
                             .width = cfg->width, .channels = cfg->channels,
                             .dtype = DTYPE_U8, .label_type = LABEL_I32};
     int rc = check_out(w->out, w->force, err);
@@ -280,17 +294,50 @@ static int start_shard(pack_writer *w, st_error *err)
 }
 
 int pack_writer_add(pack_writer *w, const void *enc, size_t len,
-                    int32_t label, st_error *err)
+                    int32_t label, uint32_t height, uint32_t width,
+                    st_error *err)
 {
     if (w->cur == NULL)
         return st_seterr(err, ST_EINVAL, "pack writer: add outside a split");
+    if (!w->m.variable && (height != w->m.height || width != w->m.width))
+        return st_seterr(err, ST_EINVAL, "pack writer: split %s, sample %llu "
+                         "is %ux%u (H x W) in a pack of fixed shape %ux%u",
+                         w->cur->name, (unsigned long long)w->cur->samples,
+                         height, width, w->m.height, w->m.width);
+    if (height == 0 || width == 0 || height > w->m.max_h ||
+        width > w->m.max_w)
+        return st_seterr(err, ST_EINVAL, "pack writer: split %s, sample %llu "
+                         "is %ux%u (H x W), outside 1x1..%ux%u", w->cur->name,
+                         (unsigned long long)w->cur->samples, height, width,
+                         w->m.max_h, w->m.max_w);
     if (w->sw != NULL && shard_writer_bytes(w->sw) + len > w->shard_bytes)
         ST_TRY(finish_shard(w, err));
     if (w->sw == NULL) ST_TRY(start_shard(w, err));
-    ST_TRY(shard_writer_add(w->sw, enc, len, label, err));
+    ST_TRY(shard_writer_add(w->sw, enc, len, label, height, width, err));
     w->cur->shards[w->cur->nshards - 1].records++;
     w->cur->samples++;
     w->record_bytes += len;
+    if (len > w->max_record) w->max_record = (uint32_t)len;
+    return 0;
+}
+
+int pack_writer_set_stats(pack_writer *w, const char *split,
+                          const double *mean, const double *std,
+                          st_error *err)
+{
+    if (!manifest_valid_split_name(split))
+        return st_seterr(err, ST_EINVAL, "pack writer: bad split name for "
+                         "channel statistics");
+    for (uint32_t c = 0; c < w->m.channels; c++)
+        if (!(mean[c] >= 0.0 && mean[c] <= 255.0 && std[c] >= 0.0 &&
+              std[c] <= 255.0))
+            return st_seterr(err, ST_EINVAL, "pack writer: channel %u "
+                             "statistics %g, %g are not in 0..255", c,
+                             mean[c], std[c]);
+    snprintf(w->m.stats_split, sizeof w->m.stats_split, "%s", split);
+    memcpy(w->m.mean, mean, w->m.channels * sizeof *mean);
+    memcpy(w->m.std, std, w->m.channels * sizeof *std);
+    w->m.has_stats = 1;
     return 0;
 }
 
@@ -352,6 +399,7 @@ int pack_writer_commit(pack_writer *w, st_error *err)
     if (w->cur != NULL) rc = pack_writer_end_split(w, err);
     if (rc == 0 && w->m.nsplits == 0)
         rc = st_seterr(err, ST_EINVAL, "%s: nothing to write", w->out);
+    w->m.max_record = w->max_record;
     if (rc == 0) rc = manifest_format(&w->m, &text, &len, err);
     if (rc == 0) {
         snprintf(path, sizeof path, "%s/%s", w->tmp, MANIFEST_NAME);

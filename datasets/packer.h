@@ -26,8 +26,11 @@ typedef struct packer_progress {
 
 typedef struct packer_config {
     source_options source;
-    int codec;               /* CODEC_*; -1 picks zstd */
+    int codec;               /* CODEC_*; -1: jpeg for a source whose
+                                samples are JPEG files, else zstd */
     int level;               /* zstd level (1..22) */
+    int quality;             /* jpeg quality (1..100) for the samples the
+                                jpeg codec encodes (not passed through) */
     uint64_t shard_bytes;    /* 0: 64 MiB */
     size_t dict_bytes;       /* zstd dictionary size; 0: none */
     int threads;             /* >= 1 */
@@ -49,14 +52,31 @@ typedef struct packer_stats {
     size_t dict_bytes;       /* 0 when no dictionary */
     double dict_seconds, seconds;
     uint32_t shards;
+    uint32_t codec;          /* CODEC_* written */
+    uint64_t passthrough;    /* records stored as the source file's bytes */
+    uint32_t max_h, max_w;   /* largest sample */
+    int has_stats;           /* channel statistics of split stats_split */
+    char stats_split[64];
+    double mean[4], std[4];  /* per channel, pixel units 0..255 */
     source_info info;        /* copy; classes pointer not valid after run */
 } packer_stats;
 
-/* Sets the defaults: zstd, level PACKER_DEFAULT_LEVEL, 64 MiB shards, a
- * 64 KiB dictionary, threads = online CPUs. */
+#define PACKER_DEFAULT_QUALITY 90
+
+/* Sets the defaults: codec by source (-1), level PACKER_DEFAULT_LEVEL,
+ * quality PACKER_DEFAULT_QUALITY, 64 MiB shards, a 64 KiB dictionary,
+ * threads = online CPUs. */
 void packer_config_default(packer_config *cfg);
 
-/* Packs src into out. On any failure nothing is left at out (the temporary
+/* Packs src into out. Images of different sizes (a variable source) go
+ * into a variable-shape pack, each at its own size. When the source's
+ * bytes of a sample are already in the pack's codec and decode exactly to
+ * its pixels (a PNG or JPEG file needing no resize, rotation or colour
+ * conversion) they are stored unchanged. The manifest gets the exact
+ * per-channel mean and std of the "train" split (else the first split),
+ * from uint64 sums over every pixel, whatever the thread count (the
+ * source's pixels: for samples the jpeg codec encodes, before its loss).
+ * On any failure nothing is left at out (the temporary
  * directory is removed) and err names the file and the problem; a cancel
  * returns ST_ECLOSED.
  * @return 0 or a negative st_errcode. */

@@ -5,11 +5,12 @@
  *
  * Auto-detection: a file is IDX; a directory holding *idx3-ubyte[.gz] is
  * IDX, one holding data_batch_1.bin or test_batch.bin is CIFAR-10, any
- * other directory with a subdirectory is a folder of PNGs, and anything
+ * other directory with a subdirectory is a folder of images, and anything
  * else is refused saying what was looked for.
  */
 #include "source.h"
 #include "source_impl.h"
+#include "jpegio.h"
 #include "pngio.h"
 
 #include <dirent.h>
@@ -77,7 +78,7 @@ static int detect_dir(const char *path, source_format *f, st_error *err)
         return st_seterr(err, ST_EFORMAT, "%s: not a recognised source: no "
                          "IDX images file (train-images-idx3-ubyte[.gz]), no "
                          "CIFAR-10 data_batch_*.bin or test_batch.bin, no "
-                         "class folders of PNG files", path);
+                         "class folders of JPEG or PNG files", path);
     *f = idx ? SOURCE_IDX : cifar ? SOURCE_CIFAR10 : SOURCE_FOLDER;
     return 0;
 }
@@ -112,6 +113,14 @@ static int check_options(const char *path, const source_options *o,
         o->resize_w > SOURCE_MAX_SIDE || o->resize_h > SOURCE_MAX_SIDE)
         return st_seterr(err, ST_EINVAL, "%s: bad resize %ux%u", path,
                          o->resize_w, o->resize_h);
+    if (o->max_side > SOURCE_MAX_SIDE)
+        return st_seterr(err, ST_EINVAL, "%s: max side %u (at most %u)",
+                         path, o->max_side, SOURCE_MAX_SIDE);
+    if (o->max_side != 0 && o->resize_w != 0)
+        return st_seterr(err, ST_EINVAL, "%s: resize %ux%u and max side %u "
+                         "do not combine (resize makes every image exactly "
+                         "its size)", path, o->resize_w, o->resize_h,
+                         o->max_side);
     return 0;
 }
 
@@ -173,10 +182,18 @@ int source_scratch_create(const source *s, source_scratch **out,
     source_scratch *sc = calloc(1, sizeof *sc);
     if (sc == NULL ||
         source__scratch_file(sc, s->scratch_file, NULL) < 0 ||
-        source__scratch_conv(sc, s->scratch_conv, NULL) < 0) {
+        source__scratch_conv(sc, s->scratch_conv, NULL) < 0 ||
+        source__scratch_conv2(sc, s->scratch_conv2, NULL) < 0) {
         source_scratch_destroy(sc);
         return st_seterr(err, ST_ENOMEM, "%s: out of memory for scratch",
                          s->path);
+    }
+    if (s->info.jpeg_native) {
+        st_error je = {0, ""};
+        if (jpegio_dec_create(&sc->jpeg, &je) < 0) {
+            source_scratch_destroy(sc);
+            return st_seterr(err, je.code, "%s: %s", s->path, je.msg);
+        }
     }
     *out = sc;
     return 0;
@@ -185,8 +202,10 @@ int source_scratch_create(const source *s, source_scratch **out,
 void source_scratch_destroy(source_scratch *sc)
 {
     if (sc == NULL) return;
+    jpegio_dec_destroy(sc->jpeg);
     free(sc->file);
     free(sc->conv);
+    free(sc->conv2);
     free(sc);
 }
 
@@ -211,14 +230,18 @@ int source__scratch_conv(source_scratch *sc, size_t n, st_error *err)
     return grow(&sc->conv, &sc->conv_cap, n, err);
 }
 
+int source__scratch_conv2(source_scratch *sc, size_t n, st_error *err)
+{
+    return grow(&sc->conv2, &sc->conv2_cap, n, err);
+}
+
 /* ---- read ----------------------------------------------------------------- */
 
 int source_read(const source *s, int split, uint64_t i, source_scratch *sc,
-                uint8_t *pixels, int32_t *label, const uint8_t **png,
-                size_t *png_len, st_error *err)
+                uint8_t *pixels, int32_t *label, source_native *native,
+                st_error *err)
 {
-    if (png != NULL) *png = NULL;
-    if (png_len != NULL) *png_len = 0;
+    if (native != NULL) memset(native, 0, sizeof *native);
     if (split < 0 || (uint32_t)split >= s->info.nsplits)
         return st_seterr(err, ST_EINVAL, "%s: no split %d", s->path, split);
     if (i >= s->info.splits[split].count)
@@ -227,7 +250,22 @@ int source_read(const source *s, int split, uint64_t i, source_scratch *sc,
                          s->path, s->info.splits[split].name,
                          (unsigned long long)s->info.splits[split].count,
                          (unsigned long long)i);
-    return s->ops->read(s, split, i, sc, pixels, label, png, png_len, err);
+    return s->ops->read(s, split, i, sc, pixels, label, native, err);
+}
+
+void source_sample_size(const source *s, int split, uint64_t i, uint32_t *w,
+                        uint32_t *h)
+{
+    *w = *h = 0;
+    if (split < 0 || (uint32_t)split >= s->info.nsplits ||
+        i >= s->info.splits[split].count)
+        return;
+    if (s->ops->size != NULL) {
+        s->ops->size(s, split, i, w, h);
+        return;
+    }
+    *w = s->info.width;
+    *h = s->info.height;
 }
 
 /* ---- helpers shared with the importers ------------------------------------ */
@@ -241,7 +279,14 @@ void source__set_shape(source *s, const source_options *opt,
     s->native_c = native_c;
     s->info.width = opt->resize_w ? opt->resize_w : native_w;
     s->info.height = opt->resize_h ? opt->resize_h : native_h;
+    if (opt->max_side != 0) {
+        source__max_side(opt->max_side, native_w, native_h, &s->info.width,
+                         &s->info.height);
+        s->area_resize = 1;
+    }
     s->info.channels = opt->channels ? (uint32_t)opt->channels : native_c;
+    s->info.max_sample_bytes = (uint64_t)s->info.width * s->info.height *
+                               s->info.channels;
     int resize = s->info.width != native_w || s->info.height != native_h;
     int conv = s->info.channels != native_c;
     s->scratch_conv = resize && conv ? (size_t)native_w * native_h *
@@ -291,12 +336,32 @@ static void convert(const uint8_t *src, uint32_t cin, uint8_t *dst,
     }
 }
 
+void source__max_side(uint32_t max_side, uint32_t w, uint32_t h,
+                      uint32_t *ow, uint32_t *oh)
+{
+    *ow = w;
+    *oh = h;
+    uint32_t lo = w < h ? w : h, hi = w < h ? h : w;
+    if (max_side == 0 || hi <= max_side) return;
+    /* round(lo * max_side / hi), halves up */
+    uint64_t o = ((uint64_t)lo * max_side * 2 + hi) / (2 * (uint64_t)hi);
+    if (o < 1) o = 1;
+    *ow = w < h ? (uint32_t)o : max_side;
+    *oh = w < h ? max_side : (uint32_t)o;
+    if (w == h) *ow = *oh = max_side;
+}
+
 int source__resize(const uint8_t *src, uint32_t sw, uint32_t sh,
                    uint8_t *dst, uint32_t dw, uint32_t dh, uint32_t c,
-                   const char *file, st_error *err)
+                   int area, const char *file, st_error *err)
 {
-    if (!stbir_resize_uint8(src, (int)sw, (int)sh, 0, dst, (int)dw, (int)dh,
-                            0, (int)c))
+    int ok = area ? stbir_resize_uint8_generic(
+                        src, (int)sw, (int)sh, 0, dst, (int)dw, (int)dh, 0,
+                        (int)c, STBIR_ALPHA_CHANNEL_NONE, 0, STBIR_EDGE_CLAMP,
+                        STBIR_FILTER_BOX, STBIR_COLORSPACE_LINEAR, NULL)
+                  : stbir_resize_uint8(src, (int)sw, (int)sh, 0, dst, (int)dw,
+                                       (int)dh, 0, (int)c);
+    if (!ok)
         return st_seterr(err, ST_ENOMEM,
                          "%s: stbir_resize_uint8 %ux%u -> %ux%u failed "
                          "(out of memory)",
@@ -329,7 +394,8 @@ int source__finish(const source *s, source_scratch *sc, const uint8_t *src,
         src = sc->conv;
     }
     return source__resize(src, s->native_w, s->native_h, dst, in->width,
-                          in->height, in->channels, file, err);
+                          in->height, in->channels, s->area_resize, file,
+                          err);
 }
 
 static const char *file_kind(mode_t m)

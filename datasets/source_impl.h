@@ -5,7 +5,8 @@
  * defines: struct source, struct source_scratch, source_ops,
  *          idx_open, folder_open, cifar_open,
  *          source__set_shape, source__set_classes, source__finish,
- *          source__resize, source__scratch_file, source__read_file,
+ *          source__resize, source__max_side, source__scratch_file,
+ *          source__scratch_conv2, source__read_file,
  *          source__join
  *
  * An importer's *_open fills s->info (format, shape, classes, splits),
@@ -24,12 +25,15 @@
 #include "source.h"
 
 typedef struct source_ops {
-    /* split and i are already checked against info.splits; *png is NULL on
-     * entry when png is non-NULL. */
+    /* split and i are already checked against info.splits; native, when
+     * non-NULL, is cleared on entry. */
     int (*read)(const source *s, int split, uint64_t i, source_scratch *sc,
-                uint8_t *pixels, int32_t *label, const uint8_t **png,
-                size_t *png_len, st_error *err);
+                uint8_t *pixels, int32_t *label, source_native *native,
+                st_error *err);
     void (*close)(source *s); /* frees s->impl, which may be half-built */
+    /* sample i's size (checked like read); NULL: every sample is info's */
+    void (*size)(const source *s, int split, uint64_t i, uint32_t *w,
+                 uint32_t *h);
 } source_ops;
 
 struct source {
@@ -43,6 +47,10 @@ struct source {
     size_t scratch_file;      /* bytes each scratch needs for file data */
     size_t scratch_conv;      /* bytes each scratch needs for converted
                                  pixels awaiting a resize */
+    size_t scratch_conv2;     /* bytes for a second stage (folder: oriented
+                                 pixels awaiting a resize) */
+    int area_resize;          /* the resize comes from max_side: area
+                                 filter (else stb's default, as --resize) */
 };
 
 struct source_scratch {
@@ -50,6 +58,10 @@ struct source_scratch {
     size_t file_cap;
     uint8_t *conv;            /* (conv_cap) pixels before resizing */
     size_t conv_cap;
+    uint8_t *conv2;           /* (conv2_cap) oriented pixels before resizing */
+    size_t conv2_cap;
+    struct jpegio_dec *jpeg;  /* when info.jpeg_native; created with the
+                                 scratch */
 };
 
 int idx_open(source *s, const char *path, const source_options *opt,
@@ -59,8 +71,9 @@ int folder_open(source *s, const char *path, const source_options *opt,
 int cifar_open(source *s, const char *path, const source_options *opt,
                st_error *err);
 
-/* Sets info.width/height/channels from the native shape and the options
- * (resize, channels), and scratch_conv for the conversion pipeline. */
+/* Sets info.width/height/channels (and max_sample_bytes) of a fixed-size
+ * source from the native shape and the options (resize or max_side,
+ * channels), and scratch_conv for the conversion pipeline. */
 void source__set_shape(source *s, const source_options *opt,
                        uint32_t native_w, uint32_t native_h,
                        uint32_t native_c);
@@ -78,11 +91,21 @@ int source__finish(const source *s, source_scratch *sc, const uint8_t *src,
                    uint8_t *dst, const char *file, uint64_t record,
                    st_error *err);
 
-/* Resizes (sh, sw, c) at src to (dh, dw, c) at dst with stb_image_resize.
- * @return 0 or ST_ENOMEM naming file. */
+/* Resizes (sh, sw, c) at src to (dh, dw, c) at dst with stb_image_resize:
+ * area (STBIR_FILTER_BOX) when area, else stb's default filters (what
+ * --resize has always used). @return 0 or ST_ENOMEM naming file. */
 int source__resize(const uint8_t *src, uint32_t sw, uint32_t sh,
                    uint8_t *dst, uint32_t dw, uint32_t dh, uint32_t c,
-                   const char *file, st_error *err);
+                   int area, const char *file, st_error *err);
+
+/* The size max_side gives a w x h image: unchanged when its longer side
+ * is at most max_side (or max_side is 0), else that side max_side and the
+ * other round(side * max_side / long), at least 1. */
+void source__max_side(uint32_t max_side, uint32_t w, uint32_t h,
+                      uint32_t *ow, uint32_t *oh);
+
+/* Makes sure sc->conv2 holds at least n bytes. @return 0 or ST_ENOMEM. */
+int source__scratch_conv2(source_scratch *sc, size_t n, st_error *err);
 
 /* Makes sure sc->conv holds at least n bytes. @return 0 or ST_ENOMEM. */
 int source__scratch_conv(source_scratch *sc, size_t n, st_error *err);

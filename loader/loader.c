@@ -2,7 +2,8 @@
  * start producers), in-order delivery to one consumer, resume state, stats
  * and close at any moment.
  *
- * Arena: everything is allocated in loader_open — the pack and its index,
+ * Arena: everything is allocated in loader_open — the pack (a version-1
+ * index is copied, a version-2 one mapped read-only),
  * the order, the ring (slots x stride through the allocator hook; slot
  * layout in producer.h), one st_error per slot, the producers with their
  * decoder and record buffer, and the shard mappings for LOADER_IO_MMAP.
@@ -145,21 +146,25 @@ static int plan_memory(loader *l, loader_config *cfg, st_error *err)
     const manifest *m = pack_manifest(l->pack);
     uint64_t records = 0;
     for (uint32_t s = 0; s < m->nsplits; s++) records += m->splits[s].samples;
+    /* only copied (version-1) index entries are the loader's own memory;
+     * a version-2 index is mapped read-only (page cache) */
+    uint64_t copied = pack_index_memory(l->pack) / sizeof(shard_entry);
     size_t sb = pack_sample_bytes(l->pack), mr = pack_max_record(l->pack);
     uint64_t fb = split_file_bytes(l);
     if (cfg->io == LOADER_IO_AUTO) {
-        loader_memory with = loader_memory_of(cfg, sb, mr, records, fb);
+        loader_memory with = loader_memory_of(cfg, sb, mr, copied, fb);
         int fits = cfg->host_mem_cap == 0 || with.total <= cfg->host_mem_cap;
         cfg->io = fb <= LOADER_MMAP_AUTO_MAX && fits ? LOADER_IO_MMAP
                                                      : LOADER_IO_PREAD;
     }
-    loader_memory mem = loader_memory_of(cfg, sb, mr, records,
+    loader_memory mem = loader_memory_of(cfg, sb, mr, copied,
                                          cfg->io == LOADER_IO_MMAP ? fb : 0);
     if (cfg->host_mem_cap == 0 || mem.total <= cfg->host_mem_cap) return 0;
     char cap[32], ring_b[32], slot_b[32], scr[32], idx[32], map[32], tot[32];
     return st_seterr(err, ST_ENOMEM, "loader: host memory cap %s (%zu bytes) "
         "is too small: ring %u slots x %s = %s, scratch %u threads = %s, "
-        "index %llu records = %s, mapped shards %s; needed %s (%zu bytes)",
+        "index %llu records = %s copied, mapped shards %s; needed %s (%zu "
+        "bytes)",
         units_format_bytes(cfg->host_mem_cap, cap, sizeof cap),
         cfg->host_mem_cap, cfg->slots,
         units_format_bytes(mem.ring / cfg->slots, slot_b, sizeof slot_b),
@@ -187,6 +192,11 @@ static int open_pack_split(loader *l, const char *dir, const loader_config *cfg,
         return st_seterr(err, ST_ENOTFOUND, "loader: pack %s has no split "
                          "'%s' (it has: %s)", dir, cfg->split, names);
     }
+    if (pack_is_variable(l->pack))
+        return st_seterr(err, ST_EINVAL, "split '%s' holds images of "
+                         "different sizes: give a transform (loader "
+                         "transforms: random-resized-crop, center-crop, "
+                         "resize)", cfg->split);
     snprintf(l->split_name, sizeof l->split_name, "%s", cfg->split);
     l->height = m->height;
     l->width = m->width;

@@ -14,7 +14,9 @@
  *
  * Memory (host): the ring (slots x (B*H*W*C + B*4 + B*8) bytes, through the
  * allocator hook), per producer a record buffer of the pack's largest
- * record plus its decoder context, and the pack's index (24 bytes a record).
+ * record plus its decoder context, and, for version-1 packs only, the
+ * copied index (24 bytes a record; a version-2 index is mapped read-only:
+ * page cache, no anonymous memory).
  * None of it depends on how many samples are streamed; all of it is
  * allocated in loader_open.
  *
@@ -135,7 +137,7 @@ typedef struct loader_stats {
 typedef struct loader_memory {
     size_t ring;               /* slots x slot stride */
     size_t scratch;            /* threads x (largest record + decoder) */
-    size_t index;              /* the pack's record index */
+    size_t index;              /* copied (version-1) index entries */
     size_t mapped;             /* the split's shard files (mmap only) */
     size_t total;
 } loader_memory;
@@ -181,8 +183,10 @@ loader_state loader_get_state(const loader *l);
 /* A consistent-enough snapshot (counters are read one by one). */
 void loader_get_stats(const loader *l, loader_stats *st);
 
-/* What loader_open needs for cfg, given the pack's numbers (mapped_bytes:
- * the split's shard files when they are mapped, else 0); used by
+/* What loader_open needs for cfg, given the pack's numbers (records: those
+ * whose index is copied into memory, i.e. of version-1 shards, 0 for a
+ * version-2 pack; mapped_bytes: the split's shard files when they are
+ * mapped, else 0); used by
  * loader_open's cap check and by tests. */
 loader_memory loader_memory_of(const loader_config *cfg, size_t sample_bytes,
                                size_t max_record, uint64_t records,

@@ -117,7 +117,8 @@ static int load_at(producer *p, uint64_t id, uint32_t shard_no, uint64_t rec,
     t[0] += t1 - t[2];
     t[2] = t1;
     if (rc == 0) {
-        rc = codec_decode(p->dec, src, e->length, dst, &p->err);
+        rc = codec_decode(p->dec, src, e->length, e->height, e->width, dst,
+                          &p->err);
         t[2] = now_ns();
         t[1] += t[2] - t1;
     }

@@ -53,13 +53,13 @@ static int write_split(pack_writer *w, codec_enc *enc, const spec *sp,
         sample_pixels(i, px, bytes);
         const uint8_t *rec;
         size_t len;
-        ST_TRY(codec_encode(enc, px, &rec, &len, err));
+        ST_TRY(codec_encode(enc, px, sp->h, sp->w, &rec, &len, err));
         if (i == sp->garbage) {
             memset(px, 0xA5, 16);
             rec = px;
             len = 16;
         }
-        ST_TRY(pack_writer_add(w, rec, len, sample_label(i), err));
+        ST_TRY(pack_writer_add(w, rec, len, sample_label(i), sp->h, sp->w, err));
     }
     return pack_writer_end_split(w, err);
 }

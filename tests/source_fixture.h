@@ -540,10 +540,10 @@ PFX_FN void check_split(source *s, int split, int from, int n,
     for (int k = 0; k < n; k++) {
         pfx_img *im = &g_img[from + k];
         int32_t lab = -1;
-        const uint8_t *png = NULL;
-        size_t plen = 0;
-        int rc = source_read(s, split, (uint64_t)k, sc, px, &lab, &png, &plen,
-                             &err);
+        source_native sn;
+        int rc = source_read(s, split, (uint64_t)k, sc, px, &lab, &sn, &err);
+        const uint8_t *png = sn.bytes;
+        size_t plen = sn.len;
         if (rc) fprintf(stderr, "%s\n", err.msg);
         assert_int_equal(rc, 0);
         assert_int_equal(pfx_png_check(&im->p, c, px, im->name), 0);

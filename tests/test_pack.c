@@ -9,14 +9,18 @@
 
 #include <fcntl.h>
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
+#include "datasets/bytes.h"
 #include "datasets/codec.h"
 #include "datasets/fsutil.h"
 #include "datasets/pack.h"
+#include "loader/loader.h"
 #include "fixtures.h"
 
 #define H 12
@@ -68,7 +72,9 @@ static void check_contents(const char *dir)
         const shard *s = pack_shard(p, tr, k);
         const shard_entry *e = shard_entry_at(s, r);
         assert_int_equal(shard_read_record(s, r, rec, sizeof rec, &err), 0);
-        assert_int_equal(codec_decode(dec, rec, e->length, pix, &err), 0);
+        assert_int_equal(e->height, H);
+        assert_int_equal(e->width, W);
+        assert_int_equal(codec_decode(dec, rec, e->length, H, W, pix, &err), 0);
         for (int j = 0; j < H * W; j++) assert_int_equal(pix[j], fx_pixel(i, (uint64_t)j));
         assert_int_equal(e->label, fx_label(i, 10));
     }
@@ -118,8 +124,8 @@ static void test_huffman_literals(void **state)
             }
             const uint8_t *enc_out;
             size_t len;
-            assert_int_equal(codec_encode(enc, pix, &enc_out, &len, &err), 0);
-            assert_int_equal(codec_decode(dec, enc_out, len, out, &err), 0);
+            assert_int_equal(codec_encode(enc, pix, 28, 28, &enc_out, &len, &err), 0);
+            assert_int_equal(codec_decode(dec, enc_out, len, 28, 28, out, &err), 0);
             assert_memory_equal(out, pix, sizeof pix);
             sizes[huf] += len;
         }
@@ -170,6 +176,39 @@ static void test_deterministic(void **state)
         snprintf(a, sizeof a, "%s/a/%s", f->dir, names[i]);
         snprintf(b, sizeof b, "%s/b/%s", f->dir, names[i]);
         if (!files_equal(a, b)) fail_msg("%s differs between 1 and 3 threads", names[i]);
+    }
+}
+
+/* The manifest's channel statistics are the train split's exact mean and
+ * std (printed with 4 decimals), the same for 1 and 3 threads. */
+static void test_channel_stats(void **state)
+{
+    fx *f = *state;
+    st_error err = {0};
+    double sum = 0, sq = 0, n = (double)NTRAIN * H * W;
+    for (uint64_t i = 0; i < NTRAIN; i++)
+        for (uint64_t j = 0; j < H * W; j++) {
+            double v = fx_pixel(i, j);
+            sum += v;
+            sq += v * v;
+        }
+    double mean = sum / n, sd = sqrt(sq / n - mean * mean);
+    for (int threads = 1; threads <= 3; threads += 2) {
+        char name[8];
+        snprintf(name, sizeof name, "t%d", threads);
+        assert_int_equal(fx_make_pack(f->dir, name, NTRAIN, NTEST, H, W,
+                                      CODEC_ZSTD, threads, 0, &err), 0);
+        char dir[4200];
+        snprintf(dir, sizeof dir, "%s/%s", f->dir, name);
+        pack *p = NULL;
+        assert_int_equal(pack_open(dir, &p, &err), 0);
+        const manifest *m = pack_manifest(p);
+        assert_true(m->has_stats);
+        assert_string_equal(m->stats_split, "train");
+        if (fabs(m->mean[0] - mean) > 6e-5 || fabs(m->std[0] - sd) > 6e-5)
+            fail_msg("stats %.5f %.5f, expected %.5f %.5f", m->mean[0],
+                     m->std[0], mean, sd);
+        pack_close(p);
     }
 }
 
@@ -240,7 +279,7 @@ static void d_manifest_version(const char *d)
     void *t = NULL;
     size_t n = 0;
     assert_int_equal(fs_read_file(path, 1 << 20, &t, &n, NULL), 0);
-    ((char *)t)[17] = '2'; /* "streamtrain-pack 2" */
+    ((char *)t)[17] = '3'; /* "streamtrain-pack 3" */
     assert_int_equal(fs_write_atomic(path, t, n, NULL), 0);
     free(t);
 }
@@ -254,7 +293,365 @@ static void test_corrupt_dict(void **s) { expect_damage(s, d_dict, 1, ST_ECHECKS
 static void test_truncated_shard(void **s) { expect_damage(s, d_truncate, 1, ST_EFORMAT, "truncated"); }
 static void test_missing_shard(void **s) { expect_damage(s, d_missing, 1, ST_ENOTFOUND, "test-00000.shard: shard is missing"); }
 static void test_shard_version(void **s) { expect_damage(s, d_version, 1, ST_EVERSION, "shard format version"); }
-static void test_manifest_version(void **s) { expect_damage(s, d_manifest_version, 1, ST_EVERSION, "pack format version 2 is not supported"); }
+static void test_manifest_version(void **s) { expect_damage(s, d_manifest_version, 1, ST_EVERSION, "pack format version 3 is not supported (this build reads versions 1 and 2)"); }
+
+
+/* ---- packs written directly (version 1, variable shapes) --------------- */
+
+#define VMAXH 37
+#define VMAXW 29
+#define VN 60
+
+/* Sample i of a direct pack: its size (fixed packs: VMAXH x VMAXW) and a
+ * smooth image of it (JPEG-friendly). */
+static void v_size(int variable, uint64_t i, uint32_t *h, uint32_t *w)
+{
+    *h = variable ? 1 + (uint32_t)(i * 7 % VMAXH) : VMAXH;
+    *w = variable ? 1 + (uint32_t)(i * 5 % VMAXW) : VMAXW;
+    if (variable && i == 3) *h = VMAXH, *w = VMAXW; /* reach the maxima */
+}
+
+static void v_image(uint64_t i, uint32_t h, uint32_t w, uint32_t c,
+                    uint8_t *px)
+{
+    for (uint32_t y = 0; y < h; y++)
+        for (uint32_t x = 0; x < w; x++)
+            for (uint32_t k = 0; k < c; k++)
+                px[((size_t)y * w + x) * c + k] =
+                    (uint8_t)(20 + (i % 9) * 5 + (y * 100) / h + (x * 40) / w + k * 7);
+}
+
+static void write_direct(const char *out, uint32_t codec, uint32_t c,
+                         int variable, int version)
+{
+    static const char *const names[10] = {"0", "1", "2", "3", "4", "5", "6",
+                                          "7", "8", "9"};
+    pack_writer_config wc = {
+        .codec = codec, .level = codec == CODEC_ZSTD ? 3 : 0, .height = VMAXH,
+        .width = VMAXW, .channels = c, .variable = variable,
+        .format_version = version, .shard_bytes = 8192, .nclasses = 10,
+        .classes = names};
+    codec_shape shape = {codec, VMAXH, VMAXW, c};
+    codec_enc *enc = NULL;
+    pack_writer *w = NULL;
+    st_error err = {0};
+    uint8_t *px = malloc(VMAXH * VMAXW * 4);
+    if (codec_enc_create(&shape, wc.level, NULL, &enc, &err) ||
+        pack_writer_open(out, &wc, &w, &err) ||
+        pack_writer_begin_split(w, "train", &err))
+        fail_msg("writer: %s", err.msg);
+    for (uint64_t i = 0; i < VN; i++) {
+        uint32_t h, ww;
+        v_size(variable, i, &h, &ww);
+        v_image(i, h, ww, c, px);
+        const uint8_t *rec;
+        size_t len;
+        if (codec_encode(enc, px, h, ww, &rec, &len, &err) ||
+            pack_writer_add(w, rec, len, fx_label(i, 10), h, ww, &err))
+            fail_msg("add %llu: %s", (unsigned long long)i, err.msg);
+    }
+    double mean[4] = {72.94, 1.5, 0, 255}, sd[4] = {10.25, 0.125, 0, 127.5};
+    if (pack_writer_set_stats(w, "train", mean, sd, &err) ||
+        pack_writer_commit(w, &err))
+        fail_msg("commit: %s", err.msg);
+    codec_enc_destroy(enc);
+    free(px);
+}
+
+/* Opens a direct pack and checks its manifest, every entry's size and
+ * every decoded sample (tol: mean absolute difference allowed). */
+static void check_direct(const char *dir, uint32_t codec, uint32_t c,
+                         int variable, int version, double tol)
+{
+    pack *p = NULL;
+    st_error err = {0};
+    if (pack_open(dir, &p, &err)) fail_msg("open: %s", err.msg);
+    const manifest *m = pack_manifest(p);
+    assert_int_equal(m->version, version ? (uint32_t)version : 2);
+    assert_int_equal(m->codec, codec);
+    assert_int_equal(m->variable, variable);
+    assert_int_equal(pack_is_variable(p), variable);
+    assert_int_equal(m->max_h, VMAXH);
+    assert_int_equal(m->max_w, VMAXW);
+    assert_int_equal(pack_max_sample_bytes(p), VMAXH * VMAXW * c);
+    assert_int_equal(pack_sample_bytes(p), VMAXH * VMAXW * c);
+    assert_int_equal(m->has_stats, version != 1);
+    if (version != 1) {
+        assert_string_equal(m->stats_split, "train");
+        assert_true(m->mean[0] == 72.94 && m->std[0] == 10.25);
+        if (c > 3) assert_true(m->mean[3] == 255 && m->std[3] == 127.5);
+    }
+    int tr = pack_split_find(p, "train");
+    codec_shape shape = {codec, VMAXH, VMAXW, c};
+    codec_dec *dec = NULL;
+    assert_int_equal(codec_dec_create(&shape, pack_ddict(p), &dec, &err), 0);
+    uint8_t *rec = malloc(pack_max_record(p)), *pix = malloc(VMAXH * VMAXW * 4),
+            *want = malloc(VMAXH * VMAXW * 4);
+    size_t maxrec = 0;
+    for (uint64_t i = 0; i < VN; i++) {
+        uint32_t k, h, w;
+        uint64_t r;
+        pack_locate(p, tr, i, &k, &r);
+        const shard *s = pack_shard(p, tr, k);
+        const shard_entry *e = shard_entry_at(s, r);
+        v_size(variable, i, &h, &w);
+        assert_int_equal(e->height, h);
+        assert_int_equal(e->width, w);
+        assert_int_equal(e->label, fx_label(i, 10));
+        if (e->length > maxrec) maxrec = e->length;
+        assert_int_equal(shard_read_record(s, r, rec, pack_max_record(p), &err), 0);
+        if (codec_decode(dec, rec, e->length, h, w, pix, &err))
+            fail_msg("decode %llu: %s", (unsigned long long)i, err.msg);
+        v_image(i, h, w, c, want);
+        double sad = 0;
+        size_t n = (size_t)h * w * c;
+        for (size_t j = 0; j < n; j++) sad += abs((int)pix[j] - (int)want[j]);
+        if (sad / (double)n > tol)
+            fail_msg("sample %llu: mean abs diff %.3f", (unsigned long long)i,
+                     sad / (double)n);
+    }
+    assert_int_equal(pack_max_record(p), maxrec);
+    assert_int_equal(pack_index_memory(p), version == 1 ? VN * sizeof(shard_entry) : 0);
+    pack_verify_stats vs;
+    if (pack_verify(p, &vs, &err)) fail_msg("verify: %s", err.msg);
+    assert_int_equal(vs.records, VN);
+    free(rec);
+    free(pix);
+    free(want);
+    codec_dec_destroy(dec);
+    pack_close(p);
+}
+
+static void direct(void **state, uint32_t codec, uint32_t c, int variable,
+                   int version, double tol)
+{
+    fx *f = *state;
+    write_direct(f->pack, codec, c, variable, version);
+    check_direct(f->pack, codec, c, variable, version, tol);
+}
+
+static void test_v1_raw(void **s) { direct(s, CODEC_RAW, 3, 0, 1, 0); }
+static void test_v1_zstd(void **s) { direct(s, CODEC_ZSTD, 1, 0, 1, 0); }
+static void test_v1_png(void **s) { direct(s, CODEC_PNG, 4, 0, 1, 0); }
+static void test_fixed_jpeg(void **s) { direct(s, CODEC_JPEG, 3, 0, 0, 3.0); }
+static void test_var_raw(void **s) { direct(s, CODEC_RAW, 3, 1, 0, 0); }
+static void test_var_zstd(void **s) { direct(s, CODEC_ZSTD, 1, 1, 0, 0); }
+static void test_var_png(void **s) { direct(s, CODEC_PNG, 4, 1, 0, 0); }
+static void test_var_jpeg(void **s) { direct(s, CODEC_JPEG, 3, 1, 0, 3.0); }
+static void test_var_jpeg_gray(void **s) { direct(s, CODEC_JPEG, 1, 1, 0, 2.0); }
+
+
+/* Overwrites 2 bytes in the middle of record rec's JPEG entropy-coded data
+ * (after the SOS marker) with an EOI marker, then recomputes the record's
+ * check, the index XXH3, the footer and the manifest's index XXH3: only
+ * decoding can tell. */
+static void corrupt_jpeg_record(const char *dir, const char *file, uint64_t rec)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t h[64], foot[32];
+    assert_int_equal(pread(fd, h, 64, 0), 64);
+    uint64_t n = st_get_u64(h + 40), io = st_get_u64(h + 48);
+    shard_entry *idx = malloc(n * sizeof *idx);
+    assert_int_equal(pread(fd, idx, n * 24, (off_t)io), (ssize_t)(n * 24));
+    shard_entry *e = &idx[rec];
+    uint8_t *r = malloc(e->length);
+    assert_int_equal(pread(fd, r, e->length, (off_t)e->offset), (ssize_t)e->length);
+    size_t sos = 0;
+    for (size_t i = 2; i + 1 < e->length; i++)
+        if (r[i] == 0xff && r[i + 1] == 0xda) { sos = i; break; }
+    assert_true(sos > 0);
+    size_t data = sos + 2 + ((size_t)r[sos + 2] << 8 | r[sos + 3]);
+    size_t at = data + (e->length - 2 - data) / 2;
+    assert_true(at + 2 < e->length - 2);
+    r[at] = 0xff;
+    r[at + 1] = 0xd9;
+    assert_int_equal(pwrite(fd, r, e->length, (off_t)e->offset), (ssize_t)e->length);
+    e->check = shard_record_check(r, e->length);
+    assert_int_equal(pwrite(fd, idx, n * 24, (off_t)io), (ssize_t)(n * 24));
+    uint64_t ix = XXH3_64bits(idx, n * 24);
+    assert_int_equal(pread(fd, foot, 32, (off_t)(io + n * 24)), 32);
+    st_put_u64(foot + 16, ix);
+    st_put_u64(foot + 24, XXH3_64bits(foot, 24));
+    assert_int_equal(pwrite(fd, foot, 32, (off_t)(io + n * 24)), 32);
+    close(fd);
+    free(r);
+    free(idx);
+    /* the manifest's copy of the index XXH3 */
+    char mpath[4200];
+    snprintf(mpath, sizeof mpath, "%s/MANIFEST", dir);
+    void *text = NULL;
+    size_t len = 0;
+    manifest *m = NULL;
+    st_error err = {0};
+    assert_int_equal(fs_read_file(mpath, 1 << 20, &text, &len, &err), 0);
+    assert_int_equal(manifest_parse(text, len, mpath, &m, &err), 0);
+    for (uint32_t sp = 0; sp < m->nsplits; sp++)
+        for (uint32_t k = 0; k < m->splits[sp].nshards; k++)
+            if (strcmp(m->splits[sp].shards[k].file, file) == 0)
+                m->splits[sp].shards[k].index_xxh3 = ix;
+    char *out = NULL;
+    assert_int_equal(manifest_format(m, &out, &len, &err), 0);
+    assert_int_equal(fs_write_atomic(mpath, out, len, &err), 0);
+    free(out);
+    free(text);
+    manifest_free(m);
+}
+
+/* packinfo --verify (pack_verify) decodes every JPEG record: corrupt
+ * entropy data behind a valid check value is a decode error naming the
+ * record, never gray pixels. */
+static void test_verify_corrupt_jpeg(void **state)
+{
+    fx *f = *state;
+    write_direct(f->pack, CODEC_JPEG, 3, 1, 0);
+    corrupt_jpeg_record(f->pack, "train-00000.shard", 3);
+    pack *p = NULL;
+    st_error err = {0};
+    if (pack_open(f->pack, &p, &err)) fail_msg("open: %s", err.msg);
+    pack_verify_stats vs;
+    int rc = pack_verify(p, &vs, &err);
+    pack_close(p);
+    assert_int_equal(rc, ST_EDECODE);
+    if (strstr(err.msg, "split train, shard train-00000.shard, record 3:") == NULL)
+        fail_msg("message: %s", err.msg);
+    print_message("verify: %s\n", err.msg);
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* pack_split_sizes (packinfo's sizes line) against a sort of every size. */
+static void test_split_sizes(void **state)
+{
+    fx *f = *state;
+    write_direct(f->pack, CODEC_RAW, 1, 1, 0);
+    uint32_t v[3][VN];
+    for (uint64_t i = 0; i < VN; i++) {
+        v_size(1, i, &v[0][i], &v[1][i]);
+        v[2][i] = v[0][i] * v[1][i];
+    }
+    pack *p = NULL;
+    st_error err = {0};
+    assert_int_equal(pack_open(f->pack, &p, &err), 0);
+    pack_size_summary z;
+    assert_int_equal(pack_split_sizes(p, 0, &z, &err), 0);
+    for (int k = 0; k < 3; k++) {
+        qsort(v[k], VN, sizeof v[k][0], cmp_u32);
+        assert_int_equal(z.min[k], v[k][0]);
+        assert_int_equal(z.med[k], v[k][(VN - 1) / 2]);
+        assert_int_equal(z.max[k], v[k][VN - 1]);
+    }
+    pack_close(p);
+    /* sizes whose pixel counts span many 65536-wide bins (the radix
+     * select's second pass), in 1-byte records: nothing is decoded */
+    enum { N = 1001 };
+    static uint32_t b[3][N];
+    pack_writer_config wc = {.codec = CODEC_RAW, .height = 4000, .width = 3000,
+                             .channels = 1, .variable = 1, .force = 1};
+    pack_writer *w = NULL;
+    assert_int_equal(pack_writer_open(f->pack, &wc, &w, &err), 0);
+    assert_int_equal(pack_writer_begin_split(w, "train", &err), 0);
+    uint32_t x = 7;
+    for (int i = 0; i < N; i++) {
+        x = x * 1103515245u + 12345u;
+        b[0][i] = 1 + (x >> 8) % 4000;
+        x = x * 1103515245u + 12345u;
+        b[1][i] = 1 + (x >> 8) % 3000;
+        b[2][i] = b[0][i] * b[1][i];
+        uint8_t byte = 1;
+        assert_int_equal(pack_writer_add(w, &byte, 1, 0, b[0][i], b[1][i], &err), 0);
+    }
+    assert_int_equal(pack_writer_commit(w, &err), 0);
+    assert_int_equal(pack_open(f->pack, &p, &err), 0);
+    assert_int_equal(pack_split_sizes(p, 0, &z, &err), 0);
+    for (int k = 0; k < 3; k++) {
+        qsort(b[k], N, sizeof b[k][0], cmp_u32);
+        assert_int_equal(z.min[k], b[k][0]);
+        assert_int_equal(z.med[k], b[k][(N - 1) / 2]);
+        assert_int_equal(z.max[k], b[k][N - 1]);
+    }
+    pack_close(p);
+}
+
+/* A version-1 pack streams through the loader exactly as before. */
+static void test_v1_loader(void **state)
+{
+    fx *f = *state;
+    write_direct(f->pack, CODEC_ZSTD, 1, 0, 1);
+    loader_config c;
+    loader_config_default(&c);
+    c.batch_size = 10;
+    c.shuffle = LOADER_SHUFFLE_NONE;
+    c.epochs = 1;
+    loader *l = NULL;
+    st_error err = {0};
+    if (loader_open(f->pack, &c, &l, &err)) fail_msg("loader: %s", err.msg);
+    loader_batch b;
+    uint8_t want[VMAXH * VMAXW];
+    uint64_t seen = 0;
+    while (loader_next_batch(l, &b, &err) == 0) {
+        for (uint32_t i = 0; i < b.n; i++) {
+            v_image(b.ids[i], VMAXH, VMAXW, 1, want);
+            assert_memory_equal(b.pixels + (size_t)i * sizeof want, want, sizeof want);
+            assert_int_equal(b.labels[i], fx_label(b.ids[i], 10));
+            seen++;
+        }
+        assert_int_equal(loader_release(l, &b, &err), 0);
+    }
+    assert_int_equal(seen, VN);
+    loader_close(l);
+}
+
+/* The loader refuses a variable-size split until a transform is given. */
+static void test_var_loader_refuses(void **state)
+{
+    fx *f = *state;
+    write_direct(f->pack, CODEC_RAW, 3, 1, 0);
+    loader_config c;
+    loader_config_default(&c);
+    loader *l = NULL;
+    st_error err = {0};
+    assert_int_equal(loader_open(f->pack, &c, &l, &err), ST_EINVAL);
+    assert_non_null(strstr(err.msg, "split 'train' holds images of different "
+                                    "sizes: give a transform (loader transforms: "
+                                    "random-resized-crop, center-crop, resize)"));
+}
+
+/* The writer refuses sizes outside the maxima and, in a fixed-shape pack,
+ * any size but the shape. */
+static void test_writer_sizes(void **state)
+{
+    fx *f = *state;
+    for (int variable = 0; variable < 2; variable++) {
+        pack_writer_config wc = {.codec = CODEC_RAW, .height = 4, .width = 3,
+                                 .channels = 1, .variable = variable};
+        pack_writer *w = NULL;
+        st_error err = {0};
+        uint8_t px[16] = {0};
+        assert_int_equal(pack_writer_open(f->pack, &wc, &w, &err), 0);
+        assert_int_equal(pack_writer_begin_split(w, "train", &err), 0);
+        assert_int_equal(pack_writer_add(w, px, 12, 0, 4, 3, &err), 0);
+        assert_int_equal(pack_writer_add(w, px, 15, 0, 5, 3, &err), ST_EINVAL);
+        assert_non_null(strstr(err.msg, "5x3"));
+        st_clearerr(&err);
+        assert_int_equal(pack_writer_add(w, px, 2, 0, 2, 1, &err),
+                         variable ? 0 : ST_EINVAL);
+        st_clearerr(&err);
+        assert_int_equal(pack_writer_add(w, px, 1, 0, 0, 1, &err), ST_EINVAL);
+        pack_writer_abort(w);
+    }
+    pack_writer_config wc = {.codec = CODEC_JPEG, .height = 4, .width = 3,
+                             .channels = 3, .variable = 1, .format_version = 1};
+    pack_writer *w = NULL;
+    st_error err = {0};
+    assert_int_equal(pack_writer_open(f->pack, &wc, &w, &err), ST_EINVAL);
+}
 
 /* True when dir holds an entry whose name starts with prefix. */
 static int has_entry(const char *dir, const char *prefix)
@@ -394,6 +791,11 @@ int main(void)
         T(test_truncated_shard), T(test_missing_shard), T(test_shard_version),
         T(test_manifest_version), T(test_refuses_existing),
         T(test_cancel_leaves_nothing), T(test_disk_full), T(test_bad_options),
+        T(test_v1_raw), T(test_v1_zstd), T(test_v1_png), T(test_fixed_jpeg),
+        T(test_var_raw), T(test_var_zstd), T(test_var_png), T(test_var_jpeg),
+        T(test_var_jpeg_gray), T(test_v1_loader), T(test_var_loader_refuses),
+        T(test_writer_sizes), T(test_channel_stats),
+        T(test_verify_corrupt_jpeg), T(test_split_sizes),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

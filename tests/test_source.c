@@ -71,26 +71,25 @@ static void test_idx_roundtrip(void **state)
     assert_int_equal(source_scratch_create(s, &sc, &err), 0);
     uint8_t px[IR * IC];
     int32_t lab;
-    const uint8_t *png = (const uint8_t *)1;
-    size_t plen;
+    source_native nat = {(const uint8_t *)1, 1, 1};
     for (int i = 0; i < NTR; i++) {
-        assert_int_equal(source_read(s, 0, i, sc, px, &lab, &png, &plen, &err),
+        assert_int_equal(source_read(s, 0, i, sc, px, &lab, &nat, &err),
                          0);
         assert_memory_equal(px, tr + i * IR * IC, IR * IC);
         assert_int_equal(lab, trl[i]);
-        assert_null(png);
+        assert_null(nat.bytes);
     }
     for (int i = 0; i < NTE; i++) {
-        assert_int_equal(source_read(s, 1, i, sc, px, &lab, NULL, NULL, &err),
+        assert_int_equal(source_read(s, 1, i, sc, px, &lab, NULL, &err),
                          0);
         assert_memory_equal(px, te + i * IR * IC, IR * IC);
         assert_int_equal(lab, tel[i]);
     }
     /* out of range */
-    assert_int_equal(source_read(s, 1, NTE, sc, px, &lab, NULL, NULL, &err),
+    assert_int_equal(source_read(s, 1, NTE, sc, px, &lab, NULL, &err),
                      ST_EINVAL);
     st_clearerr(&err);
-    assert_int_equal(source_read(s, 2, 0, sc, px, &lab, NULL, NULL, &err),
+    assert_int_equal(source_read(s, 2, 0, sc, px, &lab, NULL, &err),
                      ST_EINVAL);
     source_scratch_destroy(sc);
     source_close(s);
@@ -104,7 +103,7 @@ static void test_idx_roundtrip(void **state)
     assert_int_equal(in->channels, 3);
     assert_int_equal(source_scratch_create(s, &sc, &err), 0);
     uint8_t big[8 * 6 * 3];
-    assert_int_equal(source_read(s, 0, 0, sc, big, &lab, NULL, NULL, &err), 0);
+    assert_int_equal(source_read(s, 0, 0, sc, big, &lab, NULL, &err), 0);
     for (size_t i = 0; i < sizeof big; i++) assert_in_range(big[i], 76, 78);
     source_scratch_destroy(sc);
     source_close(s);
@@ -112,7 +111,7 @@ static void test_idx_roundtrip(void **state)
     s = open_ok(dir, &o);
     assert_int_equal(source_scratch_create(s, &sc, &err), 0);
     uint8_t rgba[IR * IC * 4];
-    assert_int_equal(source_read(s, 1, 2, sc, rgba, &lab, NULL, NULL, &err),
+    assert_int_equal(source_read(s, 1, 2, sc, rgba, &lab, NULL, &err),
                      0);
     for (int p = 0; p < IR * IC; p++) {
         uint8_t g = te[2 * IR * IC + p];
@@ -164,7 +163,7 @@ static void test_idx_real_fashion_mnist(void **state)
     assert_int_equal(source_scratch_create(s, &sc, &err), 0);
     uint8_t px[784];
     int32_t lab;
-    assert_int_equal(source_read(s, 1, 9999, sc, px, &lab, NULL, NULL, &err),
+    assert_int_equal(source_read(s, 1, 9999, sc, px, &lab, NULL, &err),
                      0);
     assert_in_range(lab, 0, 9);
     source_scratch_destroy(sc);
@@ -307,7 +306,7 @@ static void test_cifar(void **state)
             int seed = sp ? 100 + i : i;
             cifar_rec(rec, seed, 0);
             assert_int_equal(source_read(s, sp, (uint64_t)i, sc, px, &lab,
-                                         NULL, NULL, &err), 0);
+                                         NULL, &err), 0);
             assert_int_equal(lab, seed % 10);
             for (int p = 0; p < 1024; p++) {
                 assert_int_equal(px[3 * p], rec[1 + p]);
@@ -326,7 +325,7 @@ static void test_cifar(void **state)
     in = source_info_of(s);
     assert_string_equal(in->classes[9], "j k");
     assert_int_equal(source_scratch_create(s, &sc, &err), 0);
-    assert_int_equal(source_read(s, 1, 1, sc, px, &lab, NULL, NULL, &err), 0);
+    assert_int_equal(source_read(s, 1, 1, sc, px, &lab, NULL, &err), 0);
     cifar_rec(rec, 101, 0);
     for (int p = 0; p < 1024; p++) {
         double y = pfx_luma(rec[1 + p], rec[1025 + p], rec[2049 + p]);

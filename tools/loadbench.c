@@ -202,8 +202,8 @@ static int baseline_epoch(bl_ctx *c, baseline *bl, st_error *err)
             const shard *s = pack_shard(c->p, c->split, sh);
             const shard_entry *e = shard_entry_at(s, r);
             ST_TRY(shard_read_record(s, r, c->rec, cap, err));
-            ST_TRY(codec_decode(c->dec, c->rec, e->length, c->buf + i * sb,
-                                err));
+            ST_TRY(codec_decode(c->dec, c->rec, e->length, e->height,
+                                e->width, c->buf + i * sb, err));
             c->labels[i] = e->label;
             if (bl->hashes) bl->hashes[id] = XXH3_64bits(c->buf + i * sb, sb);
         }

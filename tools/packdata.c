@@ -1,5 +1,6 @@
 /* tools/packdata.c — packdata: converts a dataset (MNIST-style IDX, a
- * folder of PNGs, CIFAR-10 binaries) into a streamtrain pack directory.
+ * folder of JPEG/PNG images, CIFAR-10 binaries) into a streamtrain pack
+ * directory.
  * Parses arguments and calls datasets/packer; everything else lives there.
  */
 #include "datasets/codec.h"
@@ -34,12 +35,14 @@ static void usage(FILE *f)
 "\n"
 "Converts SRC into a pack directory OUT (written atomically).\n"
 "SRC: a directory of MNIST-style IDX files (.gz or plain), one IDX images\n"
-"     file, a folder of PNGs (one subfolder per class; optional train/,\n"
-"     test/ or val/ splits), or a CIFAR-10 binary directory.\n"
+"     file, a folder of JPEG and PNG images (one subfolder per class;\n"
+"     optional train/, test/ or val/ splits), or a CIFAR-10 binary\n"
+"     directory.\n"
 "\n"
 "  -o, --output OUT       output pack directory (required)\n"
 "      --format F         idx | folder | cifar10 (default: detected)\n"
-"      --codec C          zstd | png | raw (default: zstd)\n"
+"      --codec C          zstd | png | jpeg | raw (default: zstd)\n"
+"      --quality Q        jpeg codec quality 1..100 (default: %d)\n"
 "      --level N          zstd level 1..22 (default: %d)\n"
 "      --dict-size BYTES  zstd dictionary size: 0 for none, else at least\n"
 "                         %u (default: 64K)\n"
@@ -49,12 +52,20 @@ static void usage(FILE *f)
 "      --threads N        encoder threads (default: online CPUs)\n"
 "      --resize WxH       resize every image to W x H (folder sources;\n"
 "                         each side 1..%u)\n"
+"      --max-side N       downscale images whose longer side is over N to\n"
+"                         exactly N, keeping the aspect (area filter);\n"
+"                         sizes may then differ (not with --resize)\n"
+"      --max-pixels N     refuse images of more than N pixels, 0 for no\n"
+"                         limit (default: %u, PIL's)\n"
+"      --no-exif-rotate   keep JPEGs as stored instead of applying their\n"
+"                         EXIF orientation\n"
 "      --channels N       1, 3 or 4 output channels (default: the source's;\n"
 "                         folders: 3 if any image has colour, else 1)\n"
 "  -f, --force            replace an existing OUT pack\n"
 "  -q, --quiet            no progress line\n"
-"  -h, --help             this help\n", PACKER_DEFAULT_LEVEL,
-            CODEC_DICT_MIN_BYTES, SOURCE_MAX_SIDE);
+"  -h, --help             this help\n", PACKER_DEFAULT_QUALITY,
+            PACKER_DEFAULT_LEVEL, CODEC_DICT_MIN_BYTES, SOURCE_MAX_SIDE,
+            SOURCE_DEFAULT_MAX_PIXELS);
 }
 
 static int die_usage(const char *fmt, const char *arg)
@@ -78,6 +89,13 @@ static int die_resize(const char *arg)
     fprintf(stderr, "packdata: --resize %s: expected WxH with each side "
             "1..%u, e.g. 32x32 (see packdata --help)\n", arg,
             SOURCE_MAX_SIDE);
+    return 2;
+}
+
+static int die_max_side(const char *arg)
+{
+    fprintf(stderr, "packdata: --max-side %s: expected 1..%u (see packdata "
+            "--help)\n", arg, SOURCE_MAX_SIDE);
     return 2;
 }
 
@@ -113,6 +131,19 @@ static int parse_resize(const char *s, source_options *o)
     return 0;
 }
 
+/* A whole decimal count: digits only. @return 0 or -1. */
+static int parse_count(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (*s == '\0') return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10) return -1;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *out = v;
+    return 0;
+}
+
 static int parse_format(const char *s, source_format *f)
 {
     if (strcmp(s, "idx") == 0) *f = SOURCE_IDX;
@@ -134,6 +165,10 @@ static int parse_args(int argc, char **argv, packer_config *cfg,
         {"shard-size", required_argument, 0, 's'},
         {"threads", required_argument, 0, 't'}, {"resize", required_argument, 0, 'r'},
         {"channels", required_argument, 0, 'C'}, {"force", no_argument, 0, 'f'},
+        {"max-side", required_argument, 0, 'M'},
+        {"max-pixels", required_argument, 0, 'P'},
+        {"no-exif-rotate", no_argument, 0, 'E'},
+        {"quality", required_argument, 0, 'Q'},
         {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     long v;
@@ -150,9 +185,30 @@ static int parse_args(int argc, char **argv, packer_config *cfg,
                 return die_usage("--format %s: expected idx, folder or cifar10", optarg);
             break;
         case 'c':
-            if ((cfg->codec = manifest_codec_parse(optarg)) < 0)
-                return die_usage("--codec %s: expected zstd, png or raw", optarg);
+            /* jpeg: until the manifest knows its name */
+            cfg->codec = strcmp(optarg, "jpeg") == 0
+                             ? CODEC_JPEG : manifest_codec_parse(optarg);
+            if (cfg->codec < 0)
+                return die_usage("--codec %s: expected zstd, png, jpeg or raw",
+                                 optarg);
             break;
+        case 'Q':
+            if (units_parse_int(optarg, 1, 100, &v))
+                return die_usage("--quality %s: expected 1..100", optarg);
+            cfg->quality = (int)v;
+            break;
+        case 'M':
+            if (units_parse_int(optarg, 1, SOURCE_MAX_SIDE, &v))
+                return die_max_side(optarg);
+            cfg->source.max_side = (uint32_t)v;
+            break;
+        case 'P':
+            if (parse_count(optarg, &b))
+                return die_usage("--max-pixels %s: expected a pixel count, "
+                                 "0 for no limit", optarg);
+            cfg->source.max_pixels = b;
+            break;
+        case 'E': cfg->source.no_exif_rotate = 1; break;
         case 'l':
             if (units_parse_int(optarg, 1, 22, &v))
                 return die_usage("--level %s: expected 1..22", optarg);
@@ -196,6 +252,9 @@ static int parse_args(int argc, char **argv, packer_config *cfg,
         return die_usage("%s", optind >= argc ? "missing SRC" : "more than one SRC");
     *src = argv[optind];
     if (*out == NULL) return die_usage("%s", "missing -o OUT");
+    if (cfg->source.max_side != 0 && cfg->source.resize_w != 0)
+        return die_usage("%s", "--max-side and --resize do not combine "
+                         "(--resize makes every image exactly W x H)");
     return 0;
 }
 
@@ -276,6 +335,7 @@ int main(int argc, char **argv)
 {
     packer_config cfg;
     packer_config_default(&cfg);
+    cfg.source.max_pixels = SOURCE_DEFAULT_MAX_PIXELS;
     const char *src = NULL, *out = NULL;
     int quiet = 0;
     int rc = parse_args(argc, argv, &cfg, &src, &out, &quiet);

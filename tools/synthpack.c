@@ -148,7 +148,8 @@ static void *worker_main(void *arg)
         const uint8_t *enc;
         size_t len;
         c->label[i] = gen_sample(w->o, c->start + i, w->pixels);
-        w->rc = codec_encode(w->enc, w->pixels, &enc, &len, &w->err);
+        w->rc = codec_encode(w->enc, w->pixels, w->o->height, w->o->width, &enc,
+                             &len, &w->err);
         if (w->rc == 0 && len > w->slot)
             w->rc = st_seterr(&w->err, ST_EINTERNAL, "sample %llu encodes to "
                               "%zu bytes, more than the %zu reserved",
@@ -194,12 +195,12 @@ static int join_chunk(worker *ws, int n, st_error *err)
     return rc;
 }
 
-static int write_chunk(pack_writer *pw, const chunk *c, size_t slot,
-                       st_error *err)
+static int write_chunk(pack_writer *pw, const opts *o, const chunk *c,
+                       size_t slot, st_error *err)
 {
     for (uint32_t i = 0; i < c->count; i++)
         ST_TRY(pack_writer_add(pw, c->data + (size_t)i * slot, c->len[i],
-                               c->label[i], err));
+                               c->label[i], o->height, o->width, err));
     return 0;
 }
 
@@ -221,7 +222,7 @@ static int write_split(pack_writer *pw, const char *name, uint64_t first,
             rc = start_chunk(ws, nw, cur, err);
             started = rc == 0;
         }
-        if (rc == 0 && k > 0) rc = write_chunk(pw, prev, slot, err);
+        if (rc == 0 && k > 0) rc = write_chunk(pw, ws[0].o, prev, slot, err);
         if (started) {
             int jr = join_chunk(ws, nw, err);
             if (rc == 0) rc = jr;

@@ -1,6 +1,8 @@
-/* tests/fuzz/fuzz_manifest.c — libFuzzer target for the MANIFEST parser.
+/* tests/fuzz/fuzz_manifest.c — libFuzzer target for the MANIFEST parser
+ * (versions 1 and 2: variable shapes, max-record, channel-stats, jpeg).
  * Round trip: whatever parses must format back to text that parses to the
- * same manifest, byte for byte. */
+ * same manifest, byte for byte; and the parsed fields keep the grammar's
+ * promises. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,10 +10,28 @@
 #include <xxhash.h>
 
 #include "datasets/manifest.h"
+#include "datasets/shard.h"
 
 /* The checksum line guards the parser: inputs that start with '#' get a
  * valid one appended (after the '#') so that the fuzzer explores the
  * grammar behind it; others are parsed as they are. */
+/* What manifest_parse promises about an accepted manifest. */
+static void check_fields(const manifest *m)
+{
+    if (m->version != 1 && m->version != 2) abort();
+    if (m->max_h != m->height || m->max_w != m->width) abort();
+    if (m->version == 1 && (m->variable || m->has_stats || m->max_record ||
+                            m->codec > CODEC_PNG))
+        abort();
+    if (m->version == 2 && (m->max_record == 0 || m->max_record > (1u << 30)))
+        abort();
+    if (m->codec == CODEC_JPEG && m->channels != 1 && m->channels != 3) abort();
+    for (uint32_t c = 0; m->has_stats && c < m->channels; c++)
+        if (!(m->mean[c] >= 0 && m->mean[c] <= 255 && m->std[c] >= 0 &&
+              m->std[c] <= 255))
+            abort();
+}
+
 static char *with_checksum(const uint8_t *data, size_t size, size_t *len)
 {
     char *t = malloc(size + 32);
@@ -35,6 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     const char *in = text ? text : (const char *)data;
     if (manifest_parse(in, len, "fuzz", &m, &err) == 0) {
+        check_fields(m);
         char *out = NULL;
         size_t olen = 0;
         if (manifest_format(m, &out, &olen, &err) != 0) abort();

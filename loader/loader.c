@@ -149,7 +149,8 @@ static int plan_memory(loader *l, loader_config *cfg, st_error *err)
     /* only copied (version-1) index entries are the loader's own memory;
      * a version-2 index is mapped read-only (page cache) */
     uint64_t copied = pack_index_memory(l->pack) / sizeof(shard_entry);
-    size_t sb = pack_sample_bytes(l->pack), mr = pack_max_record(l->pack);
+    size_t sb = (size_t)l->height * l->width * l->channels;
+    size_t mr = pack_max_record(l->pack);
     uint64_t fb = split_file_bytes(l);
     if (cfg->io == LOADER_IO_AUTO) {
         loader_memory with = loader_memory_of(cfg, sb, mr, copied, fb);
@@ -159,6 +160,11 @@ static int plan_memory(loader *l, loader_config *cfg, st_error *err)
     }
     loader_memory mem = loader_memory_of(cfg, sb, mr, copied,
                                          cfg->io == LOADER_IO_MMAP ? fb : 0);
+    if (l->sh.fused_on) {
+        size_t f = (size_t)cfg->threads * fused_scratch_bytes(&l->sh.fused_cfg);
+        mem.scratch += f;
+        mem.total += f;
+    }
     if (cfg->host_mem_cap == 0 || mem.total <= cfg->host_mem_cap) return 0;
     char cap[32], ring_b[32], slot_b[32], scr[32], idx[32], map[32], tot[32];
     return st_seterr(err, ST_ENOMEM, "loader: host memory cap %s (%zu bytes) "
@@ -192,15 +198,36 @@ static int open_pack_split(loader *l, const char *dir, const loader_config *cfg,
         return st_seterr(err, ST_ENOTFOUND, "loader: pack %s has no split "
                          "'%s' (it has: %s)", dir, cfg->split, names);
     }
-    if (pack_is_variable(l->pack))
-        return st_seterr(err, ST_EINVAL, "split '%s' holds images of "
-                         "different sizes: give a transform (loader "
-                         "transforms: random-resized-crop, center-crop, "
-                         "resize)", cfg->split);
     snprintf(l->split_name, sizeof l->split_name, "%s", cfg->split);
     l->height = m->height;
     l->width = m->width;
     l->channels = m->channels;
+    return 0;
+}
+
+/* Decides the slot's sample shape from the transform, and whether samples
+ * go through loader/fused.c. A variable-size split needs a transform that
+ * makes every sample one size. */
+static int plan_transform(loader *l, const loader_config *cfg, st_error *err)
+{
+    const manifest *m = pack_manifest(l->pack);
+    const transform_spec *t = cfg->transform;
+    int sizes = t && (t->kind == TRANSFORM_RRC || t->kind == TRANSFORM_CENTER ||
+                      t->kind == TRANSFORM_RESIZE);
+    if (pack_is_variable(l->pack) && !sizes) {
+        char what[64] = "no transform";
+        if (t) transform_format(t, what, sizeof what);
+        return st_seterr(err, ST_EINVAL, "loader: split '%s' holds images "
+                         "of different sizes (up to %ux%u), which '%s' "
+                         "cannot batch: use random-resized-crop S, "
+                         "center-crop S or resize WxH", l->split_name,
+                         m->width, m->height, what);
+    }
+    if (t == NULL || (t->kind == TRANSFORM_NONE && !t->flip)) return 0;
+    l->sh.fused_on = 1;
+    fused_config_of(m, t, cfg->seed, &l->sh.fused_cfg);
+    l->width = l->sh.fused_cfg.out_w;
+    l->height = l->sh.fused_cfg.out_h;
     return 0;
 }
 
@@ -298,7 +325,7 @@ static int map_shards(loader *l, const loader_config *cfg, st_error *err)
 static int make_ring_and_producers(loader *l, const loader_config *cfg,
                                    st_error *err)
 {
-    l->sh.sample_bytes = pack_sample_bytes(l->pack);
+    l->sh.sample_bytes = (size_t)l->height * l->width * l->channels;
     size_t slot = slot_layout(cfg->batch_size, l->sh.sample_bytes,
                               &l->sh.labels_off, &l->sh.ids_off);
     ST_TRY(ring_create(cfg->slots, slot, l->sh.limit, cfg->alloc, &l->ring,
@@ -313,6 +340,7 @@ static int make_ring_and_producers(loader *l, const loader_config *cfg,
     l->sh.ring = l->ring;
     l->sh.cfg = *cfg;
     l->sh.cfg.split = l->split_name;
+    l->sh.cfg.transform = NULL; /* the caller's; copied into fused_cfg */
     l->sh.slot_err = l->slot_err;
     for (uint32_t i = 0; i < cfg->threads; i++)
         ST_TRY(producer_init(&l->prod[i], &l->sh, err));
@@ -378,6 +406,7 @@ int loader_open(const char *dir, const loader_config *cfg, loader **out,
     atomic_init(&l->wait_ns, 0);
     loader_config c = *cfg; /* io resolved by plan_memory */
     int rc = open_pack_split(l, dir, &c, err);
+    if (rc == 0) rc = plan_transform(l, &c, err);
     if (rc == 0) rc = plan_memory(l, &c, err);
     if (rc == 0) rc = make_order(l, &c, err);
     if (rc == 0) rc = plan_stream(l, &c, err);
@@ -482,12 +511,25 @@ loader_state loader_get_state(const loader *l)
                           l->next_g % l->sh.nbatches};
 }
 
+void loader_sample_shape(const loader *l, uint32_t *height, uint32_t *width,
+                         uint32_t *channels)
+{
+    *height = l->height;
+    *width = l->width;
+    *channels = l->channels;
+}
+
 void loader_get_stats(const loader *l, loader_stats *st)
 {
     memset(st, 0, sizeof *st);
-    uint64_t r = 0, d = 0, bl = 0;
+    uint64_t r = 0, d = 0, bl = 0, rs = 0;
     for (uint32_t i = 0; i < l->sh.cfg.threads; i++) {
         const producer *p = &l->prod[i];
+        rs += atomic_load_explicit(&p->resize_ns, memory_order_relaxed);
+        st->jpeg_rows +=
+            atomic_load_explicit(&p->jpeg_rows, memory_order_relaxed);
+        st->jpeg_rows_skipped +=
+            atomic_load_explicit(&p->jpeg_rows_skipped, memory_order_relaxed);
         r += atomic_load_explicit(&p->read_ns, memory_order_relaxed);
         d += atomic_load_explicit(&p->decode_ns, memory_order_relaxed);
         bl += atomic_load_explicit(&p->blocked_ns, memory_order_relaxed);
@@ -499,6 +541,7 @@ void loader_get_stats(const loader *l, loader_stats *st)
     st->batches_per_epoch = l->sh.nbatches;
     st->read_s = r * 1e-9;
     st->decode_s = d * 1e-9;
+    st->resize_s = rs * 1e-9;
     st->blocked_s = bl * 1e-9;
     st->wait_s = atomic_load_explicit(&l->wait_ns, memory_order_relaxed) * 1e-9;
     st->elapsed_s = (now_ns() - l->t_open_ns) * 1e-9;

@@ -33,6 +33,7 @@
 
 #include "datasets/error.h"
 #include "loader/ring.h"
+#include "loader/transform.h"
 
 typedef enum loader_shuffle {
     LOADER_SHUFFLE_NONE = 0,   /* file order */
@@ -102,6 +103,13 @@ typedef struct loader_config {
                                     Must outlive the loader. */
     uint32_t producer_delay_us;  /* tests and benchmarks: each producer
                                     sleeps this long per batch (slow disk) */
+    const transform_spec *transform; /* NULL (or kind none without flip):
+                                    records decode straight into the slot,
+                                    fixed-size packs only. Otherwise every
+                                    sample goes through loader/fused.c into
+                                    a slot of transform_out_size; pad-crop
+                                    and none keep the pack's shape and need
+                                    a fixed-size pack. Copied at open. */
 } loader_config;
 
 /* A batch handed to the consumer. Its memory belongs to the loader and
@@ -125,6 +133,11 @@ typedef struct loader_stats {
     uint64_t batches_per_epoch;
     double read_s;             /* producers, summed: pread + checksum */
     double decode_s;           /* producers, summed: decoding */
+    double resize_s;           /* producers, summed: crop/resize/flip into
+                                  the slot (transforms only) */
+    uint64_t jpeg_rows;        /* JPEG rows at the decoded DCT scale ... */
+    uint64_t jpeg_rows_skipped;/* ... and those never output (skipped above
+                                  the crop, never decoded below it) */
     double blocked_s;          /* producers, summed: waiting for a free slot */
     double wait_s;             /* consumer: waiting in next_batch */
     double elapsed_s;          /* since open */
@@ -162,6 +175,11 @@ void loader_config_resume(loader_config *cfg, const loader_state *st);
  *         message; or an allocation failed), ST_EIO, ST_EINTERNAL. */
 int loader_open(const char *dir, const loader_config *cfg, loader **out,
                 st_error *err);
+
+/* The shape of every delivered sample: the pack's for no transform, else
+ * the transform's output size. */
+void loader_sample_shape(const loader *l, uint32_t *height, uint32_t *width,
+                         uint32_t *channels);
 
 /* Waits for the next batch in order and hands it over (HELD).
  * @return 0 (*b filled), ST_EEND after an epoch's last batch (once; the

@@ -36,10 +36,15 @@ int producer_init(producer *p, const producer_shared *sh, st_error *err)
     atomic_init(&p->decode_ns, 0);
     atomic_init(&p->blocked_ns, 0);
     atomic_init(&p->skipped, 0);
+    atomic_init(&p->resize_ns, 0);
+    atomic_init(&p->jpeg_rows, 0);
+    atomic_init(&p->jpeg_rows_skipped, 0);
     const manifest *m = pack_manifest(sh->pack);
     codec_shape shape = {m->codec, m->height, m->width, m->channels};
     int rc = codec_dec_create(&shape, pack_ddict(sh->pack), &p->dec, err);
     if (rc) goto fail;
+    if (sh->fused_on && (rc = fused_create(&sh->fused_cfg, &p->fused, err)))
+        goto fail_dec;
     rc = order_cursor_create(sh->order, &p->cur, err);
     if (rc) goto fail_dec;
     p->scratch_cap = pack_max_record(sh->pack);
@@ -62,6 +67,8 @@ fail_mem:
     order_cursor_destroy(p->cur);
     p->cur = NULL;
 fail_dec:
+    fused_destroy(p->fused);
+    p->fused = NULL;
     codec_dec_destroy(p->dec);
     p->dec = NULL;
 fail:
@@ -76,7 +83,9 @@ void producer_destroy(producer *p)
     p->loc_rec = NULL;
     p->loc_shard = NULL;
     order_cursor_destroy(p->cur);
+    fused_destroy(p->fused);
     codec_dec_destroy(p->dec);
+    p->fused = NULL;
     p->scratch = NULL;
     p->cur = NULL;
     p->dec = NULL;
@@ -105,8 +114,9 @@ static int read_record(producer *p, uint32_t shard_no, const shard *s,
  * a clock read per sample: t[2] is the last timestamp; the span up to the
  * end of the read (locating the record included) adds to t[0], the decode
  * to t[1]. On failure p->err names split, shard and record. */
-static int load_at(producer *p, uint64_t id, uint32_t shard_no, uint64_t rec,
-                   uint8_t *dst, int32_t *label, uint64_t t[3])
+static int load_at(producer *p, uint64_t epoch, uint64_t id,
+                   uint32_t shard_no, uint64_t rec, uint8_t *dst,
+                   int32_t *label, uint64_t t[3])
 {
     const producer_shared *sh = p->sh;
     const shard *s = pack_shard(sh->pack, sh->split, shard_no);
@@ -116,7 +126,12 @@ static int load_at(producer *p, uint64_t id, uint32_t shard_no, uint64_t rec,
     uint64_t t1 = now_ns();
     t[0] += t1 - t[2];
     t[2] = t1;
-    if (rc == 0) {
+    if (rc == 0 && p->fused) {
+        /* the fused path times decode and resize itself */
+        rc = fused_sample(p->fused, p->dec, src, e->length, e->width,
+                          e->height, epoch, id, dst, &p->fst, &p->err);
+        t[2] = now_ns();
+    } else if (rc == 0) {
         rc = codec_decode(p->dec, src, e->length, e->height, e->width, dst,
                           &p->err);
         t[2] = now_ns();
@@ -134,13 +149,13 @@ static int load_at(producer *p, uint64_t id, uint32_t shard_no, uint64_t rec,
                            (unsigned long long)id, inner);
 }
 
-static int load_sample(producer *p, uint64_t id, uint8_t *dst, int32_t *label,
-                       uint64_t t[3])
+static int load_sample(producer *p, uint64_t epoch, uint64_t id,
+                       uint8_t *dst, int32_t *label, uint64_t t[3])
 {
     uint32_t shard_no;
     uint64_t rec;
     pack_locate(p->sh->pack, p->sh->split, id, &shard_no, &rec);
-    return load_at(p, id, shard_no, rec, dst, label, t);
+    return load_at(p, epoch, id, shard_no, rec, dst, label, t);
 }
 
 static int skippable(int rc)
@@ -160,7 +175,7 @@ static int fill_sample(producer *p, uint64_t epoch, uint64_t pos, uint8_t *dst,
     uint64_t n = order_samples(sh->order);
     for (uint64_t tries = 0; tries < n; tries++) {
         uint64_t id = order_sample(sh->order, p->cur, epoch, pos);
-        int rc = load_sample(p, id, dst, label, t);
+        int rc = load_sample(p, epoch, id, dst, label, t);
         if (rc == 0) {
             *id_out = id;
             return 0;
@@ -272,6 +287,7 @@ static int fill_batch(producer *p, uint32_t slot, uint64_t seq)
     int32_t *labels = (int32_t *)(base + sh->labels_off);
     uint64_t *ids = (uint64_t *)(base + sh->ids_off);
     uint64_t t[3] = {0, 0, 0}, skipped = 0, ns = order_samples(sh->order);
+    p->fst = (fused_stats){0};
     st_clearerr(&p->err);
     prefetch(p, g);
     t[2] = now_ns();
@@ -280,7 +296,7 @@ static int fill_batch(producer *p, uint32_t slot, uint64_t seq)
     for (uint32_t i = 0; i < n && rc == 0; i++) {
         uint8_t *dst = base + i * sh->sample_bytes;
         prefetch_ahead(p, i, n);
-        rc = load_at(p, ids[i], p->loc_shard[i], p->loc_rec[i], dst,
+        rc = load_at(p, epoch, ids[i], p->loc_shard[i], p->loc_rec[i], dst,
                      &labels[i], t);
         if (rc == 0 || sh->cfg.on_corrupt != LOADER_CORRUPT_SKIP ||
             !skippable(rc))
@@ -294,6 +310,16 @@ static int fill_batch(producer *p, uint32_t slot, uint64_t seq)
     atomic_fetch_add_explicit(&p->read_ns, t[0], memory_order_relaxed);
     atomic_fetch_add_explicit(&p->decode_ns, t[1], memory_order_relaxed);
     atomic_fetch_add_explicit(&p->skipped, skipped, memory_order_relaxed);
+    if (p->fused) {
+        atomic_fetch_add_explicit(&p->decode_ns, p->fst.decode_ns,
+                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&p->resize_ns, p->fst.resize_ns,
+                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&p->jpeg_rows, p->fst.rows_total,
+                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&p->jpeg_rows_skipped, p->fst.rows_skipped,
+                                  memory_order_relaxed);
+    }
     return rc;
 }
 

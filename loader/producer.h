@@ -20,6 +20,7 @@
 #include "datasets/codec.h"
 #include "datasets/error.h"
 #include "datasets/pack.h"
+#include "loader/fused.h"
 #include "loader/loader.h"
 #include "loader/order.h"
 #include "loader/ring.h"
@@ -43,6 +44,8 @@ typedef struct producer_shared {
     uint64_t limit;             /* ring sequences to produce */
     const uint8_t *const *maps; /* (nshards) LOADER_IO_MMAP mappings, or NULL */
     st_error *slot_err;         /* (slots) see above */
+    int fused_on;               /* samples go through loader/fused.c */
+    fused_config fused_cfg;     /* the transform and its geometry */
 } producer_shared;
 
 typedef struct producer {
@@ -50,6 +53,9 @@ typedef struct producer {
     pthread_t thread;
     int started;                /* thread was created (owner: loader) */
     codec_dec *dec;             /* this thread's decoder */
+    fused *fused;               /* this thread's transform state, or NULL */
+    fused_stats fst;            /* its counters, thread-local; published
+                                   per batch into the atomics below */
     order_cursor *cur;          /* this thread's window tables */
     uint8_t *scratch;           /* (max_record) one record */
     size_t scratch_cap;
@@ -59,6 +65,7 @@ typedef struct producer {
     st_error err;               /* this thread's scratch error */
     /* Written by this thread once per batch, read by loader_get_stats. */
     _Atomic uint64_t read_ns, decode_ns, blocked_ns, skipped;
+    _Atomic uint64_t resize_ns, jpeg_rows, jpeg_rows_skipped;
 } producer;
 
 /* Allocates p's decoder, cursor, record buffer and location arrays.

@@ -21,8 +21,10 @@
 #include "datasets/fsutil.h"
 #include "datasets/codec.h"
 #include "datasets/pack.h"
+#include "loader/fused.h"
 #include "loader/loader.h"
 #include "loader/order.h"
+#include "loader/transform.h"
 
 #define MAX_RUNS 16
 #define MAX_EPOCHS 64
@@ -36,11 +38,17 @@ typedef struct opts {
     loader_shuffle shuffle;
     loader_io io;
     int codec_check;
+    uint32_t image_size;   /* --image-size: the default transform's S */
+    const char *tf_text;   /* --transform / --train-transform, or NULL */
+    transform_spec tf;     /* valid when has_tf */
+    int has_tf;
 } opts;
 
 typedef struct epoch_row {
     uint64_t samples;
-    double secs, read_s, decode_s, blocked_s, wait_s;
+    double secs, read_s, decode_s, resize_s, blocked_s, wait_s;
+    uint64_t rows, rows_skipped;   /* JPEG rows decoded-scale / skipped */
+    uint64_t rss_anon_kib, rss_file_kib; /* at the epoch's end, loader open */
     uint64_t checksum;
 } epoch_row;
 
@@ -71,7 +79,16 @@ static void usage(FILE *f)
 "                      pread; 0 off; default 4)\n"
 "  --consumer-us N     simulated consumer work per sample, microseconds\n"
 "  --codec-check       check every sample of every epoch against the\n"
-"                      baseline's decode (per-sample XXH3)\n"
+"                      baseline's decode (per-sample XXH3; epoch 0 only\n"
+"                      under a random transform)\n"
+"  --image-size S      crop/resize every sample to S x S with the default\n"
+"                      training transform, random-resized-crop S flip\n"
+"                      (required for packs of variable-size images)\n"
+"  --transform T       the transform instead (also --train-transform), as\n"
+"                      streamtrain takes it: 'random-resized-crop S [flip]\n"
+"                      [scale=A,B] [ratio=A,B]', 'center-crop S\n"
+"                      [crop-frac=F]', 'resize WxH', 'pad-crop P [flip]',\n"
+"                      'none [flip]'; [interp=bilinear|area]\n"
 "  -h, --help          this help\n");
 }
 
@@ -105,6 +122,33 @@ static int parse_mode(const char *s, opts *o)
     return 0;
 }
 
+/* --transform, else random-resized-crop S flip for --image-size S.
+ * @return 0 or 2 (message printed). */
+static int resolve_transform(opts *o)
+{
+    if (o->tf_text) {
+        st_error err = {0};
+        if (transform_parse(o->tf_text, &o->tf, &err) != 0) {
+            fprintf(stderr, "loadbench: --transform: %s\n", err.msg);
+            return 2;
+        }
+        o->has_tf = 1;
+    } else if (o->image_size) {
+        transform_spec_default(&o->tf, TRANSFORM_RRC);
+        o->tf.out_w = o->tf.out_h = o->image_size;
+        o->tf.flip = 1;
+        o->has_tf = 1;
+    }
+    return 0;
+}
+
+/* Does the transform draw random numbers (then epochs differ)? */
+static int tf_random(const opts *o)
+{
+    return o->has_tf && (o->tf.flip || o->tf.kind == TRANSFORM_RRC ||
+                         o->tf.kind == TRANSFORM_PAD_CROP);
+}
+
 /* @return 0, 1 (help printed) or 2 (bad usage, message printed). */
 static int parse_args(int argc, char **argv, opts *o)
 {
@@ -114,6 +158,8 @@ static int parse_args(int argc, char **argv, opts *o)
         {"window", 1, 0, 'w'}, {"slots", 1, 0, 'k'}, {"seed", 1, 0, 'S'},
         {"io", 1, 0, 'i'}, {"readahead", 1, 0, 'r'},
         {"consumer-us", 1, 0, 'c'}, {"codec-check", 0, 0, 'C'},
+        {"image-size", 1, 0, 'I'}, {"transform", 1, 0, 'T'},
+        {"train-transform", 1, 0, 'T'},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     *o = (opts){.split = "train", .threads = {1, 2}, .nruns = 2, .batch = 256,
                 .readahead = LOADER_DEFAULT_READAHEAD,
@@ -144,6 +190,8 @@ static int parse_args(int argc, char **argv, opts *o)
         case 'r': bad = parse_u32(optarg, 0, 1u << 20, &o->readahead); break;
         case 'c': bad = parse_u32(optarg, 0, 1u << 20, &o->consumer_us); break;
         case 'C': o->codec_check = 1; break;
+        case 'I': bad = parse_u32(optarg, 1, 4096, &o->image_size); break;
+        case 'T': o->tf_text = optarg; break;
         case 'h': usage(stdout); return 1;
         default: bad = -1, unknown = argv[optind - 1];
         }
@@ -162,7 +210,7 @@ static int parse_args(int argc, char **argv, opts *o)
         else fprintf(stderr, "loadbench: %s (see loadbench --help)\n", why);
         return 2;
     }
-    return 0;
+    return resolve_transform(o);
 }
 
 /* ---- baseline: one thread, one plain buffer, no ring ---------------------------- */
@@ -182,6 +230,7 @@ typedef struct bl_ctx {
     order *ord;
     order_cursor *cur;
     codec_dec *dec;
+    fused *fu;             /* with a transform, the same fused decode */
     uint8_t *buf;          /* (B, H, W, C) the one plain buffer */
     int32_t *labels;       /* (B) */
     uint8_t *rec;          /* (max_record) */
@@ -190,7 +239,8 @@ typedef struct bl_ctx {
 /* Reads and decodes epoch 0 batch by batch into the plain buffer. */
 static int baseline_epoch(bl_ctx *c, baseline *bl, st_error *err)
 {
-    size_t sb = pack_sample_bytes(c->p), cap = pack_max_record(c->p);
+    size_t sb = bl->sample_bytes, cap = pack_max_record(c->p);
+    fused_stats fs = {0};
     for (uint64_t b = 0; b < order_batches(c->ord); b++) {
         uint32_t n = order_batch_len(c->ord, b);
         for (uint32_t i = 0; i < n; i++) {
@@ -202,8 +252,13 @@ static int baseline_epoch(bl_ctx *c, baseline *bl, st_error *err)
             const shard *s = pack_shard(c->p, c->split, sh);
             const shard_entry *e = shard_entry_at(s, r);
             ST_TRY(shard_read_record(s, r, c->rec, cap, err));
-            ST_TRY(codec_decode(c->dec, c->rec, e->length, e->height,
-                                e->width, c->buf + i * sb, err));
+            if (c->fu)
+                ST_TRY(fused_sample(c->fu, c->dec, c->rec, e->length,
+                                    e->width, e->height, 0, id,
+                                    c->buf + i * sb, &fs, err));
+            else
+                ST_TRY(codec_decode(c->dec, c->rec, e->length, e->height,
+                                    e->width, c->buf + i * sb, err));
             c->labels[i] = e->label;
             if (bl->hashes) bl->hashes[id] = XXH3_64bits(c->buf + i * sb, sb);
         }
@@ -214,6 +269,35 @@ static int baseline_epoch(bl_ctx *c, baseline *bl, st_error *err)
     return 0;
 }
 
+/* The baseline's sample size and, with a transform, its fused decode. */
+static int baseline_shape(const opts *o, bl_ctx *c, baseline *bl,
+                          st_error *err)
+{
+    const manifest *m = pack_manifest(c->p);
+    char tf[96] = "";
+    if (pack_is_variable(c->p) && !o->has_tf)
+        return st_seterr(err, ST_EINVAL, "%s: the images are of different "
+                         "sizes (up to %ux%u): give --image-size S or "
+                         "--transform", o->data, m->width, m->height);
+    bl->sample_bytes = pack_sample_bytes(c->p);
+    if (o->has_tf) {
+        fused_config fc;
+        fused_config_of(m, &o->tf, o->seed, &fc);
+        ST_TRY(fused_create(&fc, &c->fu, err));
+        bl->sample_bytes = (size_t)fc.out_w * fc.out_h * fc.channels;
+        char t[64];
+        transform_format(&o->tf, t, sizeof t);
+        snprintf(tf, sizeof tf, "; transform '%s' to %ux%u", t, fc.out_w,
+                 fc.out_h);
+    }
+    snprintf(bl->shape, sizeof bl->shape, "%s%ux%ux%u, codec %s%s%s",
+             pack_is_variable(c->p) ? "up to " : "", m->height, m->width,
+             m->channels, manifest_codec_name(m->codec),
+             m->dict_file[0] ? "+dict" : "", tf);
+    codec_shape shape = {m->codec, m->height, m->width, m->channels};
+    return codec_dec_create(&shape, pack_ddict(c->p), &c->dec, err);
+}
+
 static int baseline_setup(const opts *o, bl_ctx *c, baseline *bl,
                           st_error *err)
 {
@@ -222,9 +306,10 @@ static int baseline_setup(const opts *o, bl_ctx *c, baseline *bl,
     if (c->split < 0)
         return st_seterr(err, ST_ENOTFOUND, "%s: no split '%s'", o->data,
                          o->split);
+    ST_TRY(baseline_shape(o, c, bl, err));
     uint32_t ns = pack_split_nshards(c->p, c->split);
     uint64_t *counts = malloc(ns * sizeof *counts);
-    c->buf = malloc((size_t)o->batch * pack_sample_bytes(c->p));
+    c->buf = malloc((size_t)o->batch * bl->sample_bytes);
     c->labels = malloc((size_t)o->batch * sizeof *c->labels);
     c->rec = malloc(pack_max_record(c->p) + 1);
     if (o->codec_check)
@@ -242,14 +327,7 @@ static int baseline_setup(const opts *o, bl_ctx *c, baseline *bl,
     int rc = order_create(&oc, counts, ns, &c->ord, err);
     free(counts);
     ST_TRY(rc);
-    ST_TRY(order_cursor_create(c->ord, &c->cur, err));
-    const manifest *m = pack_manifest(c->p);
-    bl->sample_bytes = pack_sample_bytes(c->p);
-    snprintf(bl->shape, sizeof bl->shape, "%ux%ux%u, codec %s%s", m->height,
-             m->width, m->channels, manifest_codec_name(m->codec),
-             m->dict_file[0] ? "+dict" : "");
-    codec_shape shape = {m->codec, m->height, m->width, m->channels};
-    return codec_dec_create(&shape, pack_ddict(c->p), &c->dec, err);
+    return order_cursor_create(c->ord, &c->cur, err);
 }
 
 static int run_baseline(const opts *o, baseline *bl, st_error *err)
@@ -261,6 +339,7 @@ static int run_baseline(const opts *o, baseline *bl, st_error *err)
         rc = baseline_epoch(&c, bl, err);
         bl->secs = now_s() - t0;
     }
+    fused_destroy(c.fu);
     codec_dec_destroy(c.dec);
     order_cursor_destroy(c.cur);
     order_destroy(c.ord);
@@ -299,6 +378,22 @@ static int touch_batch(const loader_batch *b, const uint64_t *hashes,
     return 0;
 }
 
+/* RssAnon and RssFile of this process from /proc/self/status (0 when the
+ * file cannot be read). */
+static void read_rss(uint64_t *anon_kib, uint64_t *file_kib)
+{
+    *anon_kib = *file_kib = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f == NULL) return;
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        unsigned long long v;
+        if (sscanf(line, "RssAnon: %llu", &v) == 1) *anon_kib = v;
+        else if (sscanf(line, "RssFile: %llu", &v) == 1) *file_kib = v;
+    }
+    fclose(f);
+}
+
 static void close_epoch(const loader *l, const loader_stats *prev,
                         double t0, epoch_row *row)
 {
@@ -308,8 +403,12 @@ static void close_epoch(const loader *l, const loader_stats *prev,
     row->secs = now_s() - t0;
     row->read_s = st.read_s - prev->read_s;
     row->decode_s = st.decode_s - prev->decode_s;
+    row->resize_s = st.resize_s - prev->resize_s;
+    row->rows = st.jpeg_rows - prev->jpeg_rows;
+    row->rows_skipped = st.jpeg_rows_skipped - prev->jpeg_rows_skipped;
     row->blocked_s = st.blocked_s - prev->blocked_s;
     row->wait_s = st.wait_s - prev->wait_s;
+    read_rss(&row->rss_anon_kib, &row->rss_file_kib);
 }
 
 static int run_pipeline(const opts *o, uint32_t threads, const uint64_t *hashes,
@@ -327,6 +426,7 @@ static int run_pipeline(const opts *o, uint32_t threads, const uint64_t *hashes,
     cfg.epochs = o->epochs;
     cfg.io = o->io;
     cfg.readahead = o->readahead;
+    cfg.transform = o->has_tf ? &o->tf : NULL;
     loader *l = NULL;
     ST_TRY(loader_open(o->data, &cfg, &l, err));
     loader_stats prev = {0};
@@ -343,7 +443,9 @@ static int run_pipeline(const opts *o, uint32_t threads, const uint64_t *hashes,
             continue;
         }
         if (rc) break;
-        rc = touch_batch(&b, hashes, &rows[e].checksum, err);
+        /* a random transform makes every epoch's pixels new */
+        rc = touch_batch(&b, b.epoch == 0 || !tf_random(o) ? hashes : NULL,
+                         &rows[e].checksum, err);
         consume(o->consumer_us, b.n);
         if (rc == 0) rc = loader_release(l, &b, err);
         if (rc) break;
@@ -373,13 +475,21 @@ static void print_header(const opts *o, const baseline *bl)
     printf("baseline: 1 thread, no ring, one plain buffer, epoch 0: "
            "%.0f samples/s, %.1f MB/s (%.3f s)\n", sps,
            sps * bl->sample_bytes / 1e6, bl->secs);
-    printf("\n%7s %5s %5s %11s %8s %7s %6s %7s %8s %6s  %s\n", "threads",
-           "epoch", "io", "samples/s", "MB/s", "vs-base", "read%", "decode%", "blocked%",
-           "wait%", "stream-xxh3");
+    printf("\n%7s %5s %5s %11s %8s %7s %6s %7s %7s %8s %6s %6s  %s\n",
+           "threads", "epoch", "io", "samples/s", "MB/s", "vs-base", "read%",
+           "decode%", "resize%", "blocked%", "wait%", "skip%",
+           "stream-xxh3");
 }
 
-/* read%, decode%, blocked%: of the producers' thread time; wait%: of the
- * consumer's epoch time. */
+/* Share of JPEG rows (at the decoded DCT scale) never output: skipped
+ * above the crop or never decoded below it. */
+static double skipped_pct(const epoch_row *r)
+{
+    return r->rows ? 100.0 * (double)r->rows_skipped / (double)r->rows : 0;
+}
+
+/* read%, decode%, resize%, blocked%: of the producers' thread time; wait%:
+ * of the consumer's epoch time; skip%: skipped_pct. */
 static void print_rows(uint32_t threads, uint32_t epochs, const epoch_row *rows,
                        const baseline *bl, const char *io)
 {
@@ -387,10 +497,11 @@ static void print_rows(uint32_t threads, uint32_t epochs, const epoch_row *rows,
     for (uint32_t e = 0; e < epochs; e++) {
         const epoch_row *r = &rows[e];
         double sps = r->samples / r->secs, busy = threads * r->secs / 100;
-        printf("%7u %5u %5s %11.0f %8.1f %6.2fx %6.1f %7.1f %8.1f %6.1f  "
-               "%016llx\n", threads, e, io, sps, sps * bl->sample_bytes / 1e6,
-               sps / base_sps, r->read_s / busy, r->decode_s / busy,
-               r->blocked_s / busy, r->wait_s / r->secs * 100,
+        printf("%7u %5u %5s %11.0f %8.1f %6.2fx %6.1f %7.1f %7.1f %8.1f "
+               "%6.1f %6.1f  %016llx\n", threads, e, io, sps,
+               sps * bl->sample_bytes / 1e6, sps / base_sps, r->read_s / busy,
+               r->decode_s / busy, r->resize_s / busy, r->blocked_s / busy,
+               r->wait_s / r->secs * 100, skipped_pct(r),
                (unsigned long long)r->checksum);
     }
 }
@@ -441,8 +552,11 @@ int main(int argc, char **argv)
         const epoch_row *r = &rows[k][o.epochs - 1];
         double sps = r->samples / r->secs;
         printf("loadbench threads=%u samples_per_s=%.0f mb_per_s=%.1f "
-               "wait_pct=%.1f\n", o.threads[k], sps,
-               sps * bl.sample_bytes / 1e6, r->wait_s / r->secs * 100);
+               "wait_pct=%.1f rows_skipped_pct=%.1f rss_anon_kib=%llu "
+               "rss_file_kib=%llu\n", o.threads[k], sps,
+               sps * bl.sample_bytes / 1e6, r->wait_s / r->secs * 100,
+               skipped_pct(r), (unsigned long long)r->rss_anon_kib,
+               (unsigned long long)r->rss_file_kib);
     }
     return 0;
 }

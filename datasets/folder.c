@@ -161,7 +161,7 @@ out:
     return rc;
 }
 
-/* ---- the probe pass ------------------------------------------------------- */
+/* ---- the probe pass ------------------------------------------------------ */
 
 /* What open keeps while probing. */
 typedef struct probe_state {
@@ -198,7 +198,8 @@ static int probe_png(const char *path, const uint8_t *b, size_t n,
 {
     pngio_info pi;
     st_error pe = {0, ""};
-    if (pngio_probe(b, n, &pi, &pe) < 0) return with_file(err, path, &pe);
+    if (pngio_probe(b, n, &pi, &pe) < 0) /* a bad header: as before */
+        return st_seterr(err, ST_EFORMAT, "%s: %s", path, pe.msg);
     e->kind = KIND_PNG;
     e->sw = pi.width;
     e->sh = pi.height;

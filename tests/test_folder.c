@@ -285,76 +285,6 @@ static void test_folder_corrupt_png(void **state)
     source_close(s);
 }
 
-typedef struct th_arg {
-    const source *s;
-    const uint8_t *want; /* (n, FW*FH*3) */
-    int n, bad;
-} th_arg;
-
-static void *th_read(void *p)
-{
-    th_arg *a = p;
-    source_scratch *sc;
-    st_error err = {0, ""};
-    if (source_scratch_create(a->s, &sc, &err) != 0) {
-        a->bad++;
-        return NULL;
-    }
-    uint8_t px[FW * FH * 3];
-    int32_t lab;
-    for (int rep = 0; rep < 20; rep++)
-        for (int i = a->n - 1; i >= 0; i--)
-            if (source_read(a->s, 0, (uint64_t)i, sc, px, &lab, NULL,
-                            &err) != 0 ||
-                memcmp(px, a->want + (size_t)i * sizeof px, sizeof px) != 0)
-                a->bad++;
-    source_scratch_destroy(sc);
-    return NULL;
-}
-
-static void test_threads(void **state)
-{
-    (void)state;
-    static const spec sp[] = {{"x", 8, 0},  {"x", 9, 1},  {"x", 17, 0},
-                              {"y", 11, 1}, {"y", 3, 0},  {"y", 2, 1},
-                              {"z", 12, 0}, {"z", 14, 1}};
-    enum { N = 8 };
-    const char *d = pj("%s/threads", g_root);
-    build_folder(d, sp, N);
-    source *s = open_ok(d, NULL);
-    static uint8_t want[N][FW * FH * 3];
-    source_scratch *sc;
-    st_error err = {0, ""};
-    assert_int_equal(source_scratch_create(s, &sc, &err), 0);
-    int32_t lab;
-    for (int i = 0; i < N; i++)
-        assert_int_equal(source_read(s, 0, (uint64_t)i, sc, want[i], &lab,
-                                     NULL, &err), 0);
-    source_scratch_destroy(sc);
-    pthread_t t[4];
-    th_arg a[4];
-    for (int i = 0; i < 4; i++) {
-        a[i] = (th_arg){s, &want[0][0], N, 0};
-        assert_int_equal(pthread_create(&t[i], NULL, th_read, &a[i]), 0);
-    }
-    for (int i = 0; i < 4; i++) {
-        assert_int_equal(pthread_join(t[i], NULL), 0);
-        assert_int_equal(a[i].bad, 0);
-    }
-    source_close(s);
-}
-
-static void test_unreadable(void **state)
-{
-    (void)state;
-    const char *d = pj("%s/fb-perm", g_root);
-    mkdirs(pj("%s/cls", d));
-    flat_png(pj("%s/cls/a.png", d), 4, 4, 1);
-    flat_png(pj("%s/cls/b.png", d), 4, 4, 1);
-    check_unreadable(d, pj("%s/cls/b.png", d));
-}
-
-
 /* ---- JPEGs ---------------------------------------------------------------- */
 
 /* Writes a JPEG of pattern pixels at path; returns its bytes (malloc'd). */
@@ -397,6 +327,106 @@ static void read_sample(source *s, source_scratch *sc, uint64_t i,
     if (rc != 0) fail_msg("read %llu: %s", (unsigned long long)i, err.msg);
     source_sample_size(s, 0, i, w, h);
 }
+
+typedef struct th_arg {
+    const source *s;
+    const uint8_t *want; /* (n, stride): each sample at its own size */
+    size_t stride;
+    int n, bad;
+} th_arg;
+
+static void *th_read(void *p)
+{
+    th_arg *a = p;
+    source_scratch *sc;
+    st_error err = {0, ""};
+    uint8_t *px = malloc(a->stride);
+    if (px == NULL || source_scratch_create(a->s, &sc, &err) != 0) {
+        free(px);
+        a->bad++;
+        return NULL;
+    }
+    size_t c = source_info_of(a->s)->channels;
+    int32_t lab;
+    for (int rep = 0; rep < 20; rep++)
+        for (int i = a->n - 1; i >= 0; i--) {
+            uint32_t w, h;
+            source_sample_size(a->s, 0, (uint64_t)i, &w, &h);
+            if (source_read(a->s, 0, (uint64_t)i, sc, px, &lab, NULL,
+                            &err) != 0 ||
+                memcmp(px, a->want + (size_t)i * a->stride,
+                       (size_t)w * h * c) != 0)
+                a->bad++;
+        }
+    source_scratch_destroy(sc);
+    free(px);
+    return NULL;
+}
+
+/* Reads every sample of split 0 once, then from 4 threads at once. */
+static void read_concurrently(source *s, int n)
+{
+    size_t stride = source_info_of(s)->max_sample_bytes;
+    uint8_t *want = calloc((size_t)n, stride);
+    source_scratch *sc;
+    st_error err = {0, ""};
+    assert_int_equal(source_scratch_create(s, &sc, &err), 0);
+    int32_t lab;
+    for (int i = 0; i < n; i++)
+        assert_int_equal(source_read(s, 0, (uint64_t)i, sc,
+                                     want + (size_t)i * stride, &lab, NULL,
+                                     &err), 0);
+    source_scratch_destroy(sc);
+    pthread_t t[4];
+    th_arg a[4];
+    for (int i = 0; i < 4; i++) {
+        a[i] = (th_arg){s, want, stride, n, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, th_read, &a[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(a[i].bad, 0);
+    }
+    free(want);
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    static const spec sp[] = {{"x", 8, 0},  {"x", 9, 1},  {"x", 17, 0},
+                              {"y", 11, 1}, {"y", 3, 0},  {"y", 2, 1},
+                              {"z", 12, 0}, {"z", 14, 1}};
+    enum { N = 8 };
+    const char *d = pj("%s/threads", g_root);
+    build_folder(d, sp, N);
+    source *s = open_ok(d, NULL);
+    read_concurrently(s, N);
+    source_close(s);
+    /* JPEGs beside them: DCT-scaled, turned and resized in every thread,
+     * each thread with its own decoder */
+    for (int o = 1; o <= 8; o++) {
+        jfx_opt opt = {23 + o, 17, JPEGIO_CS_YCBCR, 2, 1 + (o & 1), o & 1, 0,
+                       90, o, 0};
+        size_t len;
+        free(put_jpeg(pj("%s/z/j%d.jpg", d, o), &opt, (uint32_t)o, &len));
+    }
+    source_options ms = {.max_side = 8};
+    s = open_ok(d, &ms);
+    assert_true(source_info_of(s)->variable);
+    read_concurrently(s, N + 8);
+    source_close(s);
+}
+
+static void test_unreadable(void **state)
+{
+    (void)state;
+    const char *d = pj("%s/fb-perm", g_root);
+    mkdirs(pj("%s/cls", d));
+    flat_png(pj("%s/cls/a.png", d), 4, 4, 1);
+    flat_png(pj("%s/cls/b.png", d), 4, 4, 1);
+    check_unreadable(d, pj("%s/cls/b.png", d));
+}
+
 
 static void test_folder_mixed_jpeg_png(void **state)
 {

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -648,6 +649,40 @@ static void test_tables_do_not_carry_over(void **state)
     jpegio_dec_destroy(used);
 }
 
+/* A handle's memory stays flat over many images: libjpeg's image pools
+ * are released at every jpeg_abort, and the tables forgotten before each
+ * image are recycled rather than allocated again in the permanent pool. */
+static void test_memory_flat(void **state)
+{
+    (void)state;
+    jfx_opt a = {61, 45, JPEGIO_CS_YCBCR, 2, 2, 1, 0, 75, 0, 0};
+    jfx_opt b = {61, 45, JPEGIO_CS_YCBCR, 2, 1, 0, 3, 90, 6, 0};
+    fixture fa = make(&a, 1), fb = make(&b, 2);
+    jpegio_dec *d;
+    st_error err = {0, ""};
+    assert_int_equal(jpegio_dec_create(&d, &err), 0);
+    static uint8_t out[61 * 45 * 3];
+    size_t before = 0;
+    for (int r = 0; r < 2000; r++) {
+        if (r == 10) before = mallinfo2().uordblks;
+        const fixture *f = r & 1 ? &fa : &fb;
+        uint32_t w, h;
+        assert_int_equal(jpegio_decode(d, f->jpg, f->len, 1, 3, out, 61 * 3,
+                                       sizeof out, &w, &h, &err), 0);
+        jpegio_region rg = {3, 5, 20, 20, 1 << (r % 4)};
+        jpegio_decoded o;
+        assert_int_equal(jpegio_decode_region(d, f->jpg, f->len, &rg, 3, out,
+                                              sizeof out, &o, &err), 0);
+    }
+    size_t after = mallinfo2().uordblks;
+    if (after != before)
+        fail_msg("heap in use went from %zu to %zu bytes over 1990 images",
+                 before, after);
+    jpegio_dec_destroy(d);
+    drop(&fa);
+    drop(&fb);
+}
+
 /* ---- encode --------------------------------------------------------------- */
 
 static void test_encode(void **state)
@@ -853,6 +888,7 @@ int main(void)
         cmocka_unit_test(test_corrupt),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_tables_do_not_carry_over),
+        cmocka_unit_test(test_memory_flat),
         cmocka_unit_test(test_encode),
         cmocka_unit_test(test_orient),
         cmocka_unit_test(test_against_pil),

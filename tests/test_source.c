@@ -120,6 +120,37 @@ static void test_idx_roundtrip(void **state)
     }
     source_scratch_destroy(sc);
     source_close(s);
+
+    /* max_side on fixed-size samples: 4x3 -> 2x2 (round(3 * 2 / 4) = 2),
+     * one size for all, area-averaged */
+    o = (source_options){.max_side = 2};
+    s = open_ok(dir, &o);
+    in = source_info_of(s);
+    assert_int_equal(in->width, 2);
+    assert_int_equal(in->height, 2);
+    assert_false(in->variable);
+    assert_int_equal(in->max_sample_bytes, 4);
+    uint32_t w, h;
+    source_sample_size(s, 1, 2, &w, &h);
+    assert_true(w == 2 && h == 2);
+    source_sample_size(s, 1, NTE, &w, &h); /* no such sample */
+    assert_true(w == 0 && h == 0);
+    assert_int_equal(source_scratch_create(s, &sc, &err), 0);
+    uint8_t small[4];
+    assert_int_equal(source_read(s, 0, 0, sc, small, &lab, NULL, &err), 0);
+    for (int p = 0; p < 4; p++) assert_int_equal(small[p], 77);
+    source_scratch_destroy(sc);
+    source_close(s);
+    /* max_side at or over the long side changes nothing */
+    o = (source_options){.max_side = 4};
+    s = open_ok(dir, &o);
+    assert_int_equal(source_info_of(s)->width, IC);
+    assert_int_equal(source_info_of(s)->height, IR);
+    source_close(s);
+    o = (source_options){.max_side = 2, .resize_w = 2, .resize_h = 2};
+    expect_open_err(dir, &o, ST_EINVAL, "do not combine", NULL);
+    o = (source_options){.max_side = SOURCE_MAX_SIDE + 1};
+    expect_open_err(dir, &o, ST_EINVAL, "max side", NULL);
 }
 
 static void test_idx_file_and_fashion_names(void **state)

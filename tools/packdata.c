@@ -41,7 +41,8 @@ static void usage(FILE *f)
 "\n"
 "  -o, --output OUT       output pack directory (required)\n"
 "      --format F         idx | folder | cifar10 (default: detected)\n"
-"      --codec C          zstd | png | jpeg | raw (default: zstd)\n"
+"      --codec C          zstd | png | jpeg | raw (default: jpeg for a folder\n"
+"                         of JPEG files, else zstd)\n"
 "      --quality Q        jpeg codec quality 1..100 (default: %d)\n"
 "      --level N          zstd level 1..22 (default: %d)\n"
 "      --dict-size BYTES  zstd dictionary size: 0 for none, else at least\n"
@@ -288,7 +289,7 @@ static void summary(const char *src, const char *out, const packer_config *cfg,
 {
     char a[32], b[32], c[32], d[32];
     const source_info *in = &st->info;
-    int codec = cfg->codec < 0 ? CODEC_ZSTD : cfg->codec;
+    int codec = (int)st->codec; /* the packer's choice when cfg->codec < 0 */
     printf("packdata: %s (%s) -> %s\n", src, source_format_name(in->format), out);
     printf("  samples  %llu (", (unsigned long long)st->samples);
     for (uint32_t s = 0; s < in->nsplits; s++)
@@ -302,6 +303,10 @@ static void summary(const char *src, const char *out, const packer_config *cfg,
                cfg->huffman_literals ? " (Huffman literals)" : "",
                st->dict_bytes ? units_format_bytes(st->dict_bytes, d, sizeof d)
                               : "none", st->dict_seconds);
+    if (codec == CODEC_JPEG)
+        printf(" quality %d, %llu of %llu records the files' own bytes",
+               cfg->quality, (unsigned long long)st->passthrough,
+               (unsigned long long)st->samples);
     printf("\n  size     raw %s, records %s (ratio %.3f), on disk %s (ratio %.3f)\n",
            units_format_bytes(st->raw_bytes, a, sizeof a),
            units_format_bytes(st->record_bytes, b, sizeof b),

@@ -150,7 +150,9 @@ static int jpeg_box(fused *f, const uint8_t *src, size_t len, uint32_t w,
     int s = transform_dct_scale(bx->x1 - bx->x0, bx->y1 - bx->y0, c->out_w,
                                 c->out_h);
     uint32_t sw = jpegio_scaled(w, s), sh = jpegio_scaled(h, s);
-    double fx = (double)sw / w, fy = (double)sh / h;
+    /* scaled pixel i is the DCT block rows/columns [i*s, (i+1)*s): the
+     * box maps by 1/s (the last pixel may reach past the image edge) */
+    double fx = 1.0 / s, fy = 1.0 / s;
     double x0 = bx->x0 * fx, x1 = fmin(bx->x1 * fx, sw);
     double y0 = bx->y0 * fy, y1 = fmin(bx->y1 * fy, sh);
     int fl = flags(bx);

@@ -140,8 +140,9 @@ static int run_own(fused *f, const jpegio_decoded *blk, const transform_box *bx,
 
 /* JPEG: decode only the pixels the resampler reads (resample_footprint of
  * the box, at the DCT scale the output allows), then resample the box from
- * that block (resample_run_at): on an unscaled decode the bytes equal a
- * full decode followed by the same resample. */
+ * that block (resample_run_at; an unscaled RRC box as its own image,
+ * run_own): on an unscaled decode the bytes equal a full decode followed
+ * by transform_apply (tests/test_fused.c). */
 static int jpeg_box(fused *f, const uint8_t *src, size_t len, uint32_t w,
                     uint32_t h, const transform_box *bx, uint8_t *dst,
                     fused_stats *st, st_error *err)

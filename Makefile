@@ -88,7 +88,8 @@ TESTS     := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 # Tests run again under TSan and ASan: everything that exercises threads
 # (the loader, the trainer's run, the packer's encoder pool).
 SAN_TESTS := $(BUILD)/tests/test_loader $(BUILD)/tests/test_order $(BUILD)/tests/test_ring \
-             $(BUILD)/tests/test_run $(BUILD)/tests/test_train $(BUILD)/tests/test_pack
+             $(BUILD)/tests/test_run $(BUILD)/tests/test_train $(BUILD)/tests/test_pack \
+             $(BUILD)/tests/test_fused
 
 .PHONY: all tools tests test demo fuzz bench deps clean san-tests emu-tests
 all: tools tests

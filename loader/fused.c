@@ -106,10 +106,43 @@ static int flags(const transform_box *bx)
     return (bx->flip ? RESAMPLE_FLIP : 0) | (bx->crop_first ? RESAMPLE_CROP : 0);
 }
 
+/* 1 for an integer crop-first box (RRC's): transform_apply resamples it
+ * as its own image, with tap centres from its corner, and so must we. */
+static int own_image(const transform_box *bx)
+{
+    return bx->crop_first && bx->x0 == floor(bx->x0) &&
+           bx->y0 == floor(bx->y0) && bx->x0 >= 0 && bx->y0 >= 0;
+}
+
+/* An unscaled integer crop-first box resampled as its own image out of
+ * the decoded block blk (which holds the box's pixels: its footprint
+ * under RESAMPLE_CROP), as transform_apply does on a whole decode: the
+ * same source pixels, the same centres, the same bytes. resample_run_at
+ * would place the centres at x0 + (o + 0.5) * scale instead, which the
+ * area filter's step can tell apart. */
+static int run_own(fused *f, const jpegio_decoded *blk, const transform_box *bx,
+                   uint8_t *dst, int fl, st_error *err)
+{
+    const fused_config *c = &f->c;
+    uint32_t x = (uint32_t)bx->x0, y = (uint32_t)bx->y0;
+    uint32_t bw = (uint32_t)ceil(bx->x1) - x, bh = (uint32_t)ceil(bx->y1) - y;
+    if (x < blk->x0 || y < blk->y0 || x + bw > blk->x0 + blk->w ||
+        y + bh > blk->y0 + blk->h)
+        return st_seterr(err, ST_EINTERNAL, "loader: the decoded block "
+                         "misses the crop box");
+    size_t stride = (size_t)blk->w * c->channels;
+    const uint8_t *src = f->buf + (size_t)(y - blk->y0) * stride +
+                         (size_t)(x - blk->x0) * c->channels;
+    return resample_run(f->rs, c->t.interp, src, bw, bh, stride, 0, 0,
+                        bx->x1 - x, bx->y1 - y, dst, c->out_w, c->out_h, fl,
+                        err);
+}
+
 /* JPEG: decode only the pixels the resampler reads (resample_footprint of
  * the box, at the DCT scale the output allows), then resample the box from
- * that block (resample_run_at): on an unscaled decode the bytes equal a
- * full decode followed by the same resample. */
+ * that block (resample_run_at; an unscaled RRC box as its own image,
+ * run_own): on an unscaled decode the bytes equal a full decode followed
+ * by transform_apply (tests/test_fused.c). */
 static int jpeg_box(fused *f, const uint8_t *src, size_t len, uint32_t w,
                     uint32_t h, const transform_box *bx, uint8_t *dst,
                     fused_stats *st, st_error *err)
@@ -118,7 +151,9 @@ static int jpeg_box(fused *f, const uint8_t *src, size_t len, uint32_t w,
     int s = transform_dct_scale(bx->x1 - bx->x0, bx->y1 - bx->y0, c->out_w,
                                 c->out_h);
     uint32_t sw = jpegio_scaled(w, s), sh = jpegio_scaled(h, s);
-    double fx = (double)sw / w, fy = (double)sh / h;
+    /* scaled pixel i is the DCT block rows/columns [i*s, (i+1)*s): the
+     * box maps by 1/s (the last pixel may reach past the image edge) */
+    double fx = 1.0 / s, fy = 1.0 / s;
     double x0 = bx->x0 * fx, x1 = fmin(bx->x1 * fx, sw);
     double y0 = bx->y0 * fy, y1 = fmin(bx->y1 * fy, sh);
     int fl = flags(bx);
@@ -137,9 +172,12 @@ static int jpeg_box(fused *f, const uint8_t *src, size_t len, uint32_t w,
     st->decode_ns += t1 - t0;
     st->rows_total += blk.rows_total;
     st->rows_skipped += blk.rows_skipped;
-    int rc = resample_run_at(f->rs, c->t.interp, f->buf, blk.x0, blk.y0,
-                             blk.w, blk.h, (size_t)blk.w * c->channels, x0,
-                             y0, x1, y1, dst, c->out_w, c->out_h, fl, err);
+    int rc = s == 1 && own_image(bx)
+                 ? run_own(f, &blk, bx, dst, fl, err)
+                 : resample_run_at(f->rs, c->t.interp, f->buf, blk.x0, blk.y0,
+                                   blk.w, blk.h, (size_t)blk.w * c->channels,
+                                   x0, y0, x1, y1, dst, c->out_w, c->out_h, fl,
+                                   err);
     st->resize_ns += now_ns() - t1;
     return rc;
 }

@@ -9,6 +9,7 @@
  * project's -march (restrict pointers, no calls, branches hoisted out of
  * the inner loop); they are fused so each tensor is walked once per step:
  * bias + ReLU in one pass, ReLU mask + bias gradient in one pass.
+ * The conv-net ops live in gpu/cpu_conv.c.
  */
 #include <cblas.h>
 #include <fcntl.h>
@@ -18,23 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "gpu/backend.h"
-
-/* GCC 12 at -O2 vectorizes loops only under the "very cheap" cost model,
- * which rejects any loop needing a scalar epilogue: all of ours. The hot
- * loops therefore ask for O3's vectorizer, and get an AVX2/FMA clone
- * chosen at load time (the project targets x86-64-v2). -std=c11 keeps
- * -ffp-contract=off, so every clone computes bitwise the same results. */
-/* Not under sanitizers: an ifunc resolver runs before their runtime is
- * up (TSan crashes in it). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
-    !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
-#define CPU_VEC                                                    \
-    __attribute__((optimize("O3", "vect-cost-model=dynamic"),      \
-                   target_clones("arch=x86-64-v3", "default")))
-#else
-#define CPU_VEC
-#endif
+#include "gpu/cpu_ops.h"
 
 typedef struct cpu_impl {
     int threads; /* OpenBLAS threads */
@@ -255,12 +240,17 @@ CPU_VEC static int cpu_act_bias_grad(void *impl, float *restrict dy,
     return 0;
 }
 
-static int cpu_softmax_xent(void *impl, const float *logits,
-                            const int32_t *labels, int rows, int classes,
-                            float grad_scale, float *dlogits,
-                            gpu_loss_stats *stats, st_error *err)
+int gpu__cpu_softmax_xent_ls(void *impl, const float *logits,
+                             const int32_t *labels, int rows, int classes,
+                             float smoothing, float grad_scale,
+                             float *dlogits, gpu_loss_stats *stats,
+                             st_error *err)
 {
     (void)impl, (void)err;
+    /* target = (1-eps)*onehot + eps/classes; with eps 0 every operation
+     * below is the one plain softmax cross-entropy always did, so
+     * gpu_softmax_xent's results stay bit for bit what they were */
+    float eps = smoothing, off = smoothing / (float)classes;
     for (int r = 0; r < rows; r++) {
         const float *x = logits + (size_t)r * classes;
         int best = 0;
@@ -271,7 +261,18 @@ static int cpu_softmax_xent(void *impl, const float *logits,
         int32_t lab = labels[r];
         int ok = lab >= 0 && lab < classes;
         if (ok) {
-            stats->loss_sum += (double)(logf(sum) - (x[lab] - mx));
+            float lse = logf(sum);
+            if (eps == 0.0f) {
+                stats->loss_sum += (double)(lse - (x[lab] - mx));
+            } else {
+                /* sum_c target_c * (lse - (x_c - mx)) */
+                double all = 0.0;
+                for (int c = 0; c < classes; c++)
+                    all += (double)(lse - (x[c] - mx));
+                stats->loss_sum += (1.0 - (double)eps) *
+                                       (double)(lse - (x[lab] - mx)) +
+                                   (double)eps / classes * all;
+            }
             stats->correct += best == lab;
         } else {
             stats->bad_labels++;
@@ -280,10 +281,28 @@ static int cpu_softmax_xent(void *impl, const float *logits,
         if (dlogits == NULL) continue;
         float *g = dlogits + (size_t)r * classes;
         float inv = ok ? grad_scale / sum : 0.0f;
-        for (int c = 0; c < classes; c++) g[c] = expf(x[c] - mx) * inv;
-        if (ok) g[lab] -= grad_scale;
+        if (eps == 0.0f) {
+            for (int c = 0; c < classes; c++) g[c] = expf(x[c] - mx) * inv;
+            if (ok) g[lab] -= grad_scale;
+        } else if (ok) {
+            float goff = grad_scale * off;
+            for (int c = 0; c < classes; c++)
+                g[c] = expf(x[c] - mx) * inv - goff;
+            g[lab] -= grad_scale * (1.0f - eps);
+        } else {
+            for (int c = 0; c < classes; c++) g[c] = 0.0f;
+        }
     }
     return 0;
+}
+
+static int cpu_softmax_xent(void *impl, const float *logits,
+                            const int32_t *labels, int rows, int classes,
+                            float grad_scale, float *dlogits,
+                            gpu_loss_stats *stats, st_error *err)
+{
+    return gpu__cpu_softmax_xent_ls(impl, logits, labels, rows, classes,
+                                    0.0f, grad_scale, dlogits, stats, err);
 }
 
 CPU_VEC static int cpu_sgd_update(void *impl, float *restrict w,
@@ -366,4 +385,5 @@ const gpu_backend_ops gpu__cpu_ops = {
     .sgd_update = cpu_sgd_update,
     .adamw_update = cpu_adamw_update,
     .zero = cpu_zero,
+    GPU__CPU_CONV_OPS,
 };

@@ -294,6 +294,118 @@ static int st_zero(void *impl, void *p, size_t bytes, st_error *err)
     return gpu__cpu_ops.zero(compute(impl), p, bytes, err);
 }
 
+/* ---- conv-net ops: the CPU's, after the copies compute waits for ------ */
+
+static int st_im2col(void *impl, const gpu_conv_geom *g, const float *x,
+                     float *col, st_error *err)
+{
+    return gpu__cpu_ops.im2col(compute(impl), g, x, col, err);
+}
+
+static int st_col2im(void *impl, const gpu_conv_geom *g, const float *col,
+                     float *dx, int accumulate, st_error *err)
+{
+    return gpu__cpu_ops.col2im(compute(impl), g, col, dx, accumulate, err);
+}
+
+static int st_maxpool_fwd(void *impl, const gpu_conv_geom *g, const float *x,
+                          float *y, int32_t *idx, st_error *err)
+{
+    return gpu__cpu_ops.maxpool_fwd(compute(impl), g, x, y, idx, err);
+}
+
+static int st_maxpool_bwd(void *impl, const gpu_conv_geom *g,
+                          const float *dy, const int32_t *idx, float *dx,
+                          st_error *err)
+{
+    return gpu__cpu_ops.maxpool_bwd(compute(impl), g, dy, idx, dx, err);
+}
+
+static int st_avgpool_fwd(void *impl, const float *x, int n, int hw, int c,
+                          float *y, st_error *err)
+{
+    return gpu__cpu_ops.avgpool_fwd(compute(impl), x, n, hw, c, y, err);
+}
+
+static int st_avgpool_bwd(void *impl, const float *dy, int n, int hw, int c,
+                          float *dx, st_error *err)
+{
+    return gpu__cpu_ops.avgpool_bwd(compute(impl), dy, n, hw, c, dx, err);
+}
+
+static int st_bn_fwd_train(void *impl, const float *x, int rows, int c,
+                           const float *gamma, const float *beta, float eps,
+                           float momentum, float *run_mean, float *run_var,
+                           float *save_mean, float *save_invstd, float *y,
+                           st_error *err)
+{
+    return gpu__cpu_ops.bn_fwd_train(compute(impl), x, rows, c, gamma, beta,
+                                     eps, momentum, run_mean, run_var,
+                                     save_mean, save_invstd, y, err);
+}
+
+static int st_bn_fwd_eval(void *impl, const float *x, int rows, int c,
+                          const float *gamma, const float *beta, float eps,
+                          const float *run_mean, const float *run_var,
+                          float *y, st_error *err)
+{
+    return gpu__cpu_ops.bn_fwd_eval(compute(impl), x, rows, c, gamma, beta,
+                                    eps, run_mean, run_var, y, err);
+}
+
+static int st_bn_bwd(void *impl, const float *x, const float *dy, int rows,
+                     int c, const float *gamma, const float *save_mean,
+                     const float *save_invstd, float *dgamma, float *dbeta,
+                     float *dx, int accumulate, st_error *err)
+{
+    return gpu__cpu_ops.bn_bwd(compute(impl), x, dy, rows, c, gamma,
+                               save_mean, save_invstd, dgamma, dbeta, dx,
+                               accumulate, err);
+}
+
+static int st_act_fwd(void *impl, int kind, const float *x, float *y,
+                      size_t n, st_error *err)
+{
+    return gpu__cpu_ops.act_fwd(compute(impl), kind, x, y, n, err);
+}
+
+static int st_act_bwd(void *impl, int kind, const float *x, const float *dy,
+                      float *dx, size_t n, st_error *err)
+{
+    return gpu__cpu_ops.act_bwd(compute(impl), kind, x, dy, dx, n, err);
+}
+
+static int st_axpby(void *impl, size_t n, float alpha, const float *x,
+                    float beta, float *y, st_error *err)
+{
+    return gpu__cpu_ops.axpby(compute(impl), n, alpha, x, beta, y, err);
+}
+
+static int st_normalize_u8_ch(void *impl, const uint8_t *x, size_t npix,
+                              int c, const float *mean, const float *std,
+                              float *y, st_error *err)
+{
+    return gpu__cpu_ops.normalize_u8_ch(compute(impl), x, npix, c, mean, std,
+                                        y, err);
+}
+
+static int st_flip_w(void *impl, const float *x, int n, int h, int w, int c,
+                     float *y, st_error *err)
+{
+    return gpu__cpu_ops.flip_w(compute(impl), x, n, h, w, c, y, err);
+}
+
+static int st_softmax_xent_ls(void *impl, const float *logits,
+                              const int32_t *labels, int rows, int classes,
+                              float smoothing, float grad_scale,
+                              float *dlogits, gpu_loss_stats *stats,
+                              st_error *err)
+{
+    return gpu__cpu_ops.softmax_xent_ls(compute(impl), logits, labels, rows,
+                                        classes, smoothing, grad_scale,
+                                        dlogits, stats, err);
+}
+
 static void *st_host_alloc(size_t bytes)
 {
     return gpu__cpu_ops.host_alloc(bytes);
@@ -332,4 +444,19 @@ const gpu_backend_ops gpu__cpu_staged_ops = {
     .sgd_update = st_sgd_update,
     .adamw_update = st_adamw_update,
     .zero = st_zero,
+    .im2col = st_im2col,
+    .col2im = st_col2im,
+    .maxpool_fwd = st_maxpool_fwd,
+    .maxpool_bwd = st_maxpool_bwd,
+    .avgpool_fwd = st_avgpool_fwd,
+    .avgpool_bwd = st_avgpool_bwd,
+    .bn_fwd_train = st_bn_fwd_train,
+    .bn_fwd_eval = st_bn_fwd_eval,
+    .bn_bwd = st_bn_bwd,
+    .act_fwd = st_act_fwd,
+    .act_bwd = st_act_bwd,
+    .axpby = st_axpby,
+    .normalize_u8_ch = st_normalize_u8_ch,
+    .flip_w = st_flip_w,
+    .softmax_xent_ls = st_softmax_xent_ls,
 };

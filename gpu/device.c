@@ -483,6 +483,9 @@ int gpu_bn_fwd_train(gpu_device *d, const float *x, int rows, int c,
 {
     NEED_OP(d, bn_fwd_train, "bn_fwd_train");
     ST_TRY(check_dims(d, "bn_fwd_train", rows, c));
+    if (rows < 2)
+        return st_seterr(&d->err, ST_EINVAL, "bn_fwd_train: 1 value per "
+                         "channel: batch statistics need at least 2");
     if (!(eps > 0.0f) || !(momentum >= 0.0f && momentum <= 1.0f))
         return st_seterr(&d->err, ST_EINVAL, "bn_fwd_train: eps %g, "
                          "momentum %g (need eps > 0, momentum in [0, 1])",

@@ -1,0 +1,463 @@
+/* gpu/cpu_conv.c — the CPU backend's conv-net ops (gpu/device.h, NHWC):
+ * lowering and its adjoint, pooling, batch norm, activations, axpby,
+ * per-channel input normalization and the mirror for TTA.
+ *
+ * Single-threaded plain loops: the parallelism of a CPU step is
+ * OpenBLAS's, inside the GEMMs that these ops feed (no OpenMP here).
+ * NHWC makes the lowering copy-shaped: for one output pixel and one kernel
+ * row, the taps are kw*c contiguous floats of x, so im2col is a memcpy per
+ * (pixel, ky) and col2im a vectorized add per (pixel, ky).
+ *
+ * Batch norm accumulates its column sums in double, two passes (mean, then
+ * squared deviations), in column chunks of BN_CHUNK so the accumulators
+ * live on the stack: nothing is allocated here.
+ *
+ * Exact float formulas (the CUDA backend matches them within tolerance):
+ *   BN train/eval   y = (x - mean)*scale + beta, scale = gamma*invstd,
+ *                   invstd = 1/sqrt(var + eps), statistics in double
+ *   BN backward     dx = a*dy + b*(x - mean) + cc (a, b, cc per column,
+ *                   from double sums; see gpu__cpu_bn_bwd)
+ *   avg pool        y = sum(x) * (1/hw), sum in float in row order
+ *   normalize       y = x*a + b, a = (1/255)/std, b = -mean/std
+ *   GELU            y = 0.5*x*(1 + erf(x/sqrt(2))),
+ *                   dy/dx = 0.5*(1 + erf(x/sqrt(2))) + x*exp(-x^2/2)/sqrt(2 pi)
+ */
+#include <math.h>
+#include <string.h>
+
+#include "gpu/cpu_ops.h"
+
+enum { BN_CHUNK = 256 };
+
+/* ---- lowering ----------------------------------------------------------- */
+
+/* The kernel columns kx in [*k0, *k1) whose input column ix0 + kx lies in
+ * [0, w). */
+static void valid_taps(int ix0, int k, int w, int *k0, int *k1)
+{
+    *k0 = ix0 < 0 ? -ix0 : 0;
+    *k1 = w - ix0 < k ? w - ix0 : k;
+    if (*k1 < *k0) *k1 = *k0;
+}
+
+int gpu__cpu_im2col(void *impl, const gpu_conv_geom *g, const float *x,
+                    float *col, st_error *err)
+{
+    (void)impl, (void)err;
+    const int c = g->c, kw = g->kw;
+    const size_t run = (size_t)kw * c, K = (size_t)g->kh * run;
+    const size_t img = (size_t)g->h * g->w * c;
+    float *out = col;
+    for (int b = 0; b < g->n; b++) {
+        const float *xb = x + (size_t)b * img;
+        for (int oy = 0; oy < g->oh; oy++) {
+            int iy0 = oy * g->sh - g->ph;
+            for (int ox = 0; ox < g->ow; ox++, out += K) {
+                int ix0 = ox * g->sw - g->pw, k0, k1;
+                valid_taps(ix0, kw, g->w, &k0, &k1);
+                for (int ky = 0; ky < g->kh; ky++) {
+                    float *o = out + (size_t)ky * run;
+                    int iy = iy0 + ky;
+                    if (iy < 0 || iy >= g->h || k0 == k1) {
+                        memset(o, 0, run * sizeof *o);
+                        continue;
+                    }
+                    if (k0) memset(o, 0, (size_t)k0 * c * sizeof *o);
+                    memcpy(o + (size_t)k0 * c,
+                           xb + ((size_t)iy * g->w + ix0 + k0) * c,
+                           (size_t)(k1 - k0) * c * sizeof *o);
+                    if (k1 < kw)
+                        memset(o + (size_t)k1 * c, 0,
+                               (size_t)(kw - k1) * c * sizeof *o);
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+CPU_VEC static void add_run(float *restrict dst, const float *restrict src,
+                            size_t n)
+{
+    for (size_t i = 0; i < n; i++) dst[i] += src[i];
+}
+
+int gpu__cpu_col2im(void *impl, const gpu_conv_geom *g, const float *col,
+                    float *dx, int accumulate, st_error *err)
+{
+    (void)impl, (void)err;
+    const int c = g->c, kw = g->kw;
+    const size_t run = (size_t)kw * c, K = (size_t)g->kh * run;
+    const size_t img = (size_t)g->h * g->w * c;
+    if (!accumulate) memset(dx, 0, (size_t)g->n * img * sizeof *dx);
+    const float *in = col;
+    for (int b = 0; b < g->n; b++) {
+        float *db = dx + (size_t)b * img;
+        for (int oy = 0; oy < g->oh; oy++) {
+            int iy0 = oy * g->sh - g->ph;
+            for (int ox = 0; ox < g->ow; ox++, in += K) {
+                int ix0 = ox * g->sw - g->pw, k0, k1;
+                valid_taps(ix0, kw, g->w, &k0, &k1);
+                if (k0 == k1) continue;
+                for (int ky = 0; ky < g->kh; ky++) {
+                    int iy = iy0 + ky;
+                    if (iy < 0 || iy >= g->h) continue;
+                    add_run(db + ((size_t)iy * g->w + ix0 + k0) * c,
+                            in + (size_t)ky * run + (size_t)k0 * c,
+                            (size_t)(k1 - k0) * c);
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- pooling ------------------------------------------------------------ */
+
+/* The running max of one output pixel's c channels against one tap. */
+CPU_VEC static void max_tap(float *restrict y, int32_t *restrict idx,
+                            const float *restrict x, int32_t base, int c)
+{
+    for (int k = 0; k < c; k++)
+        if (x[k] > y[k]) {
+            y[k] = x[k];
+            idx[k] = base + k;
+        }
+}
+
+int gpu__cpu_maxpool_fwd(void *impl, const gpu_conv_geom *g, const float *x,
+                         float *y, int32_t *idx, st_error *err)
+{
+    (void)impl, (void)err;
+    const int c = g->c;
+    const size_t img = (size_t)g->h * g->w * c;
+    for (int b = 0; b < g->n; b++) {
+        const float *xb = x + (size_t)b * img;
+        for (int oy = 0; oy < g->oh; oy++) {
+            int iy0 = oy * g->sh - g->ph, ky0, ky1;
+            valid_taps(iy0, g->kh, g->h, &ky0, &ky1);
+            for (int ox = 0; ox < g->ow; ox++) {
+                int ix0 = ox * g->sw - g->pw, kx0, kx1;
+                valid_taps(ix0, g->kw, g->w, &kx0, &kx1);
+                /* ph <= kh/2 (checked by the wrapper): a tap is valid */
+                int32_t first = (int32_t)(((size_t)(iy0 + ky0) * g->w +
+                                           ix0 + kx0) * c);
+                memcpy(y, xb + first, (size_t)c * sizeof *y);
+                for (int k = 0; k < c; k++) idx[k] = first + k;
+                for (int ky = ky0; ky < ky1; ky++)
+                    for (int kx = kx0; kx < kx1; kx++) {
+                        int32_t base = (int32_t)(((size_t)(iy0 + ky) * g->w +
+                                                  ix0 + kx) * c);
+                        if (base != first) max_tap(y, idx, xb + base, base, c);
+                    }
+                y += c;
+                idx += c;
+            }
+        }
+    }
+    return 0;
+}
+
+int gpu__cpu_maxpool_bwd(void *impl, const gpu_conv_geom *g, const float *dy,
+                         const int32_t *idx, float *dx, st_error *err)
+{
+    (void)impl, (void)err;
+    const size_t img = (size_t)g->h * g->w * g->c;
+    const size_t per = (size_t)g->oh * g->ow * g->c;
+    memset(dx, 0, (size_t)g->n * img * sizeof *dx);
+    for (int b = 0; b < g->n; b++) {
+        float *db = dx + (size_t)b * img;
+        const float *dyb = dy + (size_t)b * per;
+        const int32_t *ib = idx + (size_t)b * per;
+        for (size_t i = 0; i < per; i++) db[ib[i]] += dyb[i];
+    }
+    return 0;
+}
+
+CPU_VEC int gpu__cpu_avgpool_fwd(void *impl, const float *restrict x, int n,
+                                 int hw, int c, float *restrict y,
+                                 st_error *err)
+{
+    (void)impl, (void)err;
+    float inv = 1.0f / (float)hw;
+    for (int b = 0; b < n; b++) {
+        float *restrict yb = y + (size_t)b * c;
+        const float *restrict xb = x + (size_t)b * hw * c;
+        for (int k = 0; k < c; k++) yb[k] = 0.0f;
+        for (int p = 0; p < hw; p++)
+            for (int k = 0; k < c; k++) yb[k] += xb[(size_t)p * c + k];
+        for (int k = 0; k < c; k++) yb[k] *= inv;
+    }
+    return 0;
+}
+
+CPU_VEC int gpu__cpu_avgpool_bwd(void *impl, const float *restrict dy, int n,
+                                 int hw, int c, float *restrict dx,
+                                 st_error *err)
+{
+    (void)impl, (void)err;
+    float inv = 1.0f / (float)hw;
+    for (int b = 0; b < n; b++) {
+        const float *restrict db = dy + (size_t)b * c;
+        float *restrict xb = dx + (size_t)b * hw * c;
+        for (int p = 0; p < hw; p++)
+            for (int k = 0; k < c; k++) xb[(size_t)p * c + k] = db[k] * inv;
+    }
+    return 0;
+}
+
+/* ---- batch norm --------------------------------------------------------- */
+
+/* s[k] = sum over rows of x[r*ld + k] for k < m, in double. */
+CPU_VEC static void col_sums(const float *restrict x, size_t rows, size_t ld,
+                             int m, double *restrict s)
+{
+    for (int k = 0; k < m; k++) s[k] = 0.0;
+    for (size_t r = 0; r < rows; r++)
+        for (int k = 0; k < m; k++) s[k] += (double)x[r * ld + k];
+}
+
+/* s[k] = sum over rows of (x - mean[k])^2. */
+CPU_VEC static void col_sqdev(const float *restrict x, size_t rows, size_t ld,
+                              int m, const double *restrict mean,
+                              double *restrict s)
+{
+    for (int k = 0; k < m; k++) s[k] = 0.0;
+    for (size_t r = 0; r < rows; r++)
+        for (int k = 0; k < m; k++) {
+            double d = (double)x[r * ld + k] - mean[k];
+            s[k] += d * d;
+        }
+}
+
+/* y = (x - mean)*scale + shift per column (y may equal x). */
+CPU_VEC static void col_affine(const float *x, size_t rows, size_t ld, int m,
+                               const float *restrict mean,
+                               const float *restrict scale,
+                               const float *restrict shift, float *y)
+{
+    for (size_t r = 0; r < rows; r++)
+        for (int k = 0; k < m; k++)
+            y[r * ld + k] = (x[r * ld + k] - mean[k]) * scale[k] + shift[k];
+}
+
+int gpu__cpu_bn_fwd_train(void *impl, const float *x, int rows, int c,
+                          const float *gamma, const float *beta, float eps,
+                          float momentum, float *run_mean, float *run_var,
+                          float *save_mean, float *save_invstd, float *y,
+                          st_error *err)
+{
+    (void)impl, (void)err;
+    double mean[BN_CHUNK], ss[BN_CHUNK];
+    float scale[BN_CHUNK];
+    const size_t nr = (size_t)rows, ld = (size_t)c;
+    const double unbias = (double)rows / (double)(rows - 1);
+    for (int k0 = 0; k0 < c; k0 += BN_CHUNK) {
+        int m = c - k0 < BN_CHUNK ? c - k0 : BN_CHUNK;
+        col_sums(x + k0, nr, ld, m, mean);
+        for (int k = 0; k < m; k++) mean[k] /= (double)rows;
+        col_sqdev(x + k0, nr, ld, m, mean, ss);
+        for (int k = 0; k < m; k++) {
+            int j = k0 + k;
+            double var = ss[k] / (double)rows;
+            double inv = 1.0 / sqrt(var + (double)eps);
+            save_mean[j] = (float)mean[k];
+            save_invstd[j] = (float)inv;
+            run_mean[j] = (float)((1.0 - momentum) * run_mean[j] +
+                                  (double)momentum * mean[k]);
+            run_var[j] = (float)((1.0 - momentum) * run_var[j] +
+                                 (double)momentum * var * unbias);
+            scale[k] = (float)((double)gamma[j] * inv);
+        }
+        col_affine(x + k0, nr, ld, m, save_mean + k0, scale, beta + k0,
+                   y + k0);
+    }
+    return 0;
+}
+
+int gpu__cpu_bn_fwd_eval(void *impl, const float *x, int rows, int c,
+                         const float *gamma, const float *beta, float eps,
+                         const float *run_mean, const float *run_var,
+                         float *y, st_error *err)
+{
+    (void)impl, (void)err;
+    float scale[BN_CHUNK];
+    for (int k0 = 0; k0 < c; k0 += BN_CHUNK) {
+        int m = c - k0 < BN_CHUNK ? c - k0 : BN_CHUNK;
+        for (int k = 0; k < m; k++) {
+            int j = k0 + k;
+            double inv = 1.0 / sqrt((double)run_var[j] + (double)eps);
+            scale[k] = (float)((double)gamma[j] * inv);
+        }
+        col_affine(x + k0, (size_t)rows, (size_t)c, m, run_mean + k0, scale,
+                   beta + k0, y + k0);
+    }
+    return 0;
+}
+
+/* sdy[k] = sum dy, sdx[k] = sum dy * (x - mean[k]), in double. */
+CPU_VEC static void bn_grad_sums(const float *restrict x,
+                                 const float *restrict dy, size_t rows,
+                                 size_t ld, int m, const float *restrict mean,
+                                 double *restrict sdy, double *restrict sdx)
+{
+    for (int k = 0; k < m; k++) sdy[k] = sdx[k] = 0.0;
+    for (size_t r = 0; r < rows; r++)
+        for (int k = 0; k < m; k++) {
+            double g = (double)dy[r * ld + k];
+            sdy[k] += g;
+            sdx[k] += g * ((double)x[r * ld + k] - (double)mean[k]);
+        }
+}
+
+/* dx = a*dy + b*(x - mean) + cc per column (dx may equal dy). */
+CPU_VEC static void bn_dx(const float *restrict x, const float *dy,
+                          size_t rows, size_t ld, int m,
+                          const float *restrict mean,
+                          const float *restrict a, const float *restrict b,
+                          const float *restrict cc, float *dx)
+{
+    for (size_t r = 0; r < rows; r++)
+        for (int k = 0; k < m; k++)
+            dx[r * ld + k] = a[k] * dy[r * ld + k] +
+                             b[k] * (x[r * ld + k] - mean[k]) + cc[k];
+}
+
+/* With xhat = (x - mean)*invstd, N = rows:
+ *   dbeta = sum dy,  dgamma = sum dy*xhat,
+ *   dx = gamma*invstd * (dy - dbeta/N - xhat*dgamma/N),
+ * folded per column into dx = a*dy + b*(x - mean) + cc. */
+int gpu__cpu_bn_bwd(void *impl, const float *x, const float *dy, int rows,
+                    int c, const float *gamma, const float *save_mean,
+                    const float *save_invstd, float *dgamma, float *dbeta,
+                    float *dx, int accumulate, st_error *err)
+{
+    (void)impl, (void)err;
+    double sdy[BN_CHUNK], sdx[BN_CHUNK];
+    float a[BN_CHUNK], b[BN_CHUNK], cc[BN_CHUNK];
+    const size_t nr = (size_t)rows, ld = (size_t)c;
+    for (int k0 = 0; k0 < c; k0 += BN_CHUNK) {
+        int m = c - k0 < BN_CHUNK ? c - k0 : BN_CHUNK;
+        bn_grad_sums(x + k0, dy + k0, nr, ld, m, save_mean + k0, sdy, sdx);
+        for (int k = 0; k < m; k++) {
+            int j = k0 + k;
+            double inv = save_invstd[j];
+            double dg = sdx[k] * inv, db = sdy[k];
+            dgamma[j] = (float)(accumulate ? dgamma[j] + dg : dg);
+            dbeta[j] = (float)(accumulate ? dbeta[j] + db : db);
+            double gi = (double)gamma[j] * inv;
+            a[k] = (float)gi;
+            b[k] = (float)(-gi * inv * dg / (double)rows);
+            cc[k] = (float)(-gi * db / (double)rows);
+        }
+        bn_dx(x + k0, dy + k0, nr, ld, m, save_mean + k0, a, b, cc, dx + k0);
+    }
+    return 0;
+}
+
+/* ---- activations and elementwise ----------------------------------------- */
+
+CPU_VEC static void relu_fwd(const float *x, float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+CPU_VEC static void relu_bwd(const float *restrict x, const float *dy,
+                             float *dx, size_t n)
+{
+    for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+static void gelu_fwd(const float *x, float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        y[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    }
+}
+
+static void gelu_bwd(const float *restrict x, const float *dy, float *dx,
+                     size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752f));
+        float pdf = expf(-0.5f * v * v) * 0.39894228040143268f;
+        dx[i] = dy[i] * (cdf + v * pdf);
+    }
+}
+
+int gpu__cpu_act_fwd(void *impl, int kind, const float *x, float *y,
+                     size_t n, st_error *err)
+{
+    (void)impl;
+    if (kind == GPU_ACT_RELU) relu_fwd(x, y, n);
+    else if (kind == GPU_ACT_GELU) gelu_fwd(x, y, n);
+    else return st_seterr(err, ST_EINVAL, "act_fwd: kind %d", kind);
+    return 0;
+}
+
+int gpu__cpu_act_bwd(void *impl, int kind, const float *x, const float *dy,
+                     float *dx, size_t n, st_error *err)
+{
+    (void)impl;
+    if (kind == GPU_ACT_RELU) relu_bwd(x, dy, dx, n);
+    else if (kind == GPU_ACT_GELU) gelu_bwd(x, dy, dx, n);
+    else return st_seterr(err, ST_EINVAL, "act_bwd: kind %d", kind);
+    return 0;
+}
+
+CPU_VEC int gpu__cpu_axpby(void *impl, size_t n, float alpha, const float *x,
+                           float beta, float *y, st_error *err)
+{
+    (void)impl, (void)err;
+    if (beta == 0.0f)
+        for (size_t i = 0; i < n; i++) y[i] = alpha * x[i];
+    else
+        for (size_t i = 0; i < n; i++) y[i] = alpha * x[i] + beta * y[i];
+    return 0;
+}
+
+/* Pixels go in blocks of NORM_PIX so that the channel pattern repeats in
+ * a flat, vectorizable loop of NORM_PIX*c elements. */
+enum { NORM_PIX = 16 };
+
+CPU_VEC static void norm_block(const uint8_t *restrict x, size_t m,
+                               const float *restrict a,
+                               const float *restrict b, float *restrict y)
+{
+    for (size_t j = 0; j < m; j++) y[j] = (float)x[j] * a[j] + b[j];
+}
+
+int gpu__cpu_normalize_u8_ch(void *impl, const uint8_t *x, size_t npix,
+                             int c, const float *mean, const float *std,
+                             float *y, st_error *err)
+{
+    (void)impl, (void)err;
+    float a[NORM_PIX * 4], b[NORM_PIX * 4];
+    for (int p = 0; p < NORM_PIX; p++)
+        for (int k = 0; k < c; k++) {
+            a[p * c + k] = (1.0f / 255.0f) / std[k];
+            b[p * c + k] = -mean[k] / std[k];
+        }
+    const size_t blk = (size_t)NORM_PIX * c, total = npix * (size_t)c;
+    size_t i = 0;
+    for (; i + blk <= total; i += blk) norm_block(x + i, blk, a, b, y + i);
+    norm_block(x + i, total - i, a, b, y + i);
+    return 0;
+}
+
+int gpu__cpu_flip_w(void *impl, const float *x, int n, int h, int w, int c,
+                    float *y, st_error *err)
+{
+    (void)impl, (void)err;
+    const size_t row = (size_t)w * c;
+    for (size_t r = 0; r < (size_t)n * h; r++) {
+        const float *xr = x + r * row;
+        float *yr = y + r * row;
+        for (int ix = 0; ix < w; ix++)
+            memcpy(yr + (size_t)(w - 1 - ix) * c, xr + (size_t)ix * c,
+                   (size_t)c * sizeof *yr);
+    }
+    return 0;
+}

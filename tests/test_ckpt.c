@@ -44,13 +44,13 @@ static int setup(void **state)
     f->meta.next_batch = 17;
     f->meta.batch = 256;
     f->meta.samples = 60000;
-    f->cap = ckpt_file_bytes(f->np, f->ns);
+    f->cap = ckpt_file_bytes(&f->meta);
     f->params = malloc(f->np * 4), f->p2 = malloc(f->np * 4);
     f->state = malloc(f->ns * 4), f->s2 = malloc(f->ns * 4);
     f->buf = malloc(f->cap);
     for (size_t i = 0; i < f->np; i++) f->params[i] = (float)i * 0.5f - 3;
     for (size_t i = 0; i < f->ns; i++) f->state[i] = (float)i * -0.25f;
-    assert_int_equal(ckpt_save(f->path, &f->meta, f->params, f->state, f->buf,
+    assert_int_equal(ckpt_save(f->path, &f->meta, f->params, f->state, NULL, f->buf,
                                f->cap, &err), 0);
     *state = f;
     return 0;
@@ -71,7 +71,8 @@ static int load(fx *f, const ckpt_meta *expect, st_error *err)
 {
     ckpt_meta got;
     st_clearerr(err);
-    return ckpt_load(f->path, expect, &got, f->p2, f->s2, f->buf, f->cap, err);
+    return ckpt_load(f->path, expect, &got, f->p2, f->s2, NULL, f->buf, f->cap,
+                     err);
 }
 
 /* Rewrites one byte of the file at off (negative: from the end). */
@@ -91,8 +92,8 @@ static void test_round_trip(void **state)
     fx *f = *state;
     ckpt_meta got;
     st_error err = {0};
-    assert_int_equal(ckpt_load(f->path, &f->meta, &got, f->p2, f->s2, f->buf,
-                               f->cap, &err), 0);
+    assert_int_equal(ckpt_load(f->path, &f->meta, &got, f->p2, f->s2, NULL,
+                               f->buf, f->cap, &err), 0);
     assert_memory_equal(f->params, f->p2, f->np * 4);
     assert_memory_equal(f->state, f->s2, f->ns * 4);
     assert_int_equal(got.step, 1234);
@@ -102,8 +103,8 @@ static void test_round_trip(void **state)
     assert_int_equal(got.batch, 256);
     assert_int_equal(got.samples, 60000);
     assert_int_equal(got.layers, 2);
-    assert_int_equal(got.widths[0], 5);
-    assert_int_equal(got.widths[1], 3);
+    assert_string_equal(got.arch, "mlp: dense5,relu,dense3");
+    assert_int_equal(got.nmstate, 0);
     /* atomic write left no temp file behind */
     char cmd[160];
     snprintf(cmd, sizeof cmd, "test $(ls %s | wc -l) -eq 1", f->dir);
@@ -142,7 +143,7 @@ static void test_magic_version(void **state)
     assert_int_equal(load(f, &f->meta, &err), ST_EFORMAT);
     assert_non_null(strstr(err.msg, "not a streamtrain checkpoint"));
     poke(f, 0, 0xFF);
-    poke(f, 8, 0x02); /* version 1 -> 3 */
+    poke(f, 8, 0x01); /* version 2 -> 3 */
     assert_int_equal(load(f, &f->meta, &err), ST_EVERSION);
     assert_non_null(strstr(err.msg, "version 3"));
 }
@@ -160,14 +161,16 @@ static void test_other_shape(void **state)
     ckpt_meta_from_model(&other, m, OPTIM_ADAMW,
                          optim_state_floats(OPTIM_ADAMW, np));
     /* a bigger model's buffers: the file is shorter than expected */
-    size_t cap = ckpt_file_bytes(np, 2 * np);
+    size_t cap = ckpt_file_bytes(&other);
     uint8_t *buf = malloc(cap);
     float *p = malloc(np * 4), *s2 = malloc(np * 8);
     ckpt_meta got;
-    assert_int_equal(ckpt_load(f->path, &other, &got, p, s2, buf, cap, &err),
-                     ST_EINVAL);
-    assert_non_null(strstr(err.msg, "saved by model 16-5-3 adamw"));
-    assert_non_null(strstr(err.msg, "this run builds 16-9-3 adamw"));
+    assert_int_equal(ckpt_load(f->path, &other, &got, p, s2, NULL, buf, cap,
+                               &err), ST_EINVAL);
+    assert_non_null(strstr(err.msg, "is model 'mlp: dense5,relu,dense3' on "
+                           "4x4x1, adamw"));
+    assert_non_null(strstr(err.msg, "this run is 'mlp: dense9,relu,dense3' "
+                           "on 4x4x1, adamw"));
     free(buf), free(p), free(s2);
     model_destroy(m);
 
@@ -175,7 +178,7 @@ static void test_other_shape(void **state)
     ckpt_meta sgd;
     ckpt_meta_from_model(&sgd, f->m, OPTIM_SGD, f->np);
     assert_int_equal(load(f, &sgd, &err), ST_EINVAL);
-    assert_non_null(strstr(err.msg, "16-5-3 sgd"));
+    assert_non_null(strstr(err.msg, "dense3' on 4x4x1, sgd"));
 }
 
 static void test_missing(void **state)
@@ -184,14 +187,15 @@ static void test_missing(void **state)
     st_error err = {0};
     ckpt_meta got;
     assert_int_equal(ckpt_load("/nonexistent/x.ckpt", &f->meta, &got, f->p2,
-                               f->s2, f->buf, f->cap, &err), ST_ENOTFOUND);
+                               f->s2, NULL, f->buf, f->cap, &err),
+                     ST_ENOTFOUND);
     assert_non_null(strstr(err.msg, "/nonexistent/x.ckpt"));
     /* save into a missing directory fails cleanly */
     st_clearerr(&err);
     assert_true(ckpt_save("/nonexistent/dir/x.ckpt", &f->meta, f->params,
-                          f->state, f->buf, f->cap, &err) < 0);
+                          f->state, NULL, f->buf, f->cap, &err) < 0);
     st_clearerr(&err);
-    assert_int_equal(ckpt_save(f->path, &f->meta, f->params, f->state, f->buf,
+    assert_int_equal(ckpt_save(f->path, &f->meta, f->params, f->state, NULL, f->buf,
                                10, &err), ST_EINVAL);
 }
 

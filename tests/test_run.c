@@ -382,7 +382,8 @@ static void test_bad_input(void **state)
     c.save = NULL;
     st_clearerr(&err);
     assert_int_equal(run_train(&c, out, &res, &err), ST_EINVAL);
-    assert_non_null(strstr(err.msg, "64-32-4 sgd"));
+    assert_non_null(strstr(err.msg, "'mlp: dense32,relu,dense4' on 8x8x1, "
+                           "sgd"));
     /* the same shape with another --batch: the position would not map */
     c.trainer.model.hidden[0] = 32;
     c.trainer.batch = 64;

@@ -225,14 +225,15 @@ int model_has_bn(const model *m)
     return 0;
 }
 
+/* The gradient buffers hold dL/dy_i and dL/dx_i of every layer; x_i is
+ * y_{i-1} (the first layer's dx is never made), so the outputs bound
+ * both. */
 static int max_size(const model *m)
 {
     int w = 0;
-    for (int i = 0; i < m->nl; i++) {
-        const layer *l = &m->layers[i];
-        if (layer_out_size(l) > w) w = layer_out_size(l);
-        if (layer_in_size(l) > w) w = layer_in_size(l);
-    }
+    for (int i = 0; i < m->nl; i++)
+        if (layer_out_size(&m->layers[i]) > w)
+            w = layer_out_size(&m->layers[i]);
     return w;
 }
 

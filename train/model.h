@@ -23,8 +23,7 @@
  *
  *   acts     x      (m, in)          normalized input (NHWC)
  *            y_i    (m, out_i)       output of layer i; y_{L-1} = logits
- *            d0, d1 (m, max size)    gradient ping-pong buffers (max over
- *                                    every layer's input and output)
+ *            d0, d1 (m, max out_i)   gradient ping-pong buffers
  *            xf, lg (m, in), (m, classes)   --tta flip only: the mirrored
  *                                    input and the first pass's logits
  *   scratch  s_i    (scratch_floats_i(m))   per layer, forward to backward:

@@ -1,11 +1,15 @@
-/* train/layer.c — the dense layer (affine map + optional fused ReLU) and
- * the deterministic initializer's random numbers.
+/* train/layer.c — the dense layer (affine map + optional fused ReLU), the
+ * deterministic initializer's random numbers, the optional table entries'
+ * defaults and the helpers of train/layer_impl.h. The other layers live in
+ * layer_conv.c, layer_pool.c, layer_bn.c (with the activation layer) and
+ * layer_res.c.
  *
  * Weights are stored (in, out) row-major, so that the forward product is
  * x (n, in) . W (in, out) with no transposes and the weight gradient is
  * x^T . dy: both are plain GEMMs for OpenBLAS and cuBLAS.
  */
 #include "train/layer.h"
+#include "train/layer_impl.h"
 
 #include <math.h>
 
@@ -118,4 +122,20 @@ void layer_bind(layer *l, int micro_batch)
 void layer_release(layer *l)
 {
     if (l->ops && l->ops->release) l->ops->release(l);
+}
+
+int layer__check_shape(const char *what, int c, int h, int w, st_error *err)
+{
+    if (c >= 1 && h >= 1 && w >= 1 &&
+        (long long)c * h * w <= (long long)LAYER_MAX_FLOATS)
+        return 0;
+    return st_seterr(err, ST_EINVAL, "%s: shape %dx%dx%d (c x h x w) is "
+                     "empty or above %d floats per sample", what, c, h, w,
+                     LAYER_MAX_FLOATS);
+}
+
+void layer__he_uniform(float *w, size_t n, int fan_in, uint64_t *rng)
+{
+    float bound = sqrtf(6.0f / (float)fan_in);
+    for (size_t i = 0; i < n; i++) w[i] = bound * layer_rng_uniform(rng);
 }

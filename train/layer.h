@@ -40,9 +40,13 @@
  * model and stay valid from forward through backward.
  *
  * Calls. forward(train=1) uses batch statistics (BN) and updates the
- * running state; forward(train=0) uses the running state and keeps every
- * buffer except y untouched, and backward must not follow it. Forward and
- * backward take any n <= the micro_batch the layer was bound for.
+ * running state; forward(train=0) uses the running state and leaves it
+ * untouched (it may reuse scratch), and backward must not follow it.
+ * Forward and backward take any n <= the micro_batch the layer was bound
+ * for. A layer works with any work_floats >= workspace_floats(l, 1) (a
+ * conv lowers that many images per GEMM as fit); the model binds at least
+ * the max of that minimum over layers, and at most the max of
+ * workspace_floats(l, micro_batch), capped where it wants.
  */
 #ifndef ST_TRAIN_LAYER_H
 #define ST_TRAIN_LAYER_H
@@ -92,9 +96,9 @@ typedef struct layer_ops {
     /* Initial state into host memory (state_count floats): BN mean 0,
      * variance 1. */
     void (*init_state)(const layer *l, float *state);
-    /* Workspace floats a call with n samples wants; a layer must also work
-     * with less, down to its minimum (conv: one image's lowering), by
-     * splitting the batch into groups. */
+    /* Workspace floats a call with n samples wants; a layer also works
+     * with less, down to workspace_floats(l, 1), by splitting the batch
+     * into groups. */
     size_t (*workspace_floats)(const layer *l, int n);
     /* After the model set the pointers above: a composite layer hands
      * pieces to its sub-layers. */
@@ -132,13 +136,16 @@ struct layer {
     const layer_ops *ops;
     int in_c, in_h, in_w;     /* input sample shape (stored h, w, c) */
     int out_c, out_h, out_w;  /* output sample shape */
-    int relu;                 /* dense, BN: ReLU fused after the map */
+    int relu;                 /* dense, conv, BN: ReLU fused after the map
+                                 (set after the constructor for conv) */
     gpu_act_kind act;         /* LAYER_ACT: which one */
     layer_win win;            /* conv, max pool */
     int has_bias;             /* conv */
     float bn_eps, bn_momentum;/* BN: 1e-5 and 0.1 (PyTorch's defaults) */
     layer_res_config res;     /* LAYER_RES */
     int nsub;                 /* LAYER_RES: sub-layers in sub[] */
+    int nmain;                /* LAYER_RES: sub[0..nmain) is the main
+                                 branch, sub[nmain..nsub) the shortcut */
     layer *sub;               /* LAYER_RES: (LAYER_RES_MAX_SUB), owned */
     /* bound by the model, all device memory inside the arena */
     float *w;                 /* dense: (in, out); conv: (kh*kw*in_c, out_c)

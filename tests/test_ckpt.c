@@ -1,6 +1,8 @@
 /* tests/test_ckpt.c — checkpoint round trip, and every way a bad file is
  * refused: damaged byte, truncation, bad magic, unknown version, another
- * model shape, another optimizer, a missing file.
+ * model shape, another optimizer, a missing file; a conv net's spec and BN
+ * running statistics, another architecture refused by name, and version 1
+ * files (MLPs) still read.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +15,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
+#include "datasets/bytes.h"
+#include "datasets/fsutil.h"
 #include "train/ckpt.h"
 #include "train/optim.h"
 
@@ -199,6 +205,94 @@ static void test_missing(void **state)
                                10, &err), ST_EINVAL);
 }
 
+/* A conv net's checkpoint carries its canonical spec and the BN running
+ * statistics; another architecture is refused by name. */
+static void test_conv_arch_and_state(void **state)
+{
+    fx *f = *state;
+    st_error err = {0};
+    model_spec s = {.in_c = 3, .in_h = 8, .in_w = 8, .classes = 3,
+                    .arch = "cnn:4,6"};
+    model *m = NULL;
+    assert_int_equal(model_create(&m, &s, &err), 0);
+    size_t np = model_param_count(m), ns = optim_state_floats(OPTIM_SGD, np);
+    size_t nr = model_state_count(m);
+    assert_int_equal(nr, 2 * (4 + 6));
+    ckpt_meta meta, got;
+    ckpt_meta_from_model(&meta, m, OPTIM_SGD, ns);
+    assert_string_equal(meta.arch, "cnn: conv4k3s1p1,bn,relu,maxpool2s2p0,"
+                        "conv6k3s1p1,bn,relu,gap,dense3");
+    size_t cap = ckpt_file_bytes(&meta);
+    uint8_t *buf = malloc(cap);
+    float *p = malloc(np * 4), *st = malloc(ns * 4), *r = malloc(nr * 4);
+    float *p2 = malloc(np * 4), *st2 = malloc(ns * 4), *r2 = malloc(nr * 4);
+    for (size_t i = 0; i < np; i++) p[i] = (float)i / 7;
+    for (size_t i = 0; i < ns; i++) st[i] = -(float)i;
+    for (size_t i = 0; i < nr; i++) r[i] = 1.0f + (float)i / 3;
+    assert_int_equal(ckpt_save(f->path, &meta, p, st, r, buf, cap, &err), 0);
+    assert_int_equal(ckpt_load(f->path, &meta, &got, p2, st2, r2, buf, cap,
+                               &err), 0);
+    assert_memory_equal(p, p2, np * 4);
+    assert_memory_equal(st, st2, ns * 4);
+    assert_memory_equal(r, r2, nr * 4);
+    assert_string_equal(got.arch, meta.arch);
+    assert_int_equal(got.nmstate, nr);
+    /* the same network as a spec string: the same canonical part loads */
+    ckpt_meta same = meta;
+    snprintf(same.arch, sizeof same.arch, "conv4k3s1p1,bn,relu,maxpool2s2p0,"
+             "conv6k3s1p1,bn,relu,gap,dense3");
+    assert_int_equal(ckpt_load(f->path, &same, &got, p2, st2, r2, buf, cap,
+                               &err), 0);
+    /* another architecture with the very same counts: refused by name */
+    ckpt_meta other = meta;
+    snprintf(other.arch, sizeof other.arch, "cnn: conv4k3s1p1,bn,gelu,"
+             "maxpool2s2p0,conv6k3s1p1,bn,relu,gap,dense3");
+    assert_int_equal(ckpt_load(f->path, &other, &got, p2, st2, r2, buf, cap,
+                               &err), ST_EINVAL);
+    assert_non_null(strstr(err.msg, "is model 'cnn: conv4k3s1p1,bn,relu,"));
+    assert_non_null(strstr(err.msg, "this run is 'cnn: conv4k3s1p1,bn,gelu,"));
+    assert_non_null(strstr(err.msg, "on 8x8x3, sgd"));
+    /* and the MLP checkpoint of the fixture is not this model either */
+    st_clearerr(&err);
+    assert_int_equal(ckpt_load(f->path, &f->meta, &got, f->p2, f->s2, NULL,
+                               buf, cap, &err), ST_EINVAL);
+    assert_non_null(strstr(err.msg, "this run is 'mlp: dense5,relu,dense3'"));
+    free(buf), free(p), free(st), free(r), free(p2), free(st2), free(r2);
+    model_destroy(m);
+}
+
+/* A version 1 file (an MLP: widths in the header, no architecture text,
+ * no model state) still loads. */
+static void test_version1(void **state)
+{
+    fx *f = *state;
+    st_error err = {0};
+    size_t len = CKPT_HEADER + 4 * (f->np + f->ns) + 8;
+    uint8_t *b = calloc(1, len);
+    memcpy(b, "STCKPT\r\n", 8);
+    st_put_u32(b + 8, 1);
+    st_put_u32(b + 12, CKPT_HEADER);
+    st_put_u32(b + 16, OPTIM_ADAMW);
+    st_put_u32(b + 20, 2);
+    st_put_u32(b + 24, 1), st_put_u32(b + 28, 4), st_put_u32(b + 32, 4);
+    st_put_u32(b + 36, 5), st_put_u32(b + 40, 3);
+    st_put_u64(b + 96, 77);
+    st_put_u64(b + 128, f->np);
+    st_put_u64(b + 136, f->ns);
+    memcpy(b + CKPT_HEADER, f->params, 4 * f->np);
+    memcpy(b + CKPT_HEADER + 4 * f->np, f->state, 4 * f->ns);
+    st_put_u64(b + len - 8, XXH3_64bits(b, len - 8));
+    assert_int_equal(fs_write_atomic(f->path, b, len, &err), 0);
+    ckpt_meta got;
+    assert_int_equal(ckpt_load(f->path, &f->meta, &got, f->p2, f->s2, NULL,
+                               f->buf, f->cap, &err), 0);
+    assert_string_equal(got.arch, "mlp: dense5,relu,dense3");
+    assert_int_equal(got.step, 77);
+    assert_memory_equal(f->params, f->p2, f->np * 4);
+    assert_memory_equal(f->state, f->s2, f->ns * 4);
+    free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -208,6 +302,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_magic_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_shape, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_conv_arch_and_state, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_version1, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -383,6 +383,36 @@ static void test_activations(void **state)
     gpu_device_destroy(d);
 }
 
+/* GELU and its derivative against erf in double over [-16, 16] in steps
+ * of 1/64 and at extremes: the CPU evaluates Phi by a polynomial (no libm
+ * calls, so that it vectorizes), within 5e-7 * max(1, |value|). */
+static void test_gelu_sweep(void **state)
+{
+    (void)state;
+    gpu_device *d = cpu_dev();
+    enum { N = 2 * 16 * 64 + 1 + 6 };
+    static float x[N], y[N], one[N], dx[N];
+    for (int i = 0; i < N - 6; i++) x[i] = (float)(i - 16 * 64) / 64.0f;
+    const float ext[6] = {-1e4f, -90.0f, -40.0f, 40.0f, 90.0f, 1e4f};
+    memcpy(x + N - 6, ext, sizeof ext);
+    for (int i = 0; i < N; i++) one[i] = 1.0f;
+    assert_int_equal(gpu_act_fwd(d, GPU_ACT_GELU, x, y, N), 0);
+    assert_int_equal(gpu_act_bwd(d, GPU_ACT_GELU, x, one, dx, N), 0);
+    double worst_y = 0, worst_d = 0;
+    for (int i = 0; i < N; i++) {
+        double v = x[i], phi = 0.5 * erfc(-v / sqrt(2.0));
+        double ry = v * phi, rd = phi + v * exp(-0.5 * v * v) / sqrt(2 * M_PI);
+        double ey = fabs(y[i] - ry) / fmax(1.0, fabs(ry));
+        double ed = fabs(dx[i] - rd) / fmax(1.0, fabs(rd));
+        worst_y = fmax(worst_y, ey), worst_d = fmax(worst_d, ed);
+        if (!(ey <= 5e-7 && ed <= 5e-7))
+            fail_msg("GELU at %.9g: %.9g vs %.9g, slope %.9g vs %.9g",
+                     (double)x[i], (double)y[i], ry, (double)dx[i], rd);
+    }
+    print_message("GELU: worst error %.3g, slope %.3g\n", worst_y, worst_d);
+    gpu_device_destroy(d);
+}
+
 static void test_axpby(void **state)
 {
     (void)state;
@@ -564,6 +594,7 @@ int main(void)
         cmocka_unit_test(test_bn_forward),
         cmocka_unit_test(test_bn_backward),
         cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_gelu_sweep),
         cmocka_unit_test(test_axpby),
         cmocka_unit_test(test_softmax_xent_ls),
         cmocka_unit_test(test_normalize_ch),

@@ -14,12 +14,32 @@
  * reusing the same workspace for col and dcol. A 1x1 conv with stride 1
  * and no padding skips the lowering: in NHWC the input IS the col matrix.
  *
- * Layout: NHWC, chosen by measuring (bench/conv_layout.c, run once by hand
- * on this 2-core machine, OpenBLAS 2 threads): one conv layer's forward +
- * backward in both layouts, NCHW lowered per image (col (c*kh*kw, oh*ow),
- * y_i = W (oc, c*kh*kw) . col_i, one GEMM per image and direction) against
- * NHWC lowered in groups as above.
- *   MEASURED_TABLE
+ * Layout: NHWC, chosen by measuring (bench/conv_layout.c, built and run
+ * by hand on this 2-core machine on 2026-12-01, while 6 other sessions
+ * were compiling: load ~6, so best of 7 interleaved runs): one conv
+ * layer's forward + backward-data + backward-filter, batch 128, 3x3 pad 1,
+ * NCHW lowered per image (col_i (c*9, oh*ow), y_i = W (oc, c*9) . col_i,
+ * 3 GEMMs per image) against NHWC lowered as above, the whole batch in
+ * one group or in groups of 16 images. ms (GFLOP/s):
+ *
+ *   OpenBLAS threads       1                                 2
+ *   layer          NCHW      NHWC all  NHWC G=16   NCHW      NHWC all  NHWC G=16
+ *   1->32 28x28    2.6 (67)  11.2 (15)  6.8 (25)   2.9 (59)  25.4 (7)  21.3 (8)
+ *   32->64 14x14  49.0 (57)  58.0 (48) 44.0 (63)  63.8 (44)  94.8 (29) 56.5 (49)
+ *   64->128 7x7   58.6 (47)  53.3 (52) 37.3 (74)  30.5 (91)  23.3 (119) 18.5 (150)
+ *
+ * Grouped NHWC is the fastest on the layers that carry 94% of this net's
+ * FLOPs (by 10-60%; a group of 16 images keeps the lowering, 2-4 MB, in
+ * cache, where the whole batch's 15-30 MB does not, so the plan should
+ * cap the workspace near 1M floats rather than give it the whole batch),
+ * and it needs no transposes anywhere else: bias, batch norm and the
+ * per-channel input normalization are per-column ops on (rows, c), and
+ * the loader's uint8 batches are NHWC already. It loses on the 1-channel
+ * first layer (K = 9: thin GEMMs and 12-byte copies), by ~4 ms a batch,
+ * of which the first layer skips backward-data (dx NULL); a direct small-c
+ * kernel for that layer is the known remaining gap. The 2-thread figures
+ * swing by 2-10x between runs under this load (a 2-thread GEMM waits for
+ * its slower thread); the 1-thread ones are the steadier comparison.
  */
 #include "train/layer.h"
 #include "train/layer_impl.h"

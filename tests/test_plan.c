@@ -206,7 +206,13 @@ static void test_conv_arithmetic(void **state)
     /* the lowering of the larger conv: 32 x 8x8 windows of 72 taps, or of
      * the first one: 32 x 16x16 of 27 */
     assert_true(work >= 32 * 256 * 27);
+    assert_true(work <= LAYER_WORK_CAP_FLOATS); /* small: all of it */
     assert_int_equal(p.items[PLAN_LOWER].bytes, 4 * a64(work));
+    /* a large micro-batch is capped at the layers' rule */
+    plan big;
+    assert_int_equal(plan_build(&big, m, OPTIM_SGD, &env, 1024, 1024, &err),
+                     0);
+    assert_int_equal(big.items[PLAN_LOWER].bytes, 4 * LAYER_WORK_CAP_FLOATS);
     size_t total = 0;
     for (int k = 0; k < PLAN_NITEMS; k++) {
         assert_int_equal(p.items[k].offset, total);

@@ -248,8 +248,8 @@ static size_t work_floats(const model *m, int n)
         if (a > want) want = a;
         if (b > least) least = b;
     }
-    if (want > MODEL_WORK_CAP) want = MODEL_WORK_CAP;
-    return align64f(want > least ? want : least);
+    size_t cap = MODEL_WORK_CAP > least ? MODEL_WORK_CAP : least;
+    return align64f(want < cap ? want : cap);
 }
 
 /* Walks the activation and scratch layouts; binds them when mem is set. */

@@ -29,8 +29,8 @@
  *   scratch  s_i    (scratch_floats_i(m))   per layer, forward to backward:
  *                                    BN saved mean/invstd, max-pool
  *                                    indices, a residual block's insides
- *   work     (max_i workspace_floats_i(m), capped)  one lowering workspace
- *                                    shared by every layer and direction
+ *   work     (see MODEL_WORK_CAP)  one lowering workspace shared by
+ *                                    every layer and direction
  *
  * Batch norm in training uses the statistics of the micro-batch it sees:
  * under accumulation (B/m > 1) each micro-batch normalizes with its own
@@ -51,9 +51,10 @@
 
 #define MODEL_MAX_HIDDEN 14
 #define MODEL_MAX_LAYERS SPEC_MAX_ITEMS
-/* The shared workspace is capped at this many floats (256 MiB) unless one
- * image of some layer needs more; layers split their batch to fit. */
-#define MODEL_WORK_CAP ((size_t)64 << 20)
+/* The shared workspace: min(max_l workspace_floats(l, m),
+ * max(MODEL_WORK_CAP, max_l workspace_floats(l, 1))) floats, the rule of
+ * train/layer.h; layers split their batch into groups to fit. */
+#define MODEL_WORK_CAP LAYER_WORK_CAP_FLOATS
 
 typedef struct model_spec {
     int in_c, in_h, in_w;          /* sample shape: channels, height, width */

@@ -686,6 +686,7 @@ static void test_cli(void **state)
         {"--model cnn --widths 0", "2", "width 0: expected 1..4096"},
         {"--normalize 0.5,0.5:0.2", "2", "--normalize 0.5,0.5:0.2: expected"},
         {"--tta mirror", "2", "--tta mirror: expected flip or none"},
+        {"--model cnn --hidden 64", "2", "--hidden applies to --model mlp"},
         {"--model conv8k33,dense", "2", "kernel 33: expected 1..32"},
         {"--model maxpool4,conv8k9p0,dense", "1", "item 2 'conv8k9s1p0': "
          "kernel 9x9 is larger than its 8x8 input"},

@@ -421,6 +421,9 @@ static int set_model(run_config *c, const pending *p, int *conv)
         spec_parse(&net, text, &err) < 0)
         return die_usage("%s", err.msg);
     *conv = strcmp(preset, "mlp") != 0;
+    if (*conv && p->have_hidden)
+        return die_usage("--hidden applies to --model mlp, not to --model "
+                         "%s", m);
     return 0;
 }
 

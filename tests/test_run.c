@@ -66,7 +66,7 @@ static int write_csplit(pack_writer *w, const char *name, int n,
     if (pack_writer_begin_split(w, name, &err)) return -1;
     for (int i = 0; i < n; i++) {
         csample((uint64_t)i, salt, px, &lab);
-        if (pack_writer_add(w, px, sizeof px, lab, &err)) return -1;
+        if (pack_writer_add(w, px, sizeof px, lab, CH, CH, &err)) return -1;
     }
     return pack_writer_end_split(w, &err);
 }

@@ -17,6 +17,7 @@
 #include "datasets/fsutil.h"
 #include "datasets/units.h"
 #include "gpu/prefetch.h"
+#include "loader/transform.h"
 #include "train/run.h"
 
 static volatile sig_atomic_t g_stop; /* the signal that asked to stop */
@@ -62,6 +63,16 @@ static void usage(FILE *f)
 "      --train-split NAME   (train)\n"
 "      --eval-split NAME    test | val | none | another split (test, else\n"
 "                           val)\n"
+"      --image-size S       crop/resize samples to S x S: training takes\n"
+"                           'random-resized-crop S flip', evaluation\n"
+"                           'center-crop S' (required for packs of\n"
+"                           images of different sizes)\n"
+"      --train-transform T  the training split's transform instead:\n"
+"                           random-resized-crop S [scale=A,B] [ratio=A,B],\n"
+"                           center-crop S [crop-frac=F], resize WxH,\n"
+"                           pad-crop P or none; add 'flip' for a random\n"
+"                           horizontal flip, interp=bilinear|area\n"
+"      --eval-transform T   the evaluation split's (same forms)\n"
 "optimization\n"
 "      --optimizer O        sgd | adamw (sgd)\n"
 "      --lr F               peak learning rate (sgd 0.05, adamw 0.001)\n"
@@ -130,7 +141,7 @@ enum {
     OPT_GAMMA, OPT_DEVICE, OPT_DEVICE_MEM, OPT_THREADS, OPT_BLAS, OPT_PREFETCH,
     OPT_METRICS, OPT_LOG_EVERY, OPT_SAVE, OPT_SAVE_EVERY, OPT_RESUME, OPT_PLAN,
     OPT_MAX_STEPS, OPT_MODEL, OPT_WIDTHS, OPT_NORMALIZE, OPT_SMOOTHING,
-    OPT_TTA,
+    OPT_TTA, OPT_IMAGE_SIZE, OPT_TRAIN_TF, OPT_EVAL_TF,
 };
 
 static const struct option LONG_OPTS[] = {
@@ -168,6 +179,9 @@ static const struct option LONG_OPTS[] = {
     {"normalize", required_argument, 0, OPT_NORMALIZE},
     {"label-smoothing", required_argument, 0, OPT_SMOOTHING},
     {"tta", required_argument, 0, OPT_TTA},
+    {"image-size", required_argument, 0, OPT_IMAGE_SIZE},
+    {"train-transform", required_argument, 0, OPT_TRAIN_TF},
+    {"eval-transform", required_argument, 0, OPT_EVAL_TF},
     {"quiet", no_argument, 0, 'q'},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
@@ -205,6 +219,7 @@ static const char *opt_expect(int val)
     case OPT_NORMALIZE: return "auto, none or M1,..:S1,.. in [0, 1] units";
     case OPT_SMOOTHING: return "a number in [0, 1)";
     case OPT_TTA: return "flip or none";
+    case OPT_IMAGE_SIZE: return "an integer 1..4096";
     default: return "an integer >= 1";
     }
 }
@@ -342,6 +357,21 @@ static int parse_train_opt(int o, const char *a, run_config *c, pending *p)
         long v;
         if (units_parse_int(a, 0, 0x7fffffffffffffffL, &v)) return -1;
         t->seed = (uint64_t)v;
+        return 0;
+    }
+    case OPT_IMAGE_SIZE:
+        if (parse_int(a, 1, 4096, &s)) return -1;
+        c->image_size = (uint32_t)s;
+        return 0;
+    case OPT_TRAIN_TF:
+    case OPT_EVAL_TF: {
+        transform_spec tf;
+        if (transform_parse(a, &tf, &err) != 0) {
+            die_usage("%s", err.msg); /* its own, more precise line */
+            return -2;
+        }
+        if (o == OPT_TRAIN_TF) c->train_transform = a;
+        else c->eval_transform = a;
         return 0;
     }
     case OPT_TRAIN_SPLIT: c->train_split = a; return 0;

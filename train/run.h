@@ -42,6 +42,15 @@ typedef struct run_config {
     const char *train_split;     /* "train" */
     const char *eval_split;      /* NULL: "test", else "val", else none;
                                     "none": no evaluation */
+    uint32_t image_size;         /* --image-size S (0: none): the default
+                                    transforms below at S x S */
+    const char *train_transform; /* loader/transform.h's text form; NULL:
+                                    'random-resized-crop S flip' with
+                                    image_size, else none (a variable-size
+                                    pack then needs image_size) */
+    const char *eval_transform;  /* NULL: 'center-crop S' with image_size
+                                    (S: the training output's side), else
+                                    none */
     int epochs;                  /* total epochs, counting resumed ones (5) */
     trainer_config trainer;      /* the model's input shape and classes are
                                     filled from the pack, and its input

@@ -121,6 +121,40 @@ if "$PACKDATA" "$T/sizes" -o "$OUTDIR/pack" -q --resize 12x8 >"$T/stdout" 2>"$T/
 else bad mixed_sizes_resize "$(cat "$T/stdout" "$T/stderr")"; fi
 rm -rf "$OUTDIR/pack"
 
+# ---- a variable-size pack through loadbench and streamtrain ----------------
+STREAMTRAIN="$BUILD/streamtrain"
+LOADBENCH="$BUILD/loadbench"
+"$PACKDATA" "$T/sizes" -o "$T/varpack" -q >/dev/null 2>&1
+# expect_tool NAME RC WANT_IN_OUTPUT TOOL [options]
+expect_tool() {
+    name=$1 want_rc=$2 want=$3; shift 3
+    echo "[ RUN      ] $name"
+    "$@" >"$T/out" 2>&1
+    rc=$?
+    if [ $rc -eq "$want_rc" ] && grep -qF -- "$want" "$T/out"; then ok "$name"
+    else bad "$name" "exit $rc, wanted $want_rc and '$want': $(tail -3 "$T/out")"; fi
+}
+expect_tool loadbench_needs_size 1 "images are of different sizes" \
+    "$LOADBENCH" --data "$T/varpack" --threads 1 --epochs 1 --batch 2
+expect_tool loadbench_image_size 0 "loadbench threads=2 samples_per_s=" \
+    "$LOADBENCH" --data "$T/varpack" --threads 1,2 --epochs 2 --batch 2 --image-size 16
+expect_tool loadbench_center_crop 0 "transform 'center-crop 16' to 16x16" \
+    "$LOADBENCH" --data "$T/varpack" --threads 2 --epochs 1 --batch 2 --transform "center-crop 16"
+expect_tool loadbench_bad_transform 2 "size 0: expected 1..4096" \
+    "$LOADBENCH" --data "$T/varpack" --transform "center-crop 0"
+expect_tool streamtrain_needs_size 1 "holds images of different sizes (up to" \
+    "$STREAMTRAIN" --data "$T/varpack" --epochs 1 -q
+expect_tool streamtrain_image_size 0 "final epochs=" \
+    "$STREAMTRAIN" --data "$T/varpack" --image-size 16 --hidden 8 --batch 2 \
+    --epochs 1 --eval-split none --threads 1 -q
+expect_tool streamtrain_transforms_line 0 "transforms 'resize 12x10' (train), 'resize 12x10 flip' (eval)" \
+    "$STREAMTRAIN" --data "$T/varpack" --train-transform "resize 12x10" \
+    --eval-transform "resize 12x10 flip" --hidden 8 --batch 2 --epochs 1 --threads 1 --plan
+expect_tool streamtrain_eval_size_differs 1 "the evaluation transform gives 8x8 images but training gives 16x16" \
+    "$STREAMTRAIN" --data "$T/varpack" --image-size 16 --eval-transform "center-crop 8" --epochs 1 -q
+expect_tool streamtrain_bad_transform 2 "transform 'spin 3': 'spin': expected random-resized-crop, center-crop" \
+    "$STREAMTRAIN" --data "$T/varpack" --train-transform "spin 3"
+
 # ---- bad input --------------------------------------------------------------
 expect_fail truncated_jpeg 1 "truncated/dog/cut.jpg: Premature end of JPEG file" "$T/truncated"
 expect_fail corrupt_jpeg 1 "corrupt/dog/bad.jpg: Corrupt JPEG data" "$T/corrupt"

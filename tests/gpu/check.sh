@@ -51,10 +51,10 @@ bundle() (
         exit 1
     fi
     make --no-print-directory BUILD=$b -j2 $b/streamtrain $b/packdata \
-        $b/tests/test_gpu $b/tests/test_noalloc >/dev/null
+        $b/synthpack $b/tests/test_gpu $b/tests/test_noalloc >/dev/null
     rm -rf $BUNDLE/stage && mkdir -p $BUNDLE/stage/lib
-    cp $b/streamtrain $b/tests/test_gpu $b/tests/test_noalloc $BUNDLE/stage/
-    copy_libs $BUNDLE/stage/lib $b/streamtrain $b/tests/test_gpu $b/tests/test_noalloc
+    cp $b/streamtrain $b/synthpack $b/tests/test_gpu $b/tests/test_noalloc $BUNDLE/stage/
+    copy_libs $BUNDLE/stage/lib $b/streamtrain $b/synthpack $b/tests/test_gpu $b/tests/test_noalloc
     $b/packdata "$FM_SRC" -o $BUNDLE/stage/fm -q --force >/dev/null
     tar -C $BUNDLE/stage -cJf $BUNDLE/bundle.tar.xz .
     rm -rf $BUNDLE/stage
@@ -119,14 +119,16 @@ pick_binaries() {
             $b/tests/test_gpu $b/tests/test_noalloc >/tmp/gpu-check-build.log 2>&1 ||
             { tail -20 /tmp/gpu-check-build.log; return 1; }
         ST=$b/streamtrain TEST=$b/tests/test_gpu DATA=/tmp/gpucheck-emu/pack
+        SYN=$b/synthpack
         emu_pack $b/synthpack $DATA || return 1
         echo "binaries: built here on cuemu (a rehearsal: no GPU); data: $DATA"
         return 0
     fi
     if make --no-print-directory BUILD=$b -j"$(nproc)" $b/streamtrain \
-            $b/packdata $b/tests/test_gpu $b/tests/test_noalloc \
+            $b/packdata $b/synthpack $b/tests/test_gpu $b/tests/test_noalloc \
             >/tmp/gpu-check-build.log 2>&1; then
         ST=$b/streamtrain TEST=$b/tests/test_gpu how="built here"
+        SYN=$b/synthpack
         DATA=data/fashion-mnist
         if [ ! -f $DATA/MANIFEST ] && [ -d "$FM_SRC" ]; then
             mkdir -p data
@@ -136,6 +138,7 @@ pick_binaries() {
         echo "make failed here (last lines below); using $BUNDLE/bundle.tar.xz"
         tail -3 /tmp/gpu-check-build.log
         ST=/tmp/gpucheck/streamtrain TEST=/tmp/gpucheck/test_gpu how="bundle"
+        SYN=/tmp/gpucheck/synthpack
         LIBPATH=/tmp/gpucheck/lib
     else
         echo "cannot build (last lines below) and no $BUNDLE/bundle.tar.xz:"
@@ -148,6 +151,34 @@ pick_binaries() {
     # no empty entries: one would put the current directory on the path
     LIBPATH=$( (echo "$LIBPATH"; cublas_dirs) | awk 'NF && !seen[$0]++' | paste -sd: -)
     echo "binaries: $how; data: ${DATA:-none}; LD_LIBRARY_PATH for them: $LIBPATH"
+}
+
+# The resnet preset on CIFAR-shaped synthetic data (32x32x3, 10 classes):
+# per-epoch samples/s, loader wait, device memory, and the step time.
+# Sets resnet_ok. On cuemu: small widths and a small pack.
+resnet_check() {
+    local rm=${OUT:-/tmp}/metrics-resnet.jsonl cdata=/tmp/gpucheck-cifar
+    local n=20000 batch=512 widths=64,128,256,512 epochs=2
+    [ "$EMU" = 1 ] && n=256 batch=32 widths=4,8,8,16 epochs=1
+    rm -f "$rm"
+    echo
+    echo "== resnet preset (widths $widths), $n CIFAR-shaped synthetic images, batch $batch, --device cuda"
+    if ! env LD_LIBRARY_PATH="$LIBPATH" timeout "$(tmo 60 5)" "$SYN" -o "$cdata" \
+            --samples $n --test $((n / 5)) --shape 32x32x3 --classes 10 --codec raw -f -q; then
+        resnet_ok="FAIL (synthpack)"
+        return
+    fi
+    env LD_LIBRARY_PATH="$LIBPATH" timeout "$(tmo 120 5)" "$ST" --data "$cdata" \
+        --model resnet --widths $widths --batch $batch --epochs $epochs --device cuda \
+        --metrics "$rm" -q
+    local rc=$?
+    if [ $rc -eq 0 ]; then resnet_ok=PASS; elif [ $rc -eq 124 ]; then resnet_ok="FAIL (timed out)"; fi
+    printf '%-6s %12s %10s %10s %16s %16s %10s\n' epoch samples/s wait% h2d_GB/s \
+        dev_mem_used dev_mem_peak test_acc
+    [ -f "$rm" ] && { epoch_table "$rm" || resnet_ok="FAIL (device memory not flat)"; }
+    grep '"kind":"epoch"' "$rm" 2>/dev/null | tail -1 |
+        sed -n 's/.*"samples_per_s":\([0-9.eE+-]*\).*/\1/p' |
+        awk -v b=$batch '$1 > 0 { printf "resnet step time: %.2f ms (batch %d), %.0f images/s\n", 1000 * b / $1, b, $1 }'
 }
 
 main() {
@@ -168,6 +199,7 @@ main() {
     fi
 
     local tests_ok=FAIL noalloc_ok=FAIL train_ok=FAIL mem_ok=FAIL rc
+    resnet_ok=FAIL
     echo
     echo "== GPU tests (ST_REQUIRE_GPU=1: no GPU is a failure)"
     local tlog=${OUT:-/tmp}/test_gpu.txt
@@ -204,15 +236,16 @@ main() {
     elif epoch_table "$m"; then
         mem_ok=PASS
     fi
+    resnet_check
     echo
     [ "$EMU" = 1 ] && echo "(cuemu: the figures below are the CPU's, not a GPU's)"
     targets "$m" "$tlog"
     printf '%-28s %s\n' "GPU tests:" "$tests_ok" "no allocations in the loop:" "$noalloc_ok" \
-        "streamtrain 3 epochs:" "$train_ok" \
+        "streamtrain 3 epochs:" "$train_ok" "resnet preset:" "$resnet_ok" \
         "device memory flat:" "$mem_ok" "time:" "${SECONDS} s"
     local what=""
     [ "$EMU" = 1 ] && what=" (cuemu rehearsal: no GPU was used)"
-    if [ "$tests_ok$noalloc_ok$train_ok$mem_ok" = PASSPASSPASSPASS ]; then
+    if [ "$tests_ok$noalloc_ok$train_ok$mem_ok$resnet_ok" = PASSPASSPASSPASSPASS ]; then
         echo "RESULT: PASS$what"
         return 0
     fi

@@ -438,7 +438,8 @@ static void test_resnet_agrees(void **state)
 
     adamw_agrees(sd, &h);
     print_message("worst |cuda - cpu| / max|cpu|: forward %.2g (tol %.0g), "
-                  "gradients and SGD %.2g (tol %.0g), AdamW %.2g (tol %.0g, %.0g)\n",
+                  "gradients and SGD %.2g (tol %.0g), AdamW %.2g (tol %.0g, "
+                  "%.0g)\n",
                   worst_fwd, TOL_FWD, worst_grad, TOL_GRAD, worst_elem,
                   TOL_ELEM, TOL_ELEM_P);
     side_close(&sd[0]);

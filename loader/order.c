@@ -4,6 +4,7 @@
  * (seed, epoch, position).
  */
 #include "loader/order.h"
+#include "loader/mix.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -28,17 +29,6 @@ struct order_cursor {
     uint32_t *perm;        /* (nshards) permuted position k -> shard number */
     uint64_t *prefix;      /* (nshards + 1) positions before permuted shard k */
 };
-
-/* splitmix64's finalizer: a strong 64-bit mixer. */
-static inline uint64_t mix64(uint64_t z)
-{
-    z ^= z >> 30;
-    z *= 0xbf58476d1ce4e5b9ull;
-    z ^= z >> 27;
-    z *= 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return z;
-}
 
 void order_perm_init(order_perm *p, uint64_t n, uint64_t seed, uint64_t epoch,
                      uint64_t tag)

@@ -11,6 +11,7 @@
  * samples or threads.
  */
 #include "transform.h"
+#include "mix.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -25,16 +26,6 @@
 #define TF_GOLDEN 0x9e3779b97f4a7c15ull
 
 /* ---- the random stream ----------------------------------------------------- */
-
-static inline uint64_t mix64(uint64_t z)
-{
-    z ^= z >> 30;
-    z *= 0xbf58476d1ce4e5b9ull;
-    z ^= z >> 27;
-    z *= 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return z;
-}
 
 static uint64_t sample_key(uint64_t seed, uint64_t epoch, uint64_t id)
 {

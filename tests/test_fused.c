@@ -38,6 +38,7 @@
 
 #include "jpeg_fixture.h"
 #include "loader_fixture.h"
+#include "pack_fixture.h"
 
 /* ---- the counting allocator (not under the sanitizers, which interpose
  * malloc themselves; test_no_alloc is skipped there) ------------------------ */
@@ -604,67 +605,6 @@ static void test_refusals_and_fixed(void **state)
 
 /* ---- corrupt records -------------------------------------------------------------- */
 
-/* Damages record rec's entropy data near its start (an EOI marker a few
- * bytes into the first scan, so every crop's decode meets it: rows above
- * a crop are still entropy-decoded by jpeg_skip_scanlines, rows below it
- * are not) and recomputes its check value, the index XXH3 in the footer
- * and the manifest's copy: only the decoder can tell (as
- * tests/test_pack.c's corrupt_jpeg_record). */
-static void corrupt_record(const char *dir, const char *file, uint64_t rec)
-{
-    char path[600];
-    snprintf(path, sizeof path, "%s/%s", dir, file);
-    int fd = open(path, O_RDWR);
-    assert_true(fd >= 0);
-    uint8_t h[64], foot[32];
-    assert_int_equal(pread(fd, h, 64, 0), 64);
-    uint64_t n = st_get_u64(h + 40), io = st_get_u64(h + 48);
-    shard_entry *idx = malloc(n * sizeof *idx);
-    assert_int_equal(pread(fd, idx, n * 24, (off_t)io), (ssize_t)(n * 24));
-    shard_entry *e = &idx[rec];
-    uint8_t *r = malloc(e->length);
-    assert_int_equal(pread(fd, r, e->length, (off_t)e->offset),
-                     (ssize_t)e->length);
-    size_t sos = 0;
-    for (size_t i = 2; i + 1 < e->length; i++)
-        if (r[i] == 0xff && r[i + 1] == 0xda) { sos = i; break; }
-    assert_true(sos > 0);
-    size_t at = sos + 2 + ((size_t)r[sos + 2] << 8 | r[sos + 3]) + 6;
-    assert_true(at + 2 < e->length - 2);
-    r[at] = 0xff;
-    r[at + 1] = 0xd9;
-    assert_int_equal(pwrite(fd, r, e->length, (off_t)e->offset),
-                     (ssize_t)e->length);
-    e->check = shard_record_check(r, e->length);
-    assert_int_equal(pwrite(fd, idx, n * 24, (off_t)io), (ssize_t)(n * 24));
-    uint64_t ix = XXH3_64bits(idx, n * 24);
-    assert_int_equal(pread(fd, foot, 32, (off_t)(io + n * 24)), 32);
-    st_put_u64(foot + 16, ix);
-    st_put_u64(foot + 24, XXH3_64bits(foot, 24));
-    assert_int_equal(pwrite(fd, foot, 32, (off_t)(io + n * 24)), 32);
-    close(fd);
-    free(r);
-    free(idx);
-    char mpath[600];
-    snprintf(mpath, sizeof mpath, "%s/MANIFEST", dir);
-    void *text = NULL;
-    size_t len = 0;
-    manifest *m = NULL;
-    st_error err = {0};
-    assert_int_equal(fs_read_file(mpath, 1 << 20, &text, &len, &err), 0);
-    assert_int_equal(manifest_parse(text, len, mpath, &m, &err), 0);
-    for (uint32_t sp = 0; sp < m->nsplits; sp++)
-        for (uint32_t k = 0; k < m->splits[sp].nshards; k++)
-            if (strcmp(m->splits[sp].shards[k].file, file) == 0)
-                m->splits[sp].shards[k].index_xxh3 = ix;
-    char *out = NULL;
-    assert_int_equal(manifest_format(m, &out, &len, &err), 0);
-    assert_int_equal(fs_write_atomic(mpath, out, len, &err), 0);
-    free(out);
-    free(text);
-    manifest_free(m);
-}
-
 /* 5. One damaged JPEG record in a variable pack: policy fail names split,
  * shard and record; policy skip completes the epoch with it replaced. */
 static void test_corrupt_policies(void **state)
@@ -674,7 +614,10 @@ static void test_corrupt_policies(void **state)
     char dir[512];
     path_of(dir, "bad");
     write_var(dir, CODEC_JPEG);
-    corrupt_record(dir, "train-00000.shard", BAD);
+    /* the EOI goes 6 bytes into the first scan, so every crop's decode
+     * meets it: rows above a crop are still entropy-decoded by
+     * jpeg_skip_scanlines, rows below it are not */
+    pfx_corrupt_jpeg(dir, "train-00000.shard", BAD, 6);
     loader_config cfg;
     transform_spec t;
     static trace tr;

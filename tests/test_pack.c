@@ -21,6 +21,7 @@
 #include "datasets/pack.h"
 #include "loader/loader.h"
 #include "fixtures.h"
+#include "pack_fixture.h"
 
 #define H 12
 #define W 10
@@ -407,65 +408,6 @@ static void test_var_jpeg(void **s) { direct(s, CODEC_JPEG, 3, 1, 0, 3.0); }
 static void test_var_jpeg_gray(void **s) { direct(s, CODEC_JPEG, 1, 1, 0, 2.0); }
 
 
-/* Overwrites 2 bytes in the middle of record rec's JPEG entropy-coded data
- * (after the SOS marker) with an EOI marker, then recomputes the record's
- * check, the index XXH3, the footer and the manifest's index XXH3: only
- * decoding can tell. */
-static void corrupt_jpeg_record(const char *dir, const char *file, uint64_t rec)
-{
-    char path[4200];
-    snprintf(path, sizeof path, "%s/%s", dir, file);
-    int fd = open(path, O_RDWR);
-    assert_true(fd >= 0);
-    uint8_t h[64], foot[32];
-    assert_int_equal(pread(fd, h, 64, 0), 64);
-    uint64_t n = st_get_u64(h + 40), io = st_get_u64(h + 48);
-    shard_entry *idx = malloc(n * sizeof *idx);
-    assert_int_equal(pread(fd, idx, n * 24, (off_t)io), (ssize_t)(n * 24));
-    shard_entry *e = &idx[rec];
-    uint8_t *r = malloc(e->length);
-    assert_int_equal(pread(fd, r, e->length, (off_t)e->offset), (ssize_t)e->length);
-    size_t sos = 0;
-    for (size_t i = 2; i + 1 < e->length; i++)
-        if (r[i] == 0xff && r[i + 1] == 0xda) { sos = i; break; }
-    assert_true(sos > 0);
-    size_t data = sos + 2 + ((size_t)r[sos + 2] << 8 | r[sos + 3]);
-    size_t at = data + (e->length - 2 - data) / 2;
-    assert_true(at + 2 < e->length - 2);
-    r[at] = 0xff;
-    r[at + 1] = 0xd9;
-    assert_int_equal(pwrite(fd, r, e->length, (off_t)e->offset), (ssize_t)e->length);
-    e->check = shard_record_check(r, e->length);
-    assert_int_equal(pwrite(fd, idx, n * 24, (off_t)io), (ssize_t)(n * 24));
-    uint64_t ix = XXH3_64bits(idx, n * 24);
-    assert_int_equal(pread(fd, foot, 32, (off_t)(io + n * 24)), 32);
-    st_put_u64(foot + 16, ix);
-    st_put_u64(foot + 24, XXH3_64bits(foot, 24));
-    assert_int_equal(pwrite(fd, foot, 32, (off_t)(io + n * 24)), 32);
-    close(fd);
-    free(r);
-    free(idx);
-    /* the manifest's copy of the index XXH3 */
-    char mpath[4200];
-    snprintf(mpath, sizeof mpath, "%s/MANIFEST", dir);
-    void *text = NULL;
-    size_t len = 0;
-    manifest *m = NULL;
-    st_error err = {0};
-    assert_int_equal(fs_read_file(mpath, 1 << 20, &text, &len, &err), 0);
-    assert_int_equal(manifest_parse(text, len, mpath, &m, &err), 0);
-    for (uint32_t sp = 0; sp < m->nsplits; sp++)
-        for (uint32_t k = 0; k < m->splits[sp].nshards; k++)
-            if (strcmp(m->splits[sp].shards[k].file, file) == 0)
-                m->splits[sp].shards[k].index_xxh3 = ix;
-    char *out = NULL;
-    assert_int_equal(manifest_format(m, &out, &len, &err), 0);
-    assert_int_equal(fs_write_atomic(mpath, out, len, &err), 0);
-    free(out);
-    free(text);
-    manifest_free(m);
-}
-
 /* packinfo --verify (pack_verify) decodes every JPEG record: corrupt
  * entropy data behind a valid check value is a decode error naming the
  * record, never gray pixels. */
@@ -473,7 +415,7 @@ static void test_verify_corrupt_jpeg(void **state)
 {
     fx *f = *state;
     write_direct(f->pack, CODEC_JPEG, 3, 1, 0);
-    corrupt_jpeg_record(f->pack, "train-00000.shard", 3);
+    pfx_corrupt_jpeg(f->pack, "train-00000.shard", 3, PFX_SCAN_MIDDLE);
     pack *p = NULL;
     st_error err = {0};
     if (pack_open(f->pack, &p, &err)) fail_msg("open: %s", err.msg);

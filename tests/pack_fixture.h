@@ -1,0 +1,91 @@
+/* tests/pack_fixture.h — pack fixtures shared by test_pack.c and
+ * test_fused.c: a JPEG record damaged behind valid check values.
+ * Header-only (static functions), like tests/fixtures.h. Include it after
+ * <cmocka.h>.
+ *
+ * defines: PFX_SCAN_MIDDLE, pfx_corrupt_jpeg
+ */
+#ifndef ST_TEST_PACK_FIXTURE_H
+#define ST_TEST_PACK_FIXTURE_H
+
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "datasets/bytes.h"
+#include "datasets/fsutil.h"
+#include "datasets/manifest.h"
+#include "datasets/shard.h"
+
+/* pfx_corrupt_jpeg's skip for the middle of the entropy-coded data. */
+#define PFX_SCAN_MIDDLE SIZE_MAX
+
+/* Writes an EOI marker (ff d9) into record rec's JPEG entropy-coded data in
+ * dir/file, skip bytes after the SOS segment (PFX_SCAN_MIDDLE: halfway to
+ * the closing EOI), then recomputes the record's check value, the index
+ * XXH3 in the footer and the manifest's copy of it: only a decoder can
+ * tell. Fails the test on any I/O or parse error. */
+static inline void pfx_corrupt_jpeg(const char *dir, const char *file,
+                                    uint64_t rec, size_t skip)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t h[64], foot[32];
+    assert_int_equal(pread(fd, h, 64, 0), 64);
+    uint64_t n = st_get_u64(h + 40), io = st_get_u64(h + 48);
+    shard_entry *idx = malloc(n * sizeof *idx);
+    assert_int_equal(pread(fd, idx, n * 24, (off_t)io), (ssize_t)(n * 24));
+    shard_entry *e = &idx[rec];
+    uint8_t *r = malloc(e->length);
+    assert_int_equal(pread(fd, r, e->length, (off_t)e->offset),
+                     (ssize_t)e->length);
+    size_t sos = 0;
+    for (size_t i = 2; i + 1 < e->length; i++)
+        if (r[i] == 0xff && r[i + 1] == 0xda) { sos = i; break; }
+    assert_true(sos > 0);
+    size_t data = sos + 2 + ((size_t)r[sos + 2] << 8 | r[sos + 3]);
+    size_t at = skip == PFX_SCAN_MIDDLE ? data + (e->length - 2 - data) / 2
+                                        : data + skip;
+    assert_true(at + 2 < e->length - 2);
+    r[at] = 0xff;
+    r[at + 1] = 0xd9;
+    assert_int_equal(pwrite(fd, r, e->length, (off_t)e->offset),
+                     (ssize_t)e->length);
+    e->check = shard_record_check(r, e->length);
+    assert_int_equal(pwrite(fd, idx, n * 24, (off_t)io), (ssize_t)(n * 24));
+    uint64_t ix = XXH3_64bits(idx, n * 24);
+    assert_int_equal(pread(fd, foot, 32, (off_t)(io + n * 24)), 32);
+    st_put_u64(foot + 16, ix);
+    st_put_u64(foot + 24, XXH3_64bits(foot, 24));
+    assert_int_equal(pwrite(fd, foot, 32, (off_t)(io + n * 24)), 32);
+    close(fd);
+    free(r);
+    free(idx);
+    /* the manifest's copy of the index XXH3 */
+    char mpath[4200];
+    snprintf(mpath, sizeof mpath, "%s/MANIFEST", dir);
+    void *text = NULL;
+    size_t len = 0;
+    manifest *m = NULL;
+    st_error err = {0};
+    assert_int_equal(fs_read_file(mpath, 1 << 20, &text, &len, &err), 0);
+    assert_int_equal(manifest_parse(text, len, mpath, &m, &err), 0);
+    for (uint32_t sp = 0; sp < m->nsplits; sp++)
+        for (uint32_t k = 0; k < m->splits[sp].nshards; k++)
+            if (strcmp(m->splits[sp].shards[k].file, file) == 0)
+                m->splits[sp].shards[k].index_xxh3 = ix;
+    char *out = NULL;
+    assert_int_equal(manifest_format(m, &out, &len, &err), 0);
+    assert_int_equal(fs_write_atomic(mpath, out, len, &err), 0);
+    free(out);
+    free(text);
+    manifest_free(m);
+}
+
+#endif

@@ -1,9 +1,10 @@
-/* tests/pack_fixture.h — pack fixtures shared by test_pack.c and
- * test_fused.c: a JPEG record damaged behind valid check values.
- * Header-only (static functions), like tests/fixtures.h. Include it after
+/* tests/pack_fixture.h — pack fixtures shared by test_pack.c,
+ * test_packer.c, test_shard.c and test_fused.c: a temporary directory with
+ * one path under it per test, and a JPEG record damaged behind valid check
+ * values. Header-only (static functions), like tests/fixtures.h. Include it after
  * <cmocka.h>.
  *
- * defines: PFX_SCAN_MIDDLE, pfx_corrupt_jpeg
+ * defines: pfx, pfx_setup, pfx_teardown, PFX_SCAN_MIDDLE, pfx_corrupt_jpeg
  */
 #ifndef ST_TEST_PACK_FIXTURE_H
 #define ST_TEST_PACK_FIXTURE_H
@@ -20,6 +21,32 @@
 #include "datasets/fsutil.h"
 #include "datasets/manifest.h"
 #include "datasets/shard.h"
+#include "fixtures.h"
+
+/* A fresh directory for each test and a path under it (a pack directory
+ * or a shard file, named by the test file). */
+typedef struct pfx { char *dir; char path[4200]; } pfx;
+
+/* cmocka setup: *state = a pfx whose dir is a new $TMPDIR/st-<tag>-XXXXXX
+ * and whose path is dir/<leaf>. */
+static inline int pfx_setup(void **state, const char *tag, const char *leaf)
+{
+    pfx *f = calloc(1, sizeof *f);
+    if (f == NULL) return -1;
+    f->dir = fx_tmpdir(tag);
+    snprintf(f->path, sizeof f->path, "%s/%s", f->dir, leaf);
+    *state = f;
+    return f->dir ? 0 : -1;
+}
+
+/* cmocka teardown for pfx_setup: removes the directory tree. */
+static inline int pfx_teardown(void **state)
+{
+    pfx *f = *state;
+    fx_rmtree(f->dir);
+    free(f);
+    return 0;
+}
 
 /* pfx_corrupt_jpeg's skip for the middle of the entropy-coded data. */
 #define PFX_SCAN_MIDDLE SIZE_MAX

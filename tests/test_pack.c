@@ -28,24 +28,9 @@
 #define NTRAIN 900
 #define NTEST 150
 
-typedef struct fx { char *dir; char pack[4096]; } fx;
+typedef pfx fx; /* path: the pack directory under dir */
 
-static int setup(void **state)
-{
-    fx *f = calloc(1, sizeof *f);
-    f->dir = fx_tmpdir("pack");
-    snprintf(f->pack, sizeof f->pack, "%s/p", f->dir);
-    *state = f;
-    return f->dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    fx *f = *state;
-    fx_rmtree(f->dir);
-    free(f);
-    return 0;
-}
+static int setup(void **state) { return pfx_setup(state, "pack", "p"); }
 
 /* Decodes every sample of every split and compares with the fixture. */
 static void check_contents(const char *dir)
@@ -92,7 +77,7 @@ static void roundtrip(void **state, int codec, uint64_t shard_bytes)
     int rc = fx_make_pack(f->dir, "p", NTRAIN, NTEST, H, W, codec, 2,
                           shard_bytes, &err);
     if (rc) fail_msg("pack failed: %s", err.msg);
-    check_contents(f->pack);
+    check_contents(f->path);
 }
 
 static void test_roundtrip_zstd(void **s) { roundtrip(s, CODEC_ZSTD, 0); }
@@ -144,7 +129,7 @@ static void test_roundtrip_many_shards(void **state)
     pack *p = NULL;
     st_error err = {0};
     fx *f = *state;
-    assert_int_equal(pack_open(f->pack, &p, &err), 0);
+    assert_int_equal(pack_open(f->path, &p, &err), 0);
     assert_true(pack_split_nshards(p, pack_split_find(p, "train")) > 3);
     pack_close(p);
 }
@@ -204,9 +189,9 @@ static void expect_damage(void **state, void (*damage)(const char *dir),
     st_error err = {0};
     assert_int_equal(fx_make_pack(f->dir, "p", NTRAIN, NTEST, H, W, CODEC_ZSTD,
                                   2, 0, &err), 0);
-    damage(f->pack);
+    damage(f->path);
     pack *p = NULL;
-    int rc = pack_open(f->pack, &p, &err);
+    int rc = pack_open(f->path, &p, &err);
     if (!at_open) {
         assert_int_equal(rc, 0);
         pack_verify_stats vs;
@@ -393,8 +378,8 @@ static void direct(void **state, uint32_t codec, uint32_t c, int variable,
                    int version, double tol)
 {
     fx *f = *state;
-    write_direct(f->pack, codec, c, variable, version);
-    check_direct(f->pack, codec, c, variable, version, tol);
+    write_direct(f->path, codec, c, variable, version);
+    check_direct(f->path, codec, c, variable, version, tol);
 }
 
 static void test_v1_raw(void **s) { direct(s, CODEC_RAW, 3, 0, 1, 0); }
@@ -414,11 +399,11 @@ static void test_var_jpeg_gray(void **s) { direct(s, CODEC_JPEG, 1, 1, 0, 2.0); 
 static void test_verify_corrupt_jpeg(void **state)
 {
     fx *f = *state;
-    write_direct(f->pack, CODEC_JPEG, 3, 1, 0);
-    pfx_corrupt_jpeg(f->pack, "train-00000.shard", 3, PFX_SCAN_MIDDLE);
+    write_direct(f->path, CODEC_JPEG, 3, 1, 0);
+    pfx_corrupt_jpeg(f->path, "train-00000.shard", 3, PFX_SCAN_MIDDLE);
     pack *p = NULL;
     st_error err = {0};
-    if (pack_open(f->pack, &p, &err)) fail_msg("open: %s", err.msg);
+    if (pack_open(f->path, &p, &err)) fail_msg("open: %s", err.msg);
     pack_verify_stats vs;
     int rc = pack_verify(p, &vs, &err);
     pack_close(p);
@@ -438,7 +423,7 @@ static int cmp_u32(const void *a, const void *b)
 static void test_split_sizes(void **state)
 {
     fx *f = *state;
-    write_direct(f->pack, CODEC_RAW, 1, 1, 0);
+    write_direct(f->path, CODEC_RAW, 1, 1, 0);
     uint32_t v[3][VN];
     for (uint64_t i = 0; i < VN; i++) {
         v_size(1, i, &v[0][i], &v[1][i]);
@@ -446,7 +431,7 @@ static void test_split_sizes(void **state)
     }
     pack *p = NULL;
     st_error err = {0};
-    assert_int_equal(pack_open(f->pack, &p, &err), 0);
+    assert_int_equal(pack_open(f->path, &p, &err), 0);
     pack_size_summary z;
     assert_int_equal(pack_split_sizes(p, 0, &z, &err), 0);
     for (int k = 0; k < 3; k++) {
@@ -463,7 +448,7 @@ static void test_split_sizes(void **state)
     pack_writer_config wc = {.codec = CODEC_RAW, .height = 4000, .width = 3000,
                              .channels = 1, .variable = 1, .force = 1};
     pack_writer *w = NULL;
-    assert_int_equal(pack_writer_open(f->pack, &wc, &w, &err), 0);
+    assert_int_equal(pack_writer_open(f->path, &wc, &w, &err), 0);
     assert_int_equal(pack_writer_begin_split(w, "train", &err), 0);
     uint32_t x = 7;
     for (int i = 0; i < N; i++) {
@@ -476,7 +461,7 @@ static void test_split_sizes(void **state)
         assert_int_equal(pack_writer_add(w, &byte, 1, 0, b[0][i], b[1][i], &err), 0);
     }
     assert_int_equal(pack_writer_commit(w, &err), 0);
-    assert_int_equal(pack_open(f->pack, &p, &err), 0);
+    assert_int_equal(pack_open(f->path, &p, &err), 0);
     assert_int_equal(pack_split_sizes(p, 0, &z, &err), 0);
     for (int k = 0; k < 3; k++) {
         qsort(b[k], N, sizeof b[k][0], cmp_u32);
@@ -492,7 +477,7 @@ static void test_split_sizes(void **state)
 static void test_v1_loader(void **state)
 {
     fx *f = *state;
-    write_direct(f->pack, CODEC_ZSTD, 1, 0, 1);
+    write_direct(f->path, CODEC_ZSTD, 1, 0, 1);
     loader_config c;
     loader_config_default(&c);
     c.batch_size = 10;
@@ -500,7 +485,7 @@ static void test_v1_loader(void **state)
     c.epochs = 1;
     loader *l = NULL;
     st_error err = {0};
-    if (loader_open(f->pack, &c, &l, &err)) fail_msg("loader: %s", err.msg);
+    if (loader_open(f->path, &c, &l, &err)) fail_msg("loader: %s", err.msg);
     loader_batch b;
     uint8_t want[VMAXH * VMAXW];
     uint64_t seen = 0;
@@ -521,12 +506,12 @@ static void test_v1_loader(void **state)
 static void test_var_loader_refuses(void **state)
 {
     fx *f = *state;
-    write_direct(f->pack, CODEC_RAW, 3, 1, 0);
+    write_direct(f->path, CODEC_RAW, 3, 1, 0);
     loader_config c;
     loader_config_default(&c);
     loader *l = NULL;
     st_error err = {0};
-    assert_int_equal(loader_open(f->pack, &c, &l, &err), ST_EINVAL);
+    assert_int_equal(loader_open(f->path, &c, &l, &err), ST_EINVAL);
     assert_non_null(strstr(err.msg, "split 'train' holds images of different "
                                     "sizes"));
     assert_non_null(strstr(err.msg, "use random-resized-crop S, center-crop S "
@@ -544,7 +529,7 @@ static void test_writer_sizes(void **state)
         pack_writer *w = NULL;
         st_error err = {0};
         uint8_t px[16] = {0};
-        assert_int_equal(pack_writer_open(f->pack, &wc, &w, &err), 0);
+        assert_int_equal(pack_writer_open(f->path, &wc, &w, &err), 0);
         assert_int_equal(pack_writer_begin_split(w, "train", &err), 0);
         assert_int_equal(pack_writer_add(w, px, 12, 0, 4, 3, &err), 0);
         assert_int_equal(pack_writer_add(w, px, 15, 0, 5, 3, &err), ST_EINVAL);
@@ -560,7 +545,7 @@ static void test_writer_sizes(void **state)
                              .channels = 3, .variable = 1, .format_version = 1};
     pack_writer *w = NULL;
     st_error err = {0};
-    assert_int_equal(pack_writer_open(f->pack, &wc, &w, &err), ST_EINVAL);
+    assert_int_equal(pack_writer_open(f->path, &wc, &w, &err), ST_EINVAL);
 }
 
 /* True when dir holds an entry whose name starts with prefix. */
@@ -586,7 +571,7 @@ static void test_refuses_existing(void **state)
     packer_stats st;
     char src[4200], other[4200];
     snprintf(src, sizeof src, "%s/src", f->dir);
-    assert_int_equal(packer_run(src, f->pack, &cfg, &st, &err), 0);
+    assert_int_equal(packer_run(src, f->path, &cfg, &st, &err), 0);
     snprintf(other, sizeof other, "%s/src", f->dir);
     st_clearerr(&err);
     assert_int_equal(packer_run(src, other, &cfg, &st, &err), ST_EEXIST);
@@ -607,7 +592,7 @@ static void test_refuses_existing(void **state)
     st_clearerr(&err);
     assert_int_equal(packer_run(src, link, &cfg, &st, &err), ST_EEXIST);
     assert_non_null(strstr(err.msg, "symbolic link"));
-    snprintf(path, sizeof path, "%s/MANIFEST", f->pack);
+    snprintf(path, sizeof path, "%s/MANIFEST", f->path);
     assert_int_equal(access(path, F_OK), 0);
     assert_false(has_entry(f->dir, ".p.tmp-"));
     assert_false(has_entry(f->dir, ".src.tmp-"));
@@ -638,8 +623,8 @@ static void test_cancel_leaves_nothing(void **state)
     cfg.cancel = &g_cancel;
     cfg.progress = cancel_after_first;
     packer_stats st;
-    assert_int_equal(packer_run(src, f->pack, &cfg, &st, &err), ST_ECLOSED);
-    assert_int_equal(access(f->pack, F_OK), -1);
+    assert_int_equal(packer_run(src, f->path, &cfg, &st, &err), ST_ECLOSED);
+    assert_int_equal(access(f->path, F_OK), -1);
     assert_false(has_entry(f->dir, ".p.tmp-"));
 }
 
@@ -678,11 +663,11 @@ static void test_bad_options(void **state)
     packer_stats st;
     st_error err = {0};
     cfg.threads = 0;
-    assert_int_equal(packer_run(f->dir, f->pack, &cfg, &st, &err), ST_EINVAL);
+    assert_int_equal(packer_run(f->dir, f->path, &cfg, &st, &err), ST_EINVAL);
     assert_non_null(strstr(err.msg, "--threads"));
     packer_config_default(&cfg);
     st_clearerr(&err);
-    assert_true(packer_run("/nonexistent/dataset", f->pack, &cfg, &st, &err) < 0);
+    assert_true(packer_run("/nonexistent/dataset", f->path, &cfg, &st, &err) < 0);
     assert_non_null(strstr(err.msg, "/nonexistent/dataset"));
     pack *p = NULL;
     st_clearerr(&err);
@@ -693,7 +678,7 @@ static void test_bad_options(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, pfx_teardown)
         T(test_roundtrip_zstd), T(test_roundtrip_png), T(test_roundtrip_raw),
         T(test_roundtrip_many_shards), cmocka_unit_test(test_huffman_literals), T(test_deterministic),
         T(test_corrupt_header), T(test_corrupt_record), T(test_corrupt_index),

@@ -15,6 +15,7 @@
 #include "datasets/pack.h"
 #include "datasets/pngio.h"
 #include "fixtures.h"
+#include "pack_fixture.h"
 #include "jpeg_fixture.h"
 
 #define H 12
@@ -22,24 +23,9 @@
 #define NTRAIN 900
 #define NTEST 150
 
-typedef struct fx { char *dir; char pack[4096]; } fx;
+typedef pfx fx; /* path: the pack directory under dir */
 
-static int setup(void **state)
-{
-    fx *f = calloc(1, sizeof *f);
-    f->dir = fx_tmpdir("packer");
-    snprintf(f->pack, sizeof f->pack, "%s/p", f->dir);
-    *state = f;
-    return f->dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    fx *f = *state;
-    fx_rmtree(f->dir);
-    free(f);
-    return 0;
-}
+static int setup(void **state) { return pfx_setup(state, "packer", "p"); }
 
 /* The manifest's channel statistics are the train split's exact mean and
  * std (printed with 4 decimals), the same for 1 and 3 threads. */
@@ -112,11 +98,11 @@ static void test_jpeg_folder_passthrough(void **state)
     packer_config_default(&cfg);
     cfg.threads = 2;
     packer_stats st;
-    if (packer_run(src, f->pack, &cfg, &st, &err)) fail_msg("pack: %s", err.msg);
+    if (packer_run(src, f->path, &cfg, &st, &err)) fail_msg("pack: %s", err.msg);
     assert_int_equal(st.codec, CODEC_JPEG);
     assert_int_equal(st.passthrough, NJ);
     pack *p = NULL;
-    assert_int_equal(pack_open(f->pack, &p, &err), 0);
+    assert_int_equal(pack_open(f->path, &p, &err), 0);
     const manifest *m = pack_manifest(p);
     assert_int_equal(m->codec, CODEC_JPEG);
     assert_true(m->variable);
@@ -159,7 +145,7 @@ static void test_jpeg_folder_passthrough(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, pfx_teardown)
         T(test_channel_stats), T(test_jpeg_folder_passthrough),
 #undef T
     };

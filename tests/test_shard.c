@@ -19,25 +19,11 @@
 #include "datasets/bytes.h"
 #include "datasets/shard.h"
 #include "fixtures.h"
+#include "pack_fixture.h"
 
-typedef struct fx { char *dir; char path[4200]; } fx;
+typedef pfx fx; /* path: the shard file under dir */
 
-static int setup(void **state)
-{
-    fx *f = calloc(1, sizeof *f);
-    f->dir = fx_tmpdir("shard");
-    snprintf(f->path, sizeof f->path, "%s/s.shard", f->dir);
-    *state = f;
-    return f->dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    fx *f = *state;
-    fx_rmtree(f->dir);
-    free(f);
-    return 0;
-}
+static int setup(void **state) { return pfx_setup(state, "shard", "s.shard"); }
 
 /* Record i: 1 + i % 7 bytes of value i, an image of (1 + i % 5) x
  * (1 + i % 3) in a shard whose largest is 5 x 3 (version 1: 5 x 3). */
@@ -280,7 +266,7 @@ static void test_index_not_anonymous(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, pfx_teardown)
         T(test_v2_roundtrip), T(test_v1_still_reads), T(test_writer_sizes),
         T(test_unknown_version), T(test_entry_overlap),
         T(test_entry_past_index), T(test_entry_zero), T(test_entry_height),

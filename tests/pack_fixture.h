@@ -1,10 +1,11 @@
 /* tests/pack_fixture.h — pack fixtures shared by test_pack.c,
  * test_packer.c, test_shard.c and test_fused.c: a temporary directory with
- * one path under it per test, and a JPEG record damaged behind valid check
- * values. Header-only (static functions), like tests/fixtures.h. Include it after
- * <cmocka.h>.
+ * one path under it per test, a shard's index rewritten behind a valid
+ * footer, and a JPEG record damaged behind valid check values. Header-only
+ * (static functions), like tests/fixtures.h. Include it after <cmocka.h>.
  *
- * defines: pfx, pfx_setup, pfx_teardown, PFX_SCAN_MIDDLE, pfx_corrupt_jpeg
+ * defines: pfx, pfx_setup, pfx_teardown, pfx_index_read, pfx_index_write,
+ *          PFX_SCAN_MIDDLE, pfx_corrupt_jpeg
  */
 #ifndef ST_TEST_PACK_FIXTURE_H
 #define ST_TEST_PACK_FIXTURE_H
@@ -48,6 +49,35 @@ static inline int pfx_teardown(void **state)
     return 0;
 }
 
+/* Reads the index of the version-2 shard open on fd: its n entries (a new
+ * malloc'd (n) array) and the index's file offset io. */
+static inline shard_entry *pfx_index_read(int fd, uint64_t *n, uint64_t *io)
+{
+    uint8_t h[64];
+    assert_int_equal(pread(fd, h, 64, 0), 64);
+    *n = st_get_u64(h + 40);
+    *io = st_get_u64(h + 48);
+    shard_entry *idx = malloc(*n * sizeof *idx);
+    assert_int_equal(pread(fd, idx, *n * 24, (off_t)*io), (ssize_t)(*n * 24));
+    return idx;
+}
+
+/* Writes idx back at io and recomputes the footer's index XXH3 and its own
+ * XXH3, so that only the entries' own checks can tell. @return the new
+ * index XXH3 (the manifest keeps a copy). */
+static inline uint64_t pfx_index_write(int fd, const shard_entry *idx,
+                                       uint64_t n, uint64_t io)
+{
+    uint8_t foot[32];
+    assert_int_equal(pwrite(fd, idx, n * 24, (off_t)io), (ssize_t)(n * 24));
+    uint64_t ix = XXH3_64bits(idx, n * 24);
+    assert_int_equal(pread(fd, foot, 32, (off_t)(io + n * 24)), 32);
+    st_put_u64(foot + 16, ix);
+    st_put_u64(foot + 24, XXH3_64bits(foot, 24));
+    assert_int_equal(pwrite(fd, foot, 32, (off_t)(io + n * 24)), 32);
+    return ix;
+}
+
 /* pfx_corrupt_jpeg's skip for the middle of the entropy-coded data. */
 #define PFX_SCAN_MIDDLE SIZE_MAX
 
@@ -63,11 +93,8 @@ static inline void pfx_corrupt_jpeg(const char *dir, const char *file,
     snprintf(path, sizeof path, "%s/%s", dir, file);
     int fd = open(path, O_RDWR);
     assert_true(fd >= 0);
-    uint8_t h[64], foot[32];
-    assert_int_equal(pread(fd, h, 64, 0), 64);
-    uint64_t n = st_get_u64(h + 40), io = st_get_u64(h + 48);
-    shard_entry *idx = malloc(n * sizeof *idx);
-    assert_int_equal(pread(fd, idx, n * 24, (off_t)io), (ssize_t)(n * 24));
+    uint64_t n, io;
+    shard_entry *idx = pfx_index_read(fd, &n, &io);
     shard_entry *e = &idx[rec];
     uint8_t *r = malloc(e->length);
     assert_int_equal(pread(fd, r, e->length, (off_t)e->offset),
@@ -85,12 +112,7 @@ static inline void pfx_corrupt_jpeg(const char *dir, const char *file,
     assert_int_equal(pwrite(fd, r, e->length, (off_t)e->offset),
                      (ssize_t)e->length);
     e->check = shard_record_check(r, e->length);
-    assert_int_equal(pwrite(fd, idx, n * 24, (off_t)io), (ssize_t)(n * 24));
-    uint64_t ix = XXH3_64bits(idx, n * 24);
-    assert_int_equal(pread(fd, foot, 32, (off_t)(io + n * 24)), 32);
-    st_put_u64(foot + 16, ix);
-    st_put_u64(foot + 24, XXH3_64bits(foot, 24));
-    assert_int_equal(pwrite(fd, foot, 32, (off_t)(io + n * 24)), 32);
+    uint64_t ix = pfx_index_write(fd, idx, n, io);
     close(fd);
     free(r);
     free(idx);

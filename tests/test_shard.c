@@ -149,17 +149,10 @@ static void edit_entry(const char *path, uint64_t i,
 {
     int fd = open(path, O_RDWR);
     assert_true(fd >= 0);
-    uint8_t h[64], foot[32];
-    assert_int_equal(pread(fd, h, 64, 0), 64);
-    uint64_t n = st_get_u64(h + 40), io = st_get_u64(h + 48);
-    shard_entry *idx = malloc(n * sizeof *idx);
-    assert_int_equal(pread(fd, idx, n * 24, (off_t)io), (ssize_t)(n * 24));
+    uint64_t n, io;
+    shard_entry *idx = pfx_index_read(fd, &n, &io);
     fn(&idx[i]);
-    assert_int_equal(pwrite(fd, idx, n * 24, (off_t)io), (ssize_t)(n * 24));
-    assert_int_equal(pread(fd, foot, 32, (off_t)(io + n * 24)), 32);
-    st_put_u64(foot + 16, XXH3_64bits(idx, n * 24));
-    st_put_u64(foot + 24, XXH3_64bits(foot, 24));
-    assert_int_equal(pwrite(fd, foot, 32, (off_t)(io + n * 24)), 32);
+    pfx_index_write(fd, idx, n, io);
     close(fd);
     free(idx);
 }

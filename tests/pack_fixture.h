@@ -4,8 +4,8 @@
  * footer, and a JPEG record damaged behind valid check values. Header-only
  * (static functions), like tests/fixtures.h. Include it after <cmocka.h>.
  *
- * defines: pfx, pfx_setup, pfx_teardown, pfx_index_read, pfx_index_write,
- *          PFX_SCAN_MIDDLE, pfx_corrupt_jpeg
+ * defines: pkfx, pkfx_setup, pkfx_teardown, pkfx_index_read,
+ *          pkfx_index_write, PKFX_SCAN_MIDDLE, pkfx_corrupt_jpeg
  */
 #ifndef ST_TEST_PACK_FIXTURE_H
 #define ST_TEST_PACK_FIXTURE_H
@@ -26,13 +26,13 @@
 
 /* A fresh directory for each test and a path under it (a pack directory
  * or a shard file, named by the test file). */
-typedef struct pfx { char *dir; char path[4200]; } pfx;
+typedef struct pkfx { char *dir; char path[4200]; } pkfx;
 
-/* cmocka setup: *state = a pfx whose dir is a new $TMPDIR/st-<tag>-XXXXXX
+/* cmocka setup: *state = a pkfx whose dir is a new $TMPDIR/st-<tag>-XXXXXX
  * and whose path is dir/<leaf>. */
-static inline int pfx_setup(void **state, const char *tag, const char *leaf)
+static inline int pkfx_setup(void **state, const char *tag, const char *leaf)
 {
-    pfx *f = calloc(1, sizeof *f);
+    pkfx *f = calloc(1, sizeof *f);
     if (f == NULL) return -1;
     f->dir = fx_tmpdir(tag);
     snprintf(f->path, sizeof f->path, "%s/%s", f->dir, leaf);
@@ -40,10 +40,10 @@ static inline int pfx_setup(void **state, const char *tag, const char *leaf)
     return f->dir ? 0 : -1;
 }
 
-/* cmocka teardown for pfx_setup: removes the directory tree. */
-static inline int pfx_teardown(void **state)
+/* cmocka teardown for pkfx_setup: removes the directory tree. */
+static inline int pkfx_teardown(void **state)
 {
-    pfx *f = *state;
+    pkfx *f = *state;
     fx_rmtree(f->dir);
     free(f);
     return 0;
@@ -51,7 +51,7 @@ static inline int pfx_teardown(void **state)
 
 /* Reads the index of the version-2 shard open on fd: its n entries (a new
  * malloc'd (n) array) and the index's file offset io. */
-static inline shard_entry *pfx_index_read(int fd, uint64_t *n, uint64_t *io)
+static inline shard_entry *pkfx_index_read(int fd, uint64_t *n, uint64_t *io)
 {
     uint8_t h[64];
     assert_int_equal(pread(fd, h, 64, 0), 64);
@@ -65,7 +65,7 @@ static inline shard_entry *pfx_index_read(int fd, uint64_t *n, uint64_t *io)
 /* Writes idx back at io and recomputes the footer's index XXH3 and its own
  * XXH3, so that only the entries' own checks can tell. @return the new
  * index XXH3 (the manifest keeps a copy). */
-static inline uint64_t pfx_index_write(int fd, const shard_entry *idx,
+static inline uint64_t pkfx_index_write(int fd, const shard_entry *idx,
                                        uint64_t n, uint64_t io)
 {
     uint8_t foot[32];
@@ -78,15 +78,15 @@ static inline uint64_t pfx_index_write(int fd, const shard_entry *idx,
     return ix;
 }
 
-/* pfx_corrupt_jpeg's skip for the middle of the entropy-coded data. */
-#define PFX_SCAN_MIDDLE SIZE_MAX
+/* pkfx_corrupt_jpeg's skip for the middle of the entropy-coded data. */
+#define PKFX_SCAN_MIDDLE SIZE_MAX
 
 /* Writes an EOI marker (ff d9) into record rec's JPEG entropy-coded data in
- * dir/file, skip bytes after the SOS segment (PFX_SCAN_MIDDLE: halfway to
+ * dir/file, skip bytes after the SOS segment (PKFX_SCAN_MIDDLE: halfway to
  * the closing EOI), then recomputes the record's check value, the index
  * XXH3 in the footer and the manifest's copy of it: only a decoder can
  * tell. Fails the test on any I/O or parse error. */
-static inline void pfx_corrupt_jpeg(const char *dir, const char *file,
+static inline void pkfx_corrupt_jpeg(const char *dir, const char *file,
                                     uint64_t rec, size_t skip)
 {
     char path[4200];
@@ -94,7 +94,7 @@ static inline void pfx_corrupt_jpeg(const char *dir, const char *file,
     int fd = open(path, O_RDWR);
     assert_true(fd >= 0);
     uint64_t n, io;
-    shard_entry *idx = pfx_index_read(fd, &n, &io);
+    shard_entry *idx = pkfx_index_read(fd, &n, &io);
     shard_entry *e = &idx[rec];
     uint8_t *r = malloc(e->length);
     assert_int_equal(pread(fd, r, e->length, (off_t)e->offset),
@@ -104,7 +104,7 @@ static inline void pfx_corrupt_jpeg(const char *dir, const char *file,
         if (r[i] == 0xff && r[i + 1] == 0xda) { sos = i; break; }
     assert_true(sos > 0);
     size_t data = sos + 2 + ((size_t)r[sos + 2] << 8 | r[sos + 3]);
-    size_t at = skip == PFX_SCAN_MIDDLE ? data + (e->length - 2 - data) / 2
+    size_t at = skip == PKFX_SCAN_MIDDLE ? data + (e->length - 2 - data) / 2
                                         : data + skip;
     assert_true(at + 2 < e->length - 2);
     r[at] = 0xff;
@@ -112,7 +112,7 @@ static inline void pfx_corrupt_jpeg(const char *dir, const char *file,
     assert_int_equal(pwrite(fd, r, e->length, (off_t)e->offset),
                      (ssize_t)e->length);
     e->check = shard_record_check(r, e->length);
-    uint64_t ix = pfx_index_write(fd, idx, n, io);
+    uint64_t ix = pkfx_index_write(fd, idx, n, io);
     close(fd);
     free(r);
     free(idx);

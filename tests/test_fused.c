@@ -617,7 +617,7 @@ static void test_corrupt_policies(void **state)
     /* the EOI goes 6 bytes into the first scan, so every crop's decode
      * meets it: rows above a crop are still entropy-decoded by
      * jpeg_skip_scanlines, rows below it are not */
-    pfx_corrupt_jpeg(dir, "train-00000.shard", BAD, 6);
+    pkfx_corrupt_jpeg(dir, "train-00000.shard", BAD, 6);
     loader_config cfg;
     transform_spec t;
     static trace tr;

@@ -28,9 +28,9 @@
 #define NTRAIN 900
 #define NTEST 150
 
-typedef pfx fx; /* path: the pack directory under dir */
+typedef pkfx fx; /* path: the pack directory under dir */
 
-static int setup(void **state) { return pfx_setup(state, "pack", "p"); }
+static int setup(void **state) { return pkfx_setup(state, "pack", "p"); }
 
 /* Decodes every sample of every split and compares with the fixture. */
 static void check_contents(const char *dir)
@@ -400,7 +400,7 @@ static void test_verify_corrupt_jpeg(void **state)
 {
     fx *f = *state;
     write_direct(f->path, CODEC_JPEG, 3, 1, 0);
-    pfx_corrupt_jpeg(f->path, "train-00000.shard", 3, PFX_SCAN_MIDDLE);
+    pkfx_corrupt_jpeg(f->path, "train-00000.shard", 3, PKFX_SCAN_MIDDLE);
     pack *p = NULL;
     st_error err = {0};
     if (pack_open(f->path, &p, &err)) fail_msg("open: %s", err.msg);
@@ -678,7 +678,7 @@ static void test_bad_options(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, pfx_teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, pkfx_teardown)
         T(test_roundtrip_zstd), T(test_roundtrip_png), T(test_roundtrip_raw),
         T(test_roundtrip_many_shards), cmocka_unit_test(test_huffman_literals), T(test_deterministic),
         T(test_corrupt_header), T(test_corrupt_record), T(test_corrupt_index),

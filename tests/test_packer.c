@@ -23,9 +23,9 @@
 #define NTRAIN 900
 #define NTEST 150
 
-typedef pfx fx; /* path: the pack directory under dir */
+typedef pkfx fx; /* path: the pack directory under dir */
 
-static int setup(void **state) { return pfx_setup(state, "packer", "p"); }
+static int setup(void **state) { return pkfx_setup(state, "packer", "p"); }
 
 /* The manifest's channel statistics are the train split's exact mean and
  * std (printed with 4 decimals), the same for 1 and 3 threads. */
@@ -145,7 +145,7 @@ static void test_jpeg_folder_passthrough(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, pfx_teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, pkfx_teardown)
         T(test_channel_stats), T(test_jpeg_folder_passthrough),
 #undef T
     };

@@ -21,9 +21,9 @@
 #include "fixtures.h"
 #include "pack_fixture.h"
 
-typedef pfx fx; /* path: the shard file under dir */
+typedef pkfx fx; /* path: the shard file under dir */
 
-static int setup(void **state) { return pfx_setup(state, "shard", "s.shard"); }
+static int setup(void **state) { return pkfx_setup(state, "shard", "s.shard"); }
 
 /* Record i: 1 + i % 7 bytes of value i, an image of (1 + i % 5) x
  * (1 + i % 3) in a shard whose largest is 5 x 3 (version 1: 5 x 3). */
@@ -150,9 +150,9 @@ static void edit_entry(const char *path, uint64_t i,
     int fd = open(path, O_RDWR);
     assert_true(fd >= 0);
     uint64_t n, io;
-    shard_entry *idx = pfx_index_read(fd, &n, &io);
+    shard_entry *idx = pkfx_index_read(fd, &n, &io);
     fn(&idx[i]);
-    pfx_index_write(fd, idx, n, io);
+    pkfx_index_write(fd, idx, n, io);
     close(fd);
     free(idx);
 }
@@ -259,7 +259,7 @@ static void test_index_not_anonymous(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, pfx_teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, pkfx_teardown)
         T(test_v2_roundtrip), T(test_v1_still_reads), T(test_writer_sizes),
         T(test_unknown_version), T(test_entry_overlap),
         T(test_entry_past_index), T(test_entry_zero), T(test_entry_height),

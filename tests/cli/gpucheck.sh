@@ -22,7 +22,9 @@ last=$(tail -1 "$T/log")
 rows=$(grep -c '^[123] ' "$T/log")
 if [ $rc -ne 0 ]; then bad rehearsal_passes "exit $rc: $(tail -15 "$T/log")"
 elif [ "$last" != "RESULT: PASS (cuemu rehearsal: no GPU was used)" ]; then bad rehearsal_passes "last line: $last"
-elif [ "$rows" -ne 3 ]; then bad rehearsal_passes "$rows epoch rows, want 3"
+elif [ "$rows" -ne 4 ]; then bad rehearsal_passes "$rows epoch rows, want 3 + 1 of the resnet preset"
+elif ! grep -q '^resnet step time: [0-9.]* ms (batch 32), [0-9]* images/s$' "$T/log"; then bad rehearsal_passes "no resnet step-time line"
+elif ! grep -q '^resnet preset: *PASS$' "$T/log"; then bad rehearsal_passes "resnet preset not PASS"
 elif ! grep -q '^device memory in use: flat across 3 epochs' "$T/log"; then bad rehearsal_passes "no flat-memory line"
 elif grep -q 'no figure' "$T/log"; then bad rehearsal_passes "a target without a figure: $(grep 'no figure' "$T/log")"
 elif ! grep -q '^H2D >= 80 % of plain copies: [0-9.]* GB/s = [0-9]* % of batch-sized' "$T/log"; then bad rehearsal_passes "no H2D target line"

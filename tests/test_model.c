@@ -1,7 +1,11 @@
 /* tests/test_model.c — the model on the CPU backend: finite-difference
  * checks of the loss gradient and of every parameter of every layer,
  * the parameter/activation layout, init determinism, and gradient
- * accumulation (B=256 with m=64 against m=256 on the same data).
+ * accumulation (B=256 with m=64 against m=256 on the same data); for conv
+ * nets built from a spec: the whole model's gradient (every layer wired
+ * to the right slice of the parameters), batch-norm running statistics
+ * (training moves them, evaluation uses and keeps them), --tta flip, and
+ * accumulation equivalence for a net without batch norm.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +14,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +49,7 @@ static void fx_open(fixture *f, const model_spec *spec, int mb)
     f->acts = calloc(model_act_floats(f->m, mb), sizeof(float));
     model_bind(f->m, f->params, f->grads, f->acts, mb);
     model_init_params(f->m, 7, f->params);
+    if (model_state_count(f->m)) model_init_state(f->m, model_state(f->m));
     /* non-zero biases so that their gradients are exercised too */
     for (size_t i = model_weight_count(f->m); i < np; i++)
         f->params[i] = 0.05f * (float)((int)(urand() % 21) - 10);
@@ -268,6 +274,244 @@ static void test_accumulation_equivalence(void **state)
     free(w[0]), free(w[1]), free(px), free(lab);
 }
 
+/* The training-mode loss sum (batch statistics), no gradients. */
+static double train_loss_of(fixture *f, const uint8_t *px, const int32_t *lab,
+                            int n)
+{
+    gpu_loss_stats st = {0};
+    assert_int_equal(model_forward(f->m, f->d, px, n), 0);
+    assert_int_equal(gpu_softmax_xent(f->d, model_logits(f->m), lab, n,
+                                      model_classes(f->m), 0, NULL, &st), 0);
+    return st.loss_sum;
+}
+
+static model_spec conv_spec(const char *arch, int c, int h, int w, int k)
+{
+    model_spec s = {.in_c = c, .in_h = h, .in_w = w, .classes = k,
+                    .norm_ch = 1, .mean = {0.5f, 0.4f, 0.3f, 0.5f},
+                    .std = {0.25f, 0.3f, 0.2f, 0.25f}};
+    snprintf(s.arch, sizeof s.arch, "%s", arch);
+    return s;
+}
+
+/* Central differences of the whole conv net's training loss against
+ * every parameter: each layer reads and writes its own slice. */
+static void test_conv_model_gradients(void **state)
+{
+    (void)state;
+    enum { N = 4, C = 2, H = 8 };
+    /* gelu before the max pool: relu would tie its windows at 0, and
+     * every tie is a kink that finite differences cannot step over */
+    model_spec s = conv_spec("conv4k3,bn,gelu,maxpool2,resp(conv6k3s2,bn,relu,"
+                             "conv6k3,bn,relu),res(conv6k3,bn,gelu,conv6k3,bn),"
+                             "gelu,gap,dense", C, H, H, 3);
+    fixture f;
+    fx_open(&f, &s, N);
+    assert_string_equal(model_arch(f.m), "conv4k3s1p1,bn,gelu,maxpool2s2p0,"
+                        "resp(conv6k3s2p1,bn,relu,conv6k3s1p1,bn,relu),"
+                        "res(conv6k3s1p1,bn,gelu,conv6k3s1p1,bn),gelu,gap,"
+                        "dense3");
+    /* conv, bn, gelu, maxpool, resp, res, gelu, gap, dense */
+    assert_int_equal(model_nlayers(f.m), 9);
+    assert_true(model_state_count(f.m) > 0);
+    uint8_t px[N * C * H * H];
+    int32_t lab[N] = {0, 2, 1, 2};
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)urand();
+    gpu_loss_stats st = {0};
+    assert_int_equal(model_forward(f.m, f.d, px, N), 0);
+    assert_int_equal(model_backward(f.m, f.d, lab, N, 1.0f, &st, 0), 0);
+    size_t np = model_param_count(f.m);
+    float *g = malloc(np * 4);
+    memcpy(g, f.grads, np * 4);
+    const float h = 1e-3f;
+    int bad = 0, kinks = 0;
+    for (size_t i = 0; i < np; i++) {
+        float keep = f.params[i];
+        f.params[i] = keep + h;
+        double lp = train_loss_of(&f, px, lab, N);
+        f.params[i] = keep - h;
+        double lm = train_loss_of(&f, px, lab, N);
+        f.params[i] = keep;
+        double l0 = train_loss_of(&f, px, lab, N);
+        double fd = (lp - lm) / (2 * h), fwd = (lp - l0) / h,
+               bwd = (l0 - lm) / h;
+        if (fabs(fwd - bwd) > 0.05 + 0.05 * fabs(fd)) { /* a kink: skip */
+            kinks++;
+            continue;
+        }
+        if (fabs(fd - g[i]) > 3e-3 + 3e-2 * fabs(fd)) {
+            print_message("param %zu: analytic %.6f numeric %.6f\n", i, g[i],
+                          fd);
+            bad++;
+        }
+    }
+    print_message("conv model: %zu parameters, %d kinks skipped\n", np, kinks);
+    assert_int_equal(bad, 0);
+    assert_true(kinks < (int)np / 10);
+    free(g);
+    fx_close(&f);
+}
+
+/* Training moves the running statistics (momentum 0.1 toward the batch's
+ * mean and unbiased variance); evaluation uses them and leaves them be. */
+static void test_bn_running_stats(void **state)
+{
+    (void)state;
+    enum { N = 6, C = 3, HW = 4 };
+    model_spec s = conv_spec("bn,dense", C, 2, 2, 3);
+    s.norm_ch = 0, s.in_scale = 1.0f / 255;   /* x = pixel / 255 */
+    fixture f;
+    fx_open(&f, &s, N);
+    assert_int_equal(model_state_count(f.m), 2 * C);
+    const float *rs = model_state(f.m);   /* mean (C), var (C) */
+    for (int k = 0; k < C; k++) {
+        assert_float_equal(rs[k], 0.0f, 0);
+        assert_float_equal(rs[C + k], 1.0f, 0);
+    }
+    uint8_t px[N * HW * C];
+    int32_t lab[N] = {0, 1, 2, 0, 1, 2};
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)urand();
+    gpu_loss_stats st = {0};
+    double l_init = loss_of(&f, px, lab, N);
+    float before[2 * C];
+    memcpy(before, rs, sizeof before);
+    assert_memory_equal(before, rs, sizeof before); /* eval kept them */
+    assert_int_equal(model_forward(f.m, f.d, px, N), 0);
+    for (int k = 0; k < C; k++) {
+        double sum = 0, sq = 0;
+        for (int p = 0; p < N * HW; p++) sum += px[p * C + k] / 255.0;
+        double mean = sum / (N * HW);
+        for (int p = 0; p < N * HW; p++) {
+            double dv = px[p * C + k] / 255.0 - mean;
+            sq += dv * dv;
+        }
+        double var_unbiased = sq / (N * HW - 1);
+        assert_float_equal(rs[k], 0.1 * mean, 1e-5);
+        assert_float_equal(rs[C + k], 0.9 + 0.1 * var_unbiased, 1e-5);
+    }
+    /* evaluation now normalizes with the moved statistics */
+    float moved[2 * C];
+    memcpy(moved, rs, sizeof moved);
+    double l_moved = loss_of(&f, px, lab, N);
+    assert_true(fabs(l_moved - l_init) > 1e-4);
+    assert_memory_equal(moved, rs, sizeof moved);
+    (void)st;
+    fx_close(&f);
+}
+
+/* --tta flip: the logits are the mean of those of x and of its mirror. */
+static void test_tta_flip(void **state)
+{
+    (void)state;
+    enum { N = 3, C = 2, H = 4, W = 5, K = 4 };
+    model_spec s = conv_spec("conv3k3,relu,gap,dense", C, H, W, K);
+    fixture f;
+    fx_open(&f, &s, N);
+    s.tta_flip = 1;
+    model *t = NULL;
+    st_error err = {0};
+    assert_int_equal(model_create(&t, &s, &err), 0);
+    float *acts = calloc(model_act_floats(t, N), 4);
+    model_bind(t, f.params, f.grads, acts, N);
+    uint8_t px[N * H * W * C], mir[N * H * W * C];
+    int32_t lab[N] = {0, 1, 3};
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)urand();
+    for (int n = 0; n < N; n++)
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++)
+                for (int c = 0; c < C; c++)
+                    mir[((n * H + y) * W + (W - 1 - x)) * C + c] =
+                        px[((n * H + y) * W + x) * C + c];
+    float a[N * K], b[N * K];
+    gpu_loss_stats st = {0};
+    assert_int_equal(model_eval(f.m, f.d, px, lab, N, &st), 0);
+    memcpy(a, model_logits(f.m), sizeof a);
+    assert_int_equal(model_eval(f.m, f.d, mir, lab, N, &st), 0);
+    memcpy(b, model_logits(f.m), sizeof b);
+    assert_int_equal(model_eval(t, f.d, px, lab, N, &st), 0);
+    const float *l = model_logits(t);
+    for (int i = 0; i < N * K; i++) {
+        assert_float_equal(l[i], 0.5f * (a[i] + b[i]), 1e-5);
+        assert_true(fabsf(a[i] - b[i]) > 0 || i > 0);
+    }
+    free(acts);
+    model_destroy(t);
+    fx_close(&f);
+}
+
+/* Bad specs fail model_create with the item named. */
+static void test_conv_spec_errors(void **state)
+{
+    (void)state;
+    model *m = NULL;
+    st_error err = {0};
+    model_spec s = conv_spec("conv8k9p0,dense", 1, 8, 8, 10);
+    assert_int_equal(model_create(&m, &s, &err), ST_EINVAL);
+    assert_non_null(strstr(err.msg, "--model: item 1 'conv8k9s1p0': kernel "
+                           "9x9 is larger than its 8x8 input"));
+    assert_null(m);
+    st_clearerr(&err);
+    s = conv_spec("cnn", 1, 28, 28, 10);
+    assert_int_equal(model_create(&m, &s, &err), 0);
+    assert_string_equal(model_arch(m), "cnn: conv32k3s1p1,bn,relu,maxpool2s2p0,"
+                        "conv64k3s1p1,bn,relu,maxpool2s2p0,conv128k3s1p1,bn,"
+                        "relu,gap,dense10");
+    /* weights first: the three conv kernels and the dense matrix */
+    assert_int_equal(model_weight_count(m),
+                     9 * 32 + 9 * 32 * 64 + 9 * 64 * 128 + 128 * 10);
+    assert_int_equal(model_param_count(m) - model_weight_count(m),
+                     2 * (32 + 64 + 128) + 10);
+    assert_int_equal(model_state_count(m), 2 * (32 + 64 + 128));
+    assert_int_equal(model_has_bn(m), 1);
+    model_destroy(m);
+}
+
+/* A conv net without batch norm: micro-batch 16 (4 accumulations) gives
+ * the full-batch step of 64. */
+static void test_conv_accumulation(void **state)
+{
+    (void)state;
+    enum { B = 64, IN = 8 * 8 * 3, STEPS = 3 };
+    uint8_t *px = malloc((size_t)STEPS * B * IN);
+    int32_t *lab = malloc(sizeof(int32_t) * STEPS * B);
+    for (int i = 0; i < STEPS * B * IN; i++) px[i] = (uint8_t)urand();
+    for (int i = 0; i < STEPS * B; i++) lab[i] = (int32_t)(urand() % 5);
+    float *w[2];
+    size_t np = 0;
+    for (int run = 0; run < 2; run++) {
+        trainer_config c;
+        trainer_config_init(&c);
+        c.model = conv_spec("conv8k3,relu,maxpool2,conv8k3s2,gelu,gap,dense",
+                            3, 8, 8, 5);
+        c.batch = B;
+        c.micro_batch = run == 0 ? 16 : 64;
+        c.optim.weight_decay = 1e-3f;
+        gpu_device *d = cpu_dev();
+        trainer *t = NULL;
+        st_error err = {0};
+        assert_int_equal(trainer_create(&t, d, &c, &err), 0);
+        for (int s = 0; s < STEPS; s++) {
+            prefetch_batch b = {.pixels = px + (size_t)s * B * IN,
+                                .labels = lab + s * B, .n = B};
+            assert_int_equal(trainer_train_batch(t, &b, &err), 0);
+        }
+        np = model_param_count(trainer_model(t));
+        w[run] = malloc(np * 4);
+        assert_int_equal(trainer_get_params(t, w[run], NULL, &err), 0);
+        trainer_destroy(t);
+        gpu_device_destroy(d);
+    }
+    double maxdiff = 0;
+    for (size_t i = 0; i < np; i++) {
+        double dlt = fabs((double)w[0][i] - w[1][i]);
+        if (dlt > maxdiff) maxdiff = dlt;
+    }
+    print_message("conv accumulation: max |w(m=16) - w(m=64)| = %.3g\n",
+                  maxdiff);
+    assert_true(maxdiff < 1e-5);
+    free(w[0]), free(w[1]), free(px), free(lab);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -277,6 +521,11 @@ int main(void)
         cmocka_unit_test(test_layer_gradients),
         cmocka_unit_test(test_backward_accumulates),
         cmocka_unit_test(test_accumulation_equivalence),
+        cmocka_unit_test(test_conv_model_gradients),
+        cmocka_unit_test(test_bn_running_stats),
+        cmocka_unit_test(test_tta_flip),
+        cmocka_unit_test(test_conv_spec_errors),
+        cmocka_unit_test(test_conv_accumulation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

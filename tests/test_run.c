@@ -3,7 +3,11 @@
  * resumed ends with bitwise the same weights and optimizer state as an
  * uninterrupted one, bad input is refused with a clear error, and the
  * streamtrain CLI (next to this test binary) keeps its contract. With a
- * GPU (or cuemu), the same run on CUDA agrees with the CPU's.
+ * GPU (or cuemu), the same run on CUDA agrees with the CPU's. Conv nets on
+ * a generated pack of 32x32x3 images (colour x orientation classes): they
+ * learn far above chance, resume bitwise (BN running statistics
+ * included), and a bad spec or a checkpoint of another architecture gets
+ * one clear line.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "datasets/bytes.h"
 #include "datasets/fsutil.h"
 #include "datasets/pack.h"
 #include "datasets/shard.h"
@@ -28,7 +33,58 @@
 
 enum { H = 8, W = 8, CLASSES = 4, NTRAIN = 1024, NTEST = 256, B = 32 };
 
-static char g_dir[256], g_pack[300];
+static char g_dir[256], g_pack[300], g_cpack[300];
+
+enum { CH = 32, CC = 3 };   /* the conv pack: 32x32x3 */
+
+/* Class k of the conv pack: bit 0 picks the stripes' orientation
+ * (horizontal or vertical), bit 1 the colour channel they are brightest
+ * in (red or blue); random phase and period, noise in every channel. */
+static void csample(uint64_t i, uint64_t salt, uint8_t *px, int32_t *lab)
+{
+    uint64_t s = (i + 1) * 0x9E3779B97F4A7C15ull ^ salt;
+    s ^= s >> 29;
+    int k = (int)(s % CLASSES), vertical = k & 1, ch = k & 2 ? 2 : 0;
+    int period = 4 + (int)((s >> 8) % 5), phase = (int)((s >> 16) % 8);
+    *lab = k;
+    for (int y = 0; y < CH; y++)
+        for (int x = 0; x < CH; x++)
+            for (int c = 0; c < CC; c++) {
+                s = s * 6364136223846793005ull + 1442695040888963407ull;
+                int t = ((vertical ? x : y) + phase) % period < period / 2;
+                int v = (int)((s >> 33) % 120) + (t && c == ch ? 110 : 0);
+                px[(y * CH + x) * CC + c] = (uint8_t)v;
+            }
+}
+
+static int write_csplit(pack_writer *w, const char *name, int n,
+                        uint64_t salt)
+{
+    st_error err = {0};
+    static uint8_t px[CH * CH * CC];
+    int32_t lab;
+    if (pack_writer_begin_split(w, name, &err)) return -1;
+    for (int i = 0; i < n; i++) {
+        csample((uint64_t)i, salt, px, &lab);
+        if (pack_writer_add(w, px, sizeof px, lab, &err)) return -1;
+    }
+    return pack_writer_end_split(w, &err);
+}
+
+static void make_conv_pack(void)
+{
+    snprintf(g_cpack, sizeof g_cpack, "%s/cpack", g_dir);
+    const char *classes[CLASSES] = {"red-h", "red-v", "blue-h", "blue-v"};
+    pack_writer_config pc = {.codec = CODEC_RAW, .height = CH, .width = CH,
+                             .channels = CC, .shard_bytes = 1 << 20,
+                             .nclasses = CLASSES, .classes = classes};
+    pack_writer *w = NULL;
+    st_error err = {0};
+    assert_int_equal(pack_writer_open(g_cpack, &pc, &w, &err), 0);
+    assert_int_equal(write_csplit(w, "train", NTRAIN, 3), 0);
+    assert_int_equal(write_csplit(w, "test", NTEST, 4), 0);
+    if (pack_writer_commit(w, &err)) fail_msg("%s", err.msg);
+}
 
 /* Class k brightens rows 2k, 2k+1 of an 8x8 image over uniform noise. */
 static void sample(uint64_t i, uint64_t salt, uint8_t *px, int32_t *lab)
@@ -72,6 +128,7 @@ static int make_pack(void **state)
     assert_int_equal(write_split(w, "train", NTRAIN, 1), 0);
     assert_int_equal(write_split(w, "test", NTEST, 2), 0);
     if (pack_writer_commit(w, &err)) fail_msg("%s", err.msg);
+    make_conv_pack();
     return 0;
 }
 
@@ -382,7 +439,8 @@ static void test_bad_input(void **state)
     c.save = NULL;
     st_clearerr(&err);
     assert_int_equal(run_train(&c, out, &res, &err), ST_EINVAL);
-    assert_non_null(strstr(err.msg, "64-32-4 sgd"));
+    assert_non_null(strstr(err.msg, "'mlp: dense32,relu,dense4' on 8x8x1, "
+                           "sgd"));
     /* the same shape with another --batch: the position would not map */
     c.trainer.model.hidden[0] = 32;
     c.trainer.batch = 64;
@@ -405,6 +463,126 @@ static void test_bad_input(void **state)
     assert_int_equal(run_train(&c, out, &res, &err), ST_ENOTFOUND);
     assert_non_null(strstr(err.msg, "/nonexistent/dir"));
     assert_int_equal(res.steps, 0);
+    fclose(out);
+}
+
+/* ---- conv nets ------------------------------------------------------------ */
+
+#define CONV_SPEC "conv8k3s2,bn,relu,conv16k3,bn,relu,maxpool2,res(conv16k3," \
+                  "bn,relu,conv16k3,bn,relu),gap,dense"
+
+static void conv_config(run_config *c)
+{
+    config(c);
+    c->data = g_cpack;
+    snprintf(c->trainer.model.arch, sizeof c->trainer.model.arch, "%s",
+             CONV_SPEC);
+    c->trainer.sched.lr = 0.1f;
+    c->trainer.optim.weight_decay = 5e-4f;
+    c->trainer.model.label_smoothing = 0.1f;
+}
+
+static void test_conv_learns(void **state)
+{
+    (void)state;
+    run_config c;
+    conv_config(&c);
+    c.trainer.model.tta_flip = 1;
+    run_result res;
+    st_error err = {0};
+    FILE *out = sink();
+    if (run_train(&c, out, &res, &err) != 0) fail_msg("%s", err.msg);
+    fclose(out);
+    print_message("conv net on 32x32x3: test accuracy %.3f after %d epochs "
+                  "(chance %.2f), %.0f samples/s\n", res.test_acc,
+                  res.epochs, 1.0 / CLASSES, res.samples_per_s);
+    assert_int_equal(res.steps, 3 * NTRAIN / B);
+    assert_true(res.test_acc > 0.9);
+}
+
+/* Stopped mid-epoch 2 and resumed: bitwise the same weights, optimizer
+ * state and BN running statistics (all in the checkpoint's body) as the
+ * uninterrupted run; BN under accumulation (micro-batch 8). */
+static void test_conv_resume_bitwise(void **state)
+{
+    (void)state;
+    char a[320], b[320];
+    snprintf(a, sizeof a, "%s/ca.ckpt", g_dir);
+    snprintf(b, sizeof b, "%s/cb.ckpt", g_dir);
+    run_config c;
+    conv_config(&c);
+    c.epochs = 2;
+    c.trainer.micro_batch = 8;
+    run_result res;
+    st_error err = {0};
+    FILE *out = sink();
+    c.save = a;
+    if (run_train(&c, out, &res, &err) != 0) fail_msg("%s", err.msg);
+    double acc = res.test_acc;
+    c.save = b;
+    c.max_steps = 45;
+    if (run_train(&c, out, &res, &err) != 0) fail_msg("%s", err.msg);
+    assert_true(res.stopped);
+    c.max_steps = 0;
+    c.resume = b;
+    if (run_train(&c, out, &res, &err) != 0) fail_msg("%s", err.msg);
+    fclose(out);
+    assert_int_equal(res.steps, 2 * NTRAIN / B);
+    assert_true(res.test_acc == acc);
+    assert_same_ckpt(a, b);
+    /* the file holds the spec and R = 2 x (8 + 16 + 16 + 16) floats */
+    size_t len;
+    uint8_t *body = ckpt_body(a, &len);
+    assert_memory_equal(body, "conv8k3s2p1,bn,relu,conv16k3s1p1", 32);
+    free(body);
+    void *data;
+    assert_int_equal(fs_read_file(a, 1 << 26, &data, &len, &err), 0);
+    assert_int_equal(st_get_u64((uint8_t *)data + 160), 2 * (8 + 3 * 16));
+    free(data);
+}
+
+static void test_conv_bad_input(void **state)
+{
+    (void)state;
+    run_config c;
+    run_result res;
+    st_error err = {0};
+    FILE *out = sink();
+    /* a checkpoint of another architecture is refused by name */
+    char ck[320];
+    snprintf(ck, sizeof ck, "%s/arch.ckpt", g_dir);
+    conv_config(&c);
+    c.epochs = 1;
+    c.save = ck;
+    c.max_steps = 2;
+    assert_int_equal(run_train(&c, out, &res, &err), 0);
+    snprintf(c.trainer.model.arch, sizeof c.trainer.model.arch, "cnn:8,16");
+    c.resume = ck;
+    c.save = NULL;
+    st_clearerr(&err);
+    assert_int_equal(run_train(&c, out, &res, &err), ST_EINVAL);
+    assert_non_null(strstr(err.msg, "is model 'conv8k3s2p1,bn,relu,"));
+    assert_non_null(strstr(err.msg, "this run is 'cnn: conv8k3s1p1,bn,relu,"));
+    assert_null(strchr(err.msg, '\n'));
+    /* the same network written as its preset resumes: same canonical form */
+    conv_config(&c);
+    snprintf(c.trainer.model.arch, sizeof c.trainer.model.arch,
+             "conv8k3s2p1,bn,relu,conv16k3s1p1,bn,relu,maxpool2s2p0,res("
+             "conv16k3s1p1,bn,relu,conv16k3s1p1,bn,relu),gap,dense4");
+    c.epochs = 1;
+    c.max_steps = 3;
+    c.resume = ck;
+    st_clearerr(&err);
+    if (run_train(&c, out, &res, &err) != 0) fail_msg("%s", err.msg);
+    assert_int_equal(res.steps, 3);
+    /* shapes are checked against the pack: 32x32 input, pooled to 8x8 */
+    conv_config(&c);
+    snprintf(c.trainer.model.arch, sizeof c.trainer.model.arch,
+             "maxpool2,maxpool2,conv8k9p0,dense");
+    st_clearerr(&err);
+    assert_int_equal(run_train(&c, out, &res, &err), ST_EINVAL);
+    assert_non_null(strstr(err.msg, "--model: item 3 'conv8k9s1p0': kernel "
+                           "9x9 is larger than its 8x8 input"));
     fclose(out);
 }
 
@@ -485,6 +663,49 @@ static void test_cli(void **state)
     assert_non_null(strstr(t, "budget"));
     assert_null(strstr(t, "final"));
     free(t);
+    /* conv nets: the default model, --plan per layer */
+    snprintf(args, sizeof args, "--data %s --plan --model resnet:8,8,16,16",
+             g_cpack);
+    assert_int_equal(cli(args, &t), 0);
+    assert_non_null(strstr(t, "model: resnet: conv8k3s1p1,bn,relu,"));
+    assert_non_null(strstr(t, "per layer (micro-batch 128"));
+    assert_non_null(strstr(t, "res "));
+    assert_non_null(strstr(t, "normalize: "));
+    free(t);
+    snprintf(args, sizeof args, "--data %s --epochs 1 --max-steps 3 --device "
+             "cpu --model cnn:4,8 --tta flip --label-smoothing 0.2 "
+             "--normalize 0.5,0.4,0.3:0.2,0.2,0.2", g_cpack);
+    assert_int_equal(cli(args, &t), 0);
+    assert_non_null(strstr(t, "label smoothing 0.2, tta flip"));
+    free(t);
+    /* bad specs: one line, exit 2 for syntax, 1 for a shape */
+    const char *bad[][3] = {
+        {"--model conv0k3,dense", "2",
+         "--model: item 1 'conv0k3': width 0: expected 1..4096"},
+        {"--model conv8,pool2,dense", "2", "item 2 'pool2': unknown layer"},
+        {"--model cnn --widths 0", "2", "width 0: expected 1..4096"},
+        {"--normalize 0.5,0.5:0.2", "2", "--normalize 0.5,0.5:0.2: expected"},
+        {"--tta mirror", "2", "--tta mirror: expected flip or none"},
+        {"--model cnn --hidden 64", "2", "--hidden applies to --model mlp"},
+        {"--model conv8k33,dense", "2", "kernel 33: expected 1..32"},
+        {"--model maxpool4,conv8k9p0,dense", "1", "item 2 'conv8k9s1p0': "
+         "kernel 9x9 is larger than its 8x8 input"},
+        {"--model maxpool8,maxpool4,maxpool2,dense", "1", "item 3 "
+         "'maxpool2s2p0': a 2x2 pool on a 1x1 input (padding 0): the shape "
+         "reaches zero"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(args, sizeof args, "--data %s --epochs 1 --device cpu %s",
+                 g_cpack, bad[i][0]);
+        int rc = cli(args, &t);
+        if (rc != atoi(bad[i][1]) || strstr(t, bad[i][2]) == NULL)
+            fail_msg("streamtrain %s: exit %d, '%s'", bad[i][0], rc, t);
+        int nl = 0;
+        for (const char *q = strstr(t, "streamtrain: "); q && *q; q++)
+            nl += *q == '\n';
+        assert_int_equal(nl, 1);
+        free(t);
+    }
 }
 
 int main(void)
@@ -497,6 +718,9 @@ int main(void)
         cmocka_unit_test(test_cuda_run),
         cmocka_unit_test(test_cuda_too_big),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_conv_learns),
+        cmocka_unit_test(test_conv_resume_bitwise),
+        cmocka_unit_test(test_conv_bad_input),
         cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, make_pack, remove_pack);

@@ -21,6 +21,13 @@
 
 static volatile sig_atomic_t g_stop; /* the signal that asked to stop */
 
+/* The default model and the conv models' recipe (README.md, "Conv nets",
+ * says how they were chosen). */
+#define DEFAULT_MODEL "cnn"
+#define CONV_LR 0.1
+#define CONV_WD 5e-4
+#define CONV_SMOOTHING 0.1
+
 static void on_signal(int sig) { g_stop = sig; }
 
 static void usage(FILE *f)
@@ -28,18 +35,29 @@ static void usage(FILE *f)
     fprintf(f,
 "usage: streamtrain --data DIR [options]\n"
 "\n"
-"Trains an MLP on the train split of pack DIR and evaluates it on the test\n"
-"(or val) split after every epoch. The last line is parseable:\n"
+"Trains a model on the train split of pack DIR and evaluates it on the\n"
+"test (or val) split after every epoch. The last line is parseable:\n"
 "  final epochs=N test_acc=A test_loss=L samples_per_s=S\n"
 "\n"
 "data and model\n"
 "      --data DIR           pack directory (required)\n"
+"      --model M            mlp | cnn | resnet | SPEC (%s; --hidden alone\n"
+"                           means mlp). Presets take widths: mlp:512,256,\n"
+"                           cnn:C1,..,Cn (2..4, default 32,64,128), resnet:\n"
+"                           C1,C2,C3,C4 (ResNet-9, default 64,128,256,512)\n"
+"      --widths LIST        the preset's widths, as after the colon\n"
 "      --epochs N           epochs in all, resumed ones included (5)\n"
 "      --batch B            effective batch (128)\n"
 "      --micro-batch M      micro-batch; B must be a multiple (default B;\n"
-"                           lowered automatically to fit --device-mem)\n"
-"      --hidden LIST        hidden layer widths, e.g. 512,256, or none\n"
+"                           lowered automatically to fit --device-mem).\n"
+"                           Batch norm then uses each micro-batch's own\n"
+"                           statistics, as PyTorch does\n"
+"      --hidden LIST        mlp hidden layer widths, e.g. 512,256, or none\n"
 "                           (512,256)\n"
+"      --normalize N        auto | none | M1,..:S1,.. input normalization on\n"
+"                           the device, per channel in [0,1] units: auto =\n"
+"                           the pack's mean/std, none = pixel/255 (mlp:\n"
+"                           none; other models: auto)\n"
 "      --seed N             weight init and sample order (1)\n"
 "      --train-split NAME   (train)\n"
 "      --eval-split NAME    test | val | none | another split (test, else\n"
@@ -56,6 +74,10 @@ static void usage(FILE *f)
 "      --lr-step-epochs N   step schedule: epochs between decays\n"
 "                           (max(1, epochs/3))\n"
 "      --lr-gamma F         step schedule: decay factor (0.1)\n"
+"      --label-smoothing F  training loss target (1-F) onehot + F/classes\n"
+"                           (mlp 0; conv models %g)\n"
+"      --tta flip           evaluate on the mean logits of each image and\n"
+"                           its mirror (none)\n"
 "device and pipeline\n"
 "      --device D           auto | cuda | cpu | cpu-staged (auto: CUDA\n"
 "                           when a GPU is visible; cpu-staged: the CPU,\n"
@@ -76,7 +98,21 @@ static void usage(FILE *f)
 "                           with --save); --resume continues from there\n"
 "      --plan               print the memory plan and exit\n"
 "  -q, --quiet              no progress line\n"
-"  -h, --help               this help\n", PREFETCH_MAX_DEPTH);
+"  -h, --help               this help\n"
+"\n"
+"SPEC: comma-separated layers, e.g.\n"
+"  conv32k3,bn,relu,maxpool2,res(conv32k3,bn,relu,conv32k3,bn,relu),gap,dense\n"
+"  conv<C>[k<K>][s<S>][p<P>]  C filters KxK (3), stride S (1), padding P\n"
+"                             ((K-1)/2); no bias when a bn follows\n"
+"  bn | relu | gelu           batch norm, activations\n"
+"  maxpool<K>[s<S>][p<P>]     max pool (stride K, padding 0)\n"
+"  gap | gmp                  global average | max pool\n"
+"  dense<N> | dense           fully connected; bare: one output per class\n"
+"  res(conv<C>k<K>s<S>,bn,ACT,conv<C>k<K>,bn[,ACT])  identity shortcut\n"
+"  resp(...)                  the same with a 1x1 conv + bn shortcut\n"
+"The last item is the classifier (dense). The model line prints the\n"
+"canonical form; checkpoints store it.\n",
+            DEFAULT_MODEL, CONV_SMOOTHING, PREFETCH_MAX_DEPTH);
 }
 
 static int die_usage(const char *fmt, const char *arg)
@@ -93,7 +129,8 @@ enum {
     OPT_NESTEROV, OPT_WD, OPT_SCHEDULE, OPT_WARMUP, OPT_STEP_EPOCHS,
     OPT_GAMMA, OPT_DEVICE, OPT_DEVICE_MEM, OPT_THREADS, OPT_BLAS, OPT_PREFETCH,
     OPT_METRICS, OPT_LOG_EVERY, OPT_SAVE, OPT_SAVE_EVERY, OPT_RESUME, OPT_PLAN,
-    OPT_MAX_STEPS,
+    OPT_MAX_STEPS, OPT_MODEL, OPT_WIDTHS, OPT_NORMALIZE, OPT_SMOOTHING,
+    OPT_TTA,
 };
 
 static const struct option LONG_OPTS[] = {
@@ -126,6 +163,11 @@ static const struct option LONG_OPTS[] = {
     {"resume", required_argument, 0, OPT_RESUME},
     {"plan", no_argument, 0, OPT_PLAN},
     {"max-steps", required_argument, 0, OPT_MAX_STEPS},
+    {"model", required_argument, 0, OPT_MODEL},
+    {"widths", required_argument, 0, OPT_WIDTHS},
+    {"normalize", required_argument, 0, OPT_NORMALIZE},
+    {"label-smoothing", required_argument, 0, OPT_SMOOTHING},
+    {"tta", required_argument, 0, OPT_TTA},
     {"quiet", no_argument, 0, 'q'},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
@@ -158,6 +200,11 @@ static const char *opt_expect(int val)
     case OPT_THREADS: return "an integer 1..256";
     case OPT_BLAS: return "an integer 1..1024";
     case OPT_PREFETCH: return "an integer 2..8";
+    case OPT_MODEL: return "mlp, cnn, resnet or a spec";
+    case OPT_WIDTHS: return "widths such as 32,64,128";
+    case OPT_NORMALIZE: return "auto, none or M1,..:S1,.. in [0, 1] units";
+    case OPT_SMOOTHING: return "a number in [0, 1)";
+    case OPT_TTA: return "flip or none";
     default: return "an integer >= 1";
     }
 }
@@ -175,9 +222,12 @@ static int same_file(const char *a, const char *b)
 /* Parsed values that need a second look once every flag is known. */
 typedef struct pending {
     int optimizer;       /* optim_kind */
-    int have_lr, have_wd, have_momentum;
-    float lr, wd, momentum;
+    int have_lr, have_wd, have_momentum, have_smoothing;
+    float lr, wd, momentum, smoothing;
     int nesterov, quiet;
+    const char *model;   /* --model, or NULL */
+    const char *widths;  /* --widths, or NULL */
+    int have_hidden;
 } pending;
 
 static int parse_float(const char *s, double lo, double hi, float *out)
@@ -210,6 +260,43 @@ static int parse_device(const char *s, gpu_device_config *dc)
     return 0;
 }
 
+/* "M1,..:S1,.." (1 or per-channel values, each side the same count). */
+static int parse_norm_values(const char *s, run_config *c)
+{
+    const char *colon = strchr(s, ':');
+    if (colon == NULL) return -1;
+    float *dst[2] = {c->norm_mean, c->norm_std};
+    int count[2] = {0, 0};
+    const char *p = s;
+    for (int side = 0; side < 2; side++) {
+        for (;;) {
+            char *end;
+            double v = strtod(p, &end);
+            if (end == p || count[side] == 4) return -1;
+            if (side == 0 ? !(v >= -1 && v <= 2) : !(v > 0 && v <= 10))
+                return -1;
+            dst[side][count[side]++] = (float)v;
+            p = end;
+            if (*p == ',') { p++; continue; }
+            break;
+        }
+        if (side == 0 && p != colon) return -1;
+        if (side == 0) p = colon + 1;
+    }
+    if (*p != '\0' || count[0] != count[1]) return -1;
+    c->norm_n = count[0];
+    c->normalize = RUN_NORM_GIVEN;
+    return 0;
+}
+
+static int parse_normalize(const char *s, run_config *c)
+{
+    if (strcmp(s, "auto") == 0) c->normalize = RUN_NORM_AUTO;
+    else if (strcmp(s, "none") == 0) c->normalize = RUN_NORM_NONE;
+    else return parse_norm_values(s, c);
+    return 0;
+}
+
 static int parse_mem(const char *s, run_config *c)
 {
     uint64_t v;
@@ -236,9 +323,21 @@ static int parse_train_opt(int o, const char *a, run_config *c, pending *p)
     case OPT_BATCH: return parse_int(a, 1, 1 << 20, &t->batch);
     case OPT_MICRO: return parse_int(a, 1, 1 << 20, &t->micro_batch);
     case OPT_HIDDEN:
+        p->have_hidden = 1;
         if (model_parse_hidden(&t->model, a, &err) == 0) return 0;
         die_usage("%s", err.msg); /* its own, more precise line */
         return -2;
+    case OPT_MODEL: p->model = a; return 0;
+    case OPT_WIDTHS: p->widths = a; return 0;
+    case OPT_NORMALIZE: return parse_normalize(a, c);
+    case OPT_SMOOTHING:
+        p->have_smoothing = 1;
+        return parse_float(a, 0, 0.999999, &p->smoothing);
+    case OPT_TTA:
+        if (strcmp(a, "flip") == 0) t->model.tta_flip = 1;
+        else if (strcmp(a, "none") == 0) t->model.tta_flip = 0;
+        else return -1;
+        return 0;
     case OPT_SEED: {
         long v;
         if (units_parse_int(a, 0, 0x7fffffffffffffffL, &v)) return -1;
@@ -295,13 +394,52 @@ static int parse_run_opt(int o, const char *a, run_config *c, pending *p)
     }
 }
 
-/* Applies the optimizer-dependent defaults and what was given. */
-static void finish(run_config *c, const pending *p)
+/* --model and --widths into the model spec; checks the spec's syntax now
+ * (its shapes need the pack). @return 0 or 2 after a usage line. */
+static int set_model(run_config *c, const pending *p, int *conv)
+{
+    model_spec *ms = &c->trainer.model;
+    const char *m = p->model ? p->model
+                    : p->have_hidden ? "mlp" : DEFAULT_MODEL;
+    char text[SPEC_TEXT_MAX], preset[16];
+    st_error err = {0};
+    if (p->widths) {
+        if (strchr(m, ':') || (strcmp(m, "mlp") && strcmp(m, "cnn") &&
+                               strcmp(m, "resnet")))
+            return die_usage("--widths %s: needs --model mlp, cnn or resnet "
+                             "without widths of its own", p->widths);
+        snprintf(ms->arch, sizeof ms->arch, "%s:%s", m, p->widths);
+    } else {
+        snprintf(ms->arch, sizeof ms->arch, "%s", m);
+    }
+    if (strlen(m) >= sizeof ms->arch)
+        return die_usage("--model: a spec of more than %d characters",
+                         (const char *)"1023");
+    spec_net net;
+    if (spec_expand(ms->arch, ms->hidden, ms->n_hidden, text, sizeof text,
+                    preset, &err) < 0 ||
+        spec_parse(&net, text, &err) < 0)
+        return die_usage("%s", err.msg);
+    *conv = strcmp(preset, "mlp") != 0;
+    if (*conv && p->have_hidden)
+        return die_usage("--hidden applies to --model mlp, not to --model "
+                         "%s", m);
+    return 0;
+}
+
+/* Applies the optimizer- and model-dependent defaults and what was
+ * given. */
+static void finish(run_config *c, const pending *p, int conv)
 {
     trainer_config *t = &c->trainer;
     optim_config_init(&t->optim, (optim_kind)p->optimizer);
     t->sched.lr = p->have_lr ? p->lr
-                  : p->optimizer == OPTIM_ADAMW ? 1e-3f : 0.05f;
+                  : p->optimizer == OPTIM_ADAMW ? 1e-3f
+                  : conv ? (float)CONV_LR : 0.05f;
+    if (conv && p->optimizer == OPTIM_SGD)
+        t->optim.weight_decay = (float)CONV_WD;
+    t->model.label_smoothing = p->have_smoothing ? p->smoothing
+                               : conv ? (float)CONV_SMOOTHING : 0.0f;
     if (p->have_wd) t->optim.weight_decay = p->wd;
     if (p->have_momentum) t->optim.momentum = p->momentum;
     t->optim.nesterov = p->nesterov;
@@ -345,7 +483,9 @@ static int parse_args(int argc, char **argv, run_config *c)
                        (c->resume && same_file(c->metrics, c->resume))))
         return die_usage("--metrics %s: is also the checkpoint file",
                          c->metrics);
-    finish(c, &p);
+    int conv = 0;
+    if (set_model(c, &p, &conv)) return 2;
+    finish(c, &p, conv);
     return 0;
 }
 

@@ -2,18 +2,26 @@
  * known before step 1 and allocated as one arena.
  *
  * defines: plan, plan_item, plan_env, plan_build, plan_choose, plan_print,
- *          plan_item_of, PLAN_*
+ *          plan_print_layers, plan_fmt_bytes, PLAN_*
  *
  * Arena layout (each item 256-byte aligned, in this order):
  *   weights      (P) float                  model params, train/model.h
  *   gradients    (P) float
  *   optimizer    (S) float                  S = P (SGD) or 2P (AdamW)
- *   activations  model_act_floats(m) float  one micro-batch of m
+ *   bn state     (R) float                  BN running mean and variance
+ *   activations  model_sizes_of(m).acts     one micro-batch of m: input,
+ *                                           every layer's output, the
+ *                                           gradient ping-pong (+ TTA)
+ *   layer scratch model_sizes_of(m).scratch BN saved statistics, max-pool
+ *                                           indices, residual insides
+ *   lowering     model_sizes_of(m).work     the conv lowering workspace,
+ *                                           max over layers and directions
  *   batch bufs   D x ((B, sample) uint8 + (B) int32)   CUDA only
  *   workspace    cuBLAS workspace                      CUDA only
  *   loss stats   2 x gpu_loss_stats (train, eval)
- * Only the activations depend on the micro-batch m; the batch buffers hold
- * whole batches of B, which the trainer slices into micro-batches.
+ * Activations, scratch and lowering depend on the micro-batch m; the
+ * batch buffers hold whole batches of B, which the trainer slices into
+ * micro-batches.
  */
 #ifndef ST_TRAIN_PLAN_H
 #define ST_TRAIN_PLAN_H
@@ -29,7 +37,10 @@ enum {
     PLAN_WEIGHTS = 0,
     PLAN_GRADS,
     PLAN_OPTIM,
+    PLAN_STATE,
     PLAN_ACTS,
+    PLAN_SCRATCH,
+    PLAN_LOWER,
     PLAN_BATCHES,
     PLAN_WORKSPACE,
     PLAN_STATS,
@@ -40,7 +51,7 @@ typedef struct plan_item {
     const char *name;   /* "weights", ... (static) */
     size_t bytes;       /* unaligned size */
     size_t offset;      /* from the arena start, 256-aligned */
-    char detail[96];    /* how the size comes about */
+    char detail[128];   /* how the size comes about */
 } plan_item;
 
 /* What the device contributes to the plan. */
@@ -76,6 +87,11 @@ int plan_choose(plan *p, const model *m, optim_kind opt, const plan_env *env,
 /* A table: one line per item with offset, bytes and detail, then the
  * total and the budget. */
 void plan_print(const plan *p, FILE *f);
+
+/* Per layer, for the plan's micro-batch: the spec item, the output shape,
+ * parameters, and the bytes of its output activation, its scratch and the
+ * workspace it asks for (the shared one is the largest, capped). */
+void plan_print_layers(const plan *p, const model *m, FILE *f);
 
 /* Human size: "1.23 MiB" into buf. */
 const char *plan_fmt_bytes(size_t bytes, char *buf, size_t len);

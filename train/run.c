@@ -84,6 +84,77 @@ void run_config_init(run_config *c)
 
 /* ---- setup ------------------------------------------------------------ */
 
+/* The pack's per-channel mean and std in [0, 1] units: 1 when the
+ * manifest has them (pack format 2, datasets/manifest.h), else 0. */
+static int pack_channel_stats(const manifest *m, float mean[4], float std[4])
+{
+#ifdef MANIFEST_VERSION_MIN
+    if (!m->has_stats) return 0;
+    for (uint32_t k = 0; k < m->channels && k < 4; k++) {
+        mean[k] = (float)(m->mean[k] / 255.0);
+        std[k] = (float)(m->std[k] / 255.0);
+    }
+    return 1;
+#else
+    (void)m, (void)mean, (void)std;
+    return 0;
+#endif
+}
+
+static int is_mlp(const model_spec *s)
+{
+    return s->arch[0] == '\0' || strncmp(s->arch, "mlp", 3) == 0;
+}
+
+/* Sets spec's input normalization from --normalize and the manifest. */
+static int set_normalize(run *r, const manifest *m, model_spec *spec,
+                         st_error *err)
+{
+    const run_config *c = r->cfg;
+    run_norm mode = c->normalize;
+    if (mode == RUN_NORM_DEFAULT)
+        mode = is_mlp(&c->trainer.model) ? RUN_NORM_NONE : RUN_NORM_AUTO;
+    int ch = (int)m->channels;
+    if (mode == RUN_NORM_NONE) { /* the MLP's scaling, unchanged */
+        spec->norm_ch = 0;
+        spec->in_scale = 1.0f / 255.0f;
+        spec->in_shift = 0.0f;
+        return 0;
+    }
+    if (ch > 4)
+        return st_seterr(err, ST_EINVAL, "--normalize: the pack has %d "
+                         "channels; per-channel normalization takes at most 4 "
+                         "(use --normalize none)", ch);
+    spec->norm_ch = 1;
+    if (mode == RUN_NORM_GIVEN) {
+        if (c->norm_n != 1 && c->norm_n != ch)
+            return st_seterr(err, ST_EINVAL, "--normalize: %d values for a "
+                             "pack of %d channels (give 1 or %d)", c->norm_n,
+                             ch, ch);
+        for (int k = 0; k < 4; k++) {
+            int j = c->norm_n == 1 ? 0 : (k < c->norm_n ? k : 0);
+            spec->mean[k] = c->norm_mean[j];
+            spec->std[k] = c->norm_std[j];
+        }
+        return 0;
+    }
+    for (int k = 0; k < 4; k++) spec->mean[k] = spec->std[k] = 0.5f;
+    if (pack_channel_stats(m, spec->mean, spec->std)) {
+        fprintf(r->out, "normalize: the pack's per-channel mean");
+        for (int k = 0; k < ch; k++)
+            fprintf(r->out, "%s%.4f", k ? "," : " ", spec->mean[k]);
+        fprintf(r->out, ", std");
+        for (int k = 0; k < ch; k++)
+            fprintf(r->out, "%s%.4f", k ? "," : " ", spec->std[k]);
+        fprintf(r->out, " (auto)\n");
+    } else {
+        fprintf(r->out, "normalize: the pack has no channel statistics (an "
+                "older pack: repack it to get them); using mean 0.5, std "
+                "0.5\n");
+    }
+    return 0;
+}
+
 /* Reads the pack's shape, classes and split sizes; picks the eval split. */
 static int read_pack(run *r, model_spec *spec, st_error *err)
 {
@@ -115,6 +186,8 @@ static int read_pack(run *r, model_spec *spec, st_error *err)
                : pack_split_find(p, "val") >= 0 ? "val"
                                                 : NULL;
     if (want) snprintf(r->eval_split, sizeof r->eval_split, "%s", want);
+    rc = set_normalize(r, m, spec, err);
+    if (rc < 0) goto done;
     fprintf(r->out, "data: %s, split '%s': %llu samples, %dx%dx%d, %d "
             "classes; ", c->data, c->train_split,
             (unsigned long long)r->train_n, spec->in_h, spec->in_w, spec->in_c,
@@ -168,6 +241,29 @@ static int budget_note(run *r, size_t fr, size_t margin, st_error *err)
     return ST_ENOMEM;
 }
 
+/* The model line: the architecture in canonical form and the recipe. */
+static void print_model(run *r, const model *m, const trainer_config *tc)
+{
+    char desc[256];
+    const model_spec *s = model_get_spec(m);
+    model_describe(m, desc, sizeof desc);
+    fprintf(r->out, "model: %s (", model_arch(m));
+    if (strncmp(model_arch(m), "mlp:", 4) == 0)
+        fprintf(r->out, "%s, ", desc);
+    else
+        fprintf(r->out, "%dx%dx%d -> %d, %d layers, ", s->in_h, s->in_w,
+                s->in_c, s->classes, model_nlayers(m));
+    fprintf(r->out, "%zu parameters), %s, lr %g %s", model_param_count(m),
+            optim_name(tc->optim.kind), tc->sched.lr,
+            sched_name(tc->sched.kind));
+    if (tc->optim.weight_decay > 0)
+        fprintf(r->out, ", weight decay %g", tc->optim.weight_decay);
+    if (s->label_smoothing > 0)
+        fprintf(r->out, ", label smoothing %g", s->label_smoothing);
+    if (s->tta_flip) fprintf(r->out, ", tta flip");
+    fprintf(r->out, "\n");
+}
+
 static int make_trainer(run *r, const model_spec *spec, st_error *err)
 {
     const run_config *c = r->cfg;
@@ -176,6 +272,11 @@ static int make_trainer(run *r, const model_spec *spec, st_error *err)
     tc.model.in_h = spec->in_h;
     tc.model.in_w = spec->in_w;
     tc.model.classes = spec->classes;
+    tc.model.norm_ch = spec->norm_ch;
+    tc.model.in_scale = spec->in_scale;
+    tc.model.in_shift = spec->in_shift;
+    memcpy(tc.model.mean, spec->mean, sizeof spec->mean);
+    memcpy(tc.model.std, spec->std, sizeof spec->std);
     r->bpe = (r->train_n + (uint64_t)tc.batch - 1) / (uint64_t)tc.batch;
     tc.sched.total = (uint64_t)c->epochs * r->bpe;
     int se = c->lr_step_epochs ? c->lr_step_epochs
@@ -188,17 +289,19 @@ static int make_trainer(run *r, const model_spec *spec, st_error *err)
     if (rc == ST_ENOMEM) return budget_note(r, fr, margin, err);
     if (rc < 0) return rc;
     const plan *p = trainer_plan(r->t);
-    char desc[256];
-    model_describe(trainer_model(r->t), desc, sizeof desc);
-    fprintf(r->out, "model: %s (%zu parameters), %s, lr %g %s\n", desc,
-            model_param_count(trainer_model(r->t)), optim_name(tc.optim.kind),
-            tc.sched.lr, sched_name(tc.sched.kind));
+    const model *m = trainer_model(r->t);
+    print_model(r, m, &tc);
     plan_print(p, r->out);
+    if (c->plan_only) plan_print_layers(p, m, r->out);
     if (p->micro_batch != p->requested_micro)
         fprintf(r->out, "memory plan: micro-batch %d does not fit the budget; "
                 "using micro-batch %d with %d accumulation steps (effective "
                 "batch still %d)\n", p->requested_micro, p->micro_batch,
                 p->batch / p->micro_batch, p->batch);
+    if (p->micro_batch < p->batch && model_has_bn(m))
+        fprintf(r->out, "note: batch norm normalizes each micro-batch of %d "
+                "with its own statistics (as PyTorch does under "
+                "accumulation)\n", p->micro_batch);
     return 0;
 }
 
@@ -580,7 +683,7 @@ static int check_save_path(const char *path, st_error *err)
 
 static int setup(run *r, st_error *err)
 {
-    model_spec spec;
+    model_spec spec = {0};
     ST_TRY(check_save_path(r->cfg->save, err));
     ST_TRY(read_pack(r, &spec, err));
     ST_TRY(open_device(r, err));

@@ -28,6 +28,15 @@
 #include "gpu/device.h"
 #include "train/trainer.h"
 
+/* Input normalization (--normalize). */
+typedef enum run_norm {
+    RUN_NORM_DEFAULT = 0, /* mlp: none; any other model: auto */
+    RUN_NORM_AUTO,        /* the pack's per-channel mean/std (manifest), else
+                             0.5/0.5 with a printed note */
+    RUN_NORM_NONE,        /* pixel / 255 */
+    RUN_NORM_GIVEN,       /* norm_mean / norm_std below */
+} run_norm;
+
 typedef struct run_config {
     const char *data;            /* pack directory (required) */
     const char *train_split;     /* "train" */
@@ -35,7 +44,12 @@ typedef struct run_config {
                                     "none": no evaluation */
     int epochs;                  /* total epochs, counting resumed ones (5) */
     trainer_config trainer;      /* the model's input shape and classes are
-                                    filled from the pack */
+                                    filled from the pack, and its input
+                                    normalization from `normalize` */
+    run_norm normalize;
+    int norm_n;                  /* RUN_NORM_GIVEN: values given (1: all
+                                    channels, else one per channel) */
+    float norm_mean[4], norm_std[4]; /* RUN_NORM_GIVEN, in [0, 1] units */
     int lr_step_epochs;          /* step schedule: epochs between decays
                                     (0: max(1, epochs/3)) */
     gpu_device_config device;
@@ -66,8 +80,10 @@ typedef struct run_result {
     int stopped;                 /* ended early by max_steps */
 } run_result;
 
-/* Defaults: 5 epochs, B 128, hidden 512,256, SGD momentum 0.9, lr 0.05
- * constant, seed 1, device auto, device-mem auto, log every 50. */
+/* Defaults: 5 epochs, B 128, the MLP with hidden 512,256 (model arch "";
+ * streamtrain's own default model is its --model default), SGD momentum
+ * 0.9, lr 0.05 cosine, seed 1, device auto, device-mem auto, log every
+ * 50, normalization by model. */
 void run_config_init(run_config *c);
 
 /* Runs it. @return 0 (res filled; res->stopped after max_steps), or

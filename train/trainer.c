@@ -17,7 +17,7 @@ struct trainer {
     size_t nstate;
     gpu_loss_stats *stats;     /* (2) device: [0] train, [1] eval */
     uint64_t step;
-    float *host_ps;            /* (P + S) host staging, owned */
+    float *host_ps;            /* (P + S + R) host staging, owned */
     uint8_t *ckpt_buf;         /* (ckpt_file_bytes) host staging, owned */
     size_t ckpt_cap;
 };
@@ -45,9 +45,15 @@ static int bind_arena(trainer *t, st_error *err)
 {
     uint8_t *a = t->arena;
     const plan_item *it = t->pl.items;
-    model_bind(t->m, (float *)(a + it[PLAN_WEIGHTS].offset),
-               (float *)(a + it[PLAN_GRADS].offset),
-               (float *)(a + it[PLAN_ACTS].offset), t->pl.micro_batch);
+    model_mem mem = {
+        .params = (float *)(a + it[PLAN_WEIGHTS].offset),
+        .grads = (float *)(a + it[PLAN_GRADS].offset),
+        .state = (float *)(a + it[PLAN_STATE].offset),
+        .acts = (float *)(a + it[PLAN_ACTS].offset),
+        .scratch = (float *)(a + it[PLAN_SCRATCH].offset),
+        .work = (float *)(a + it[PLAN_LOWER].offset),
+    };
+    model_bind_mem(t->m, &mem, t->pl.micro_batch);
     t->state = (float *)(a + it[PLAN_OPTIM].offset);
     t->stats = (gpu_loss_stats *)(a + it[PLAN_STATS].offset);
     if (it[PLAN_WORKSPACE].bytes &&
@@ -62,11 +68,15 @@ static int bind_arena(trainer *t, st_error *err)
 
 static int init_weights(trainer *t, st_error *err)
 {
-    size_t np = model_param_count(t->m);
+    size_t np = model_param_count(t->m), nr = model_state_count(t->m);
+    float *hr = t->host_ps + np + t->nstate;
     model_init_params(t->m, t->cfg.seed, t->host_ps);
+    model_init_state(t->m, hr);
     /* the arena starts zeroed: gradients and optimizer state are 0 */
     if (gpu_to_device(t->d, model_params(t->m), t->host_ps,
-                      np * sizeof(float)) < 0)
+                      np * sizeof(float)) < 0 ||
+        (nr && gpu_to_device(t->d, model_state(t->m), hr,
+                             nr * sizeof(float)) < 0))
         return gpu_device_check(t->d, err);
     return 0;
 }
@@ -82,10 +92,12 @@ static int setup(trainer *t, st_error *err)
                     .depth = c->depth};
     ST_TRY(plan_choose(&t->pl, t->m, c->optim.kind, &env, c->batch,
                        c->micro_batch, c->budget, err));
-    size_t np = model_param_count(t->m);
+    size_t np = model_param_count(t->m), nr = model_state_count(t->m);
     t->nstate = optim_state_floats(c->optim.kind, np);
-    t->ckpt_cap = ckpt_file_bytes(np, t->nstate);
-    t->host_ps = malloc((np + t->nstate) * sizeof(float));
+    ckpt_meta meta;
+    ckpt_meta_from_model(&meta, t->m, c->optim.kind, t->nstate);
+    t->ckpt_cap = ckpt_file_bytes(&meta);
+    t->host_ps = malloc((np + t->nstate + nr + 1) * sizeof(float));
     t->ckpt_buf = malloc(t->ckpt_cap);
     if (t->host_ps == NULL || t->ckpt_buf == NULL)
         return st_seterr(err, ST_ENOMEM, "trainer: host staging of %zu bytes",
@@ -186,10 +198,20 @@ int trainer_get_params(trainer *t, float *params, float *state, st_error *err)
     return 0;
 }
 
+int trainer_get_model_state(trainer *t, float *mstate, st_error *err)
+{
+    size_t nr = model_state_count(t->m);
+    if (nr && gpu_to_host(t->d, mstate, model_state(t->m),
+                          nr * sizeof(float)) < 0)
+        return gpu_device_check(t->d, err);
+    return 0;
+}
+
 int trainer_save(trainer *t, const char *path, const trainer_stream *s,
                  st_error *err)
 {
     size_t np = model_param_count(t->m);
+    float *hr = t->host_ps + np + t->nstate;
     ckpt_meta meta;
     ckpt_meta_from_model(&meta, t->m, t->cfg.optim.kind, t->nstate);
     meta.step = t->step;
@@ -199,21 +221,25 @@ int trainer_save(trainer *t, const char *path, const trainer_stream *s,
     meta.batch = (uint64_t)t->cfg.batch;
     meta.samples = s->samples;
     ST_TRY(trainer_get_params(t, t->host_ps, t->host_ps + np, err));
-    return ckpt_save(path, &meta, t->host_ps, t->host_ps + np, t->ckpt_buf,
-                     t->ckpt_cap, err);
+    ST_TRY(trainer_get_model_state(t, hr, err));
+    return ckpt_save(path, &meta, t->host_ps, t->host_ps + np, hr,
+                     t->ckpt_buf, t->ckpt_cap, err);
 }
 
 int trainer_load(trainer *t, const char *path, ckpt_meta *got, st_error *err)
 {
-    size_t np = model_param_count(t->m);
+    size_t np = model_param_count(t->m), nr = model_state_count(t->m);
+    float *hr = t->host_ps + np + t->nstate;
     ckpt_meta want;
     ckpt_meta_from_model(&want, t->m, t->cfg.optim.kind, t->nstate);
-    ST_TRY(ckpt_load(path, &want, got, t->host_ps, t->host_ps + np,
+    ST_TRY(ckpt_load(path, &want, got, t->host_ps, t->host_ps + np, hr,
                      t->ckpt_buf, t->ckpt_cap, err));
     if (gpu_to_device(t->d, model_params(t->m), t->host_ps,
                       np * sizeof(float)) < 0 ||
         gpu_to_device(t->d, t->state, t->host_ps + np,
-                      t->nstate * sizeof(float)) < 0)
+                      t->nstate * sizeof(float)) < 0 ||
+        (nr && gpu_to_device(t->d, model_state(t->m), hr,
+                             nr * sizeof(float)) < 0))
         return gpu_device_check(t->d, err);
     t->step = got->step;
     return 0;

@@ -3,7 +3,8 @@
  *
  * defines: trainer, trainer_config, trainer_config_init, trainer_create,
  *          trainer_destroy, trainer_train_batch, trainer_eval_batch,
- *          trainer_read_stats, trainer_save, trainer_load, ...
+ *          trainer_read_stats, trainer_get_params,
+ *          trainer_get_model_state, trainer_save, trainer_load, ...
  *
  * trainer_create builds the memory plan (lowering the micro-batch under the
  * budget when needed), makes the one arena allocation, binds the model
@@ -83,14 +84,19 @@ int trainer_read_stats(trainer *t, int eval, int reset, gpu_loss_stats *out,
 int trainer_get_params(trainer *t, float *params, float *state,
                        st_error *err);
 
+/* Host copy of the model state (R floats: BN running statistics).
+ * Synchronizes. */
+int trainer_get_model_state(trainer *t, float *mstate, st_error *err);
+
 /* Where the sample stream stands, saved with the weights. */
 typedef struct trainer_stream {
     uint64_t seed, epoch, next_batch; /* the loader's position */
     uint64_t samples;                 /* train split size */
 } trainer_stream;
 
-/* Writes a checkpoint (weights, optimizer state, step, the stream position
- * and the effective batch it counts in) atomically, through staging
+/* Writes a checkpoint (architecture, weights, optimizer state, BN running
+ * statistics, step, the stream position and the effective batch it counts
+ * in) atomically, through staging
  * buffers made at create. @return 0 or a ckpt_save / device error. */
 int trainer_save(trainer *t, const char *path, const trainer_stream *s,
                  st_error *err);

@@ -451,14 +451,15 @@ static void test_conv_spec_errors(void **state)
                            "9x9 is larger than its 8x8 input"));
     assert_null(m);
     st_clearerr(&err);
-    s = conv_spec("cnn", 1, 28, 28, 10);
+    s = conv_spec("cnn:32,64,128", 1, 28, 28, 10);
     assert_int_equal(model_create(&m, &s, &err), 0);
     assert_string_equal(model_arch(m), "cnn: conv32k3s1p1,bn,relu,maxpool2s2p0,"
                         "conv64k3s1p1,bn,relu,maxpool2s2p0,conv128k3s1p1,bn,"
-                        "relu,gap,dense10");
-    /* weights first: the three conv kernels and the dense matrix */
+                        "relu,maxpool2s2p0,dense10");
+    /* weights first: the three conv kernels and the dense matrix on the
+     * flattened 3x3x128 map */
     assert_int_equal(model_weight_count(m),
-                     9 * 32 + 9 * 32 * 64 + 9 * 64 * 128 + 128 * 10);
+                     9 * 32 + 9 * 32 * 64 + 9 * 64 * 128 + 9 * 128 * 10);
     assert_int_equal(model_param_count(m) - model_weight_count(m),
                      2 * (32 + 64 + 128) + 10);
     assert_int_equal(model_state_count(m), 2 * (32 + 64 + 128));

@@ -55,18 +55,18 @@ static size_t put(char *out, size_t len, size_t k, const char *fmt, ...)
     return k;
 }
 
-/* cnn:C1,..,Cn (n = 2..4): conv-bn-relu per width, a 2x2 max pool after
- * each but the last, then global average pooling and the classifier. With
- * 32,64,128 it is the issue's reference net. */
+/* cnn:C1,..,Cn (n = 2..4): conv3x3-bn-relu-maxpool2 per width, then the
+ * classifier on the flattened map (28x28 -> 3x3 after three pools, 32x32
+ * -> 4x4). A flattened map keeps where things are, which Fashion-MNIST
+ * needs: global average pooling there cost 0.6 points at equal cost
+ * (README.md, "Conv nets"). */
 static void cnn_text(const int *w, int n, char *out, size_t len)
 {
     size_t k = 0;
     out[0] = '\0';
-    for (int i = 0; i < n; i++) {
-        k = put(out, len, k, "conv%dk3,bn,relu,", w[i]);
-        if (i < n - 1) k = put(out, len, k, "maxpool2,");
-    }
-    put(out, len, k, "gap,dense");
+    for (int i = 0; i < n; i++)
+        k = put(out, len, k, "conv%dk3,bn,relu,maxpool2,", w[i]);
+    put(out, len, k, "dense");
 }
 
 /* resnet:C1,C2,C3,C4, after Page's DAWNBench ResNet-9: prep conv C1;

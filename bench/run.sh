@@ -399,8 +399,10 @@ conv_prepare() {
     venv_ready || VENV_OK=0
     echo "conv_venv $VENV_OK" >>"$RAW/times.txt"
     [ $VENV_OK = 0 ] || echo "conv_venv_torch $("$VPY" -c 'import torch; print(torch.__version__)' 2>/dev/null)" >>"$RAW/times.txt"
-    "$BUILD/streamtrain" --help 2>&1 | grep -q -- '--model' ||
-        { say "conv: this streamtrain has no --model: the conv section cannot run"; return 1; }
+    case "$("$BUILD/streamtrain" --help 2>&1)" in
+    *--model*) ;;
+    *) say "conv: this streamtrain has no --model: the conv section cannot run" && return 1 ;;
+    esac
 }
 
 # conv_run REP NAME LOG CMD...: one timed run; its output tagged into LOG,

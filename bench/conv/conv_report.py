@@ -80,9 +80,10 @@ def timing(r, h, runs, vers):
     model = next((v["model"] for v in runs.get("streamtrain", {}).values() if v["model"]), "")
     r.w("## 5. Conv nets: the reference net on Fashion-MNIST, batch 128, 2 threads", "",
         "conv(1→32)-BN-ReLU-maxpool, conv(32→64)-BN-ReLU-maxpool, conv(64→128)-BN-ReLU, "
-        "global average pool, linear (streamtrain's `cnn` preset; %s), 3×3 convs with "
+        "global average pool, linear (the issue's reference net, given to both as the "
+        "spec %s), 3×3 convs with "
         "padding 1 and no bias, about 45 MFLOP per training sample. One epoch per run "
-        "of %s training images%s, the same recipe on every side (SGD momentum 0.9, lr "
+        "of %s training images%s; the same recipe on every side (SGD momentum 0.9, lr "
         "0.1 with per-step cosine decay to 0 over the run, weight decay 5e-4 on conv "
         "and linear weights only, label smoothing 0.1, inputs normalized with the train "
         "split's mean and std), seed = repetition. streamtrain: `streamtrain --data "
@@ -96,7 +97,7 @@ def timing(r, h, runs, vers):
             "`%s`" % model.split(" (")[0] if model else "spec as below",
             h.fmt(int(n)) if n.isdigit() else n,
             "" if full else " (`--quick`: the first %s of the training split and %s "
-            "of the test split, `bench/conv/subset_idx.py`, packed by packdata) "
+            "of the test split, `bench/conv/subset_idx.py`, packed by packdata)"
             % (h.fmt(int(n)), h.fmt(int(r.times.get("conv_test", "0")))),
         ), "",
         "| system | s/epoch | samples/s | test acc after the epoch | cores | "

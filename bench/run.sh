@@ -21,7 +21,7 @@
 #                 224 against torchvision's ImageFolder DataLoader (Debian's,
 #                 and PyPI's newest in bench/venv), FFCV and DALI's CPU
 #                 pipeline (PyPI, bench/venv), 2 workers (bench/photos/peers.py)
-#   5. conv       the reference conv net (the cnn preset), batch 128,
+#   5. conv       the reference conv net (as a spec), batch 128,
 #                 2 threads, one epoch of Fashion-MNIST (--quick: its first
 #                 6,000 images): streamtrain against Debian's torch 1.13
 #                 (NCHW) and PyPI's newest (bench/venv; NCHW and
@@ -129,7 +129,7 @@ bench_cc() {
 }
 
 prepare() {
-    local size stamp
+    local c size stamp
     for c in zstd png raw; do fm_pack "$FM" fm-$c $c; done
     if [ ! -f data/bench/fm-pngdir/.complete ]; then
         say "writing the PNG folder data/bench/fm-pngdir (PIL, once)"
@@ -358,7 +358,7 @@ photos_section() {
 
 # ---- 5. conv nets: the reference net against PyTorch ----------------
 # Epoch time of conv(1->32)-BN-ReLU-pool, conv(32->64)-BN-ReLU-pool,
-# conv(64->128)-BN-ReLU, global average pool, linear (the cnn preset),
+# conv(64->128)-BN-ReLU, global average pool, linear (CONV_SPEC),
 # batch 128, 2 threads: streamtrain against Debian's torch 1.13 (NCHW) and
 # PyPI's newest (bench/venv: NCHW and channels_last), interleaved per
 # repetition, seed = repetition; OpenBLAS's SGEMM peak (bench/conv/

@@ -361,7 +361,7 @@ photos_section() {
 # conv(64->128)-BN-ReLU, global average pool, linear (CONV_SPEC),
 # batch 128, 2 threads: streamtrain against Debian's torch 1.13 (NCHW) and
 # PyPI's newest (bench/venv: NCHW and channels_last), interleaved per
-# repetition, seed = repetition; OpenBLAS's SGEMM peak (bench/conv/
+# repetition in an order that rotates each repetition, seed = repetition; OpenBLAS's SGEMM peak (bench/conv/
 # sgemm_peak.c) and each conv layer's GFLOP/s (bench/conv/layers.c) in
 # every repetition; then, in the full run only, the accuracy of the default
 # conv recipe (5 epochs) and of the best recipe, seeds 1..RUNS.
@@ -421,22 +421,35 @@ conv_run() {
     echo "$(cat "$RAW/conv.time") load=$load" | tag "rep=$r sys=$name" >>"$RAW/$log"
 }
 
-conv_section() {
-    local t r s ta
-    t=$(date +%s)
-    local idx=$CONV_IDX pk=data/bench/$CONV_PACK
-    for r in $(seq $RUNS); do
-        say "conv: repetition $r/$RUNS ($CONV_TRAIN images: streamtrain, torch 1.13, torch PyPI NCHW and channels_last; SGEMM peak, layers)"
+# conv_epoch REP SYSTEM: one timed epoch of the reference net.
+conv_epoch() {
+    local r=$1 idx=$CONV_IDX pk=data/bench/$CONV_PACK
+    case $2 in
+    streamtrain)
         conv_run $r streamtrain conv-time.log "$BUILD/streamtrain" --data $pk \
-            --model $CONV_SPEC --epochs 1 --batch 128 --blas-threads 2 --seed $r -q
+            --model $CONV_SPEC --epochs 1 --batch 128 --blas-threads 2 --seed $r -q ;;
+    torch-debian)
         conv_run $r torch-debian conv-time.log $PY bench/torch_peer.py conv $idx \
-            --spec $CONV_SPEC --layout nchw --epochs 1 --batch 128 --threads 2 --seed $r
-        if [ $VENV_OK = 1 ]; then
-            for s in nchw channels_last; do
-                conv_run $r torch-pypi-$s conv-time.log "$VPY" bench/torch_peer.py conv $idx \
-                    --spec $CONV_SPEC --layout $s --epochs 1 --batch 128 --threads 2 --seed $r
-            done
-        fi
+            --spec $CONV_SPEC --layout nchw --epochs 1 --batch 128 --threads 2 --seed $r ;;
+    torch-pypi-*)
+        conv_run $r "$2" conv-time.log "$VPY" bench/torch_peer.py conv $idx \
+            --spec $CONV_SPEC --layout "${2#torch-pypi-}" --epochs 1 --batch 128 \
+            --threads 2 --seed $r ;;
+    esac
+}
+
+conv_section() {
+    local t r i s ta order systems=(streamtrain torch-debian)
+    [ $VENV_OK = 0 ] || systems+=(torch-pypi-nchw torch-pypi-channels_last)
+    local n=${#systems[@]}
+    t=$(date +%s)
+    for r in $(seq $RUNS); do
+        # the order rotates by one each repetition, so that load that
+        # drifts within a repetition does not always favour the same side
+        order=()
+        for i in $(seq 0 $((n - 1))); do order+=("${systems[$(((i + r - 1) % n))]}"); done
+        say "conv: repetition $r/$RUNS ($CONV_TRAIN images: ${order[*]}; then SGEMM peak, layers)"
+        for s in "${order[@]}"; do conv_epoch $r "$s"; done
         # shellcheck disable=SC2086
         conv_run $r sgemm conv-gemm.log "$BUILD/bench/sgemm_peak" $CONV_SGEMM
         conv_run $r sgemm1 conv-gemm.log "$BUILD/bench/sgemm_peak" 1 ${CONV_SGEMM#* }

@@ -74,7 +74,8 @@ fi
 # BENCH_PHOTO_N=N sets the photos corpus's size (RssAnon against N/10);
 # BENCH_CONV_ACC=0 leaves out the conv accuracy runs (the long part: three
 # 5-epoch runs and three of the best recipe), BENCH_CONV_BEST="FLAGS" sets
-# the best recipe's streamtrain flags.
+# the best recipe's streamtrain flags, BENCH_CONV_PEER_ACC=1 also trains
+# the default conv recipe's net in PyTorch (PyPI, channels_last, 5 epochs).
 PHOTO_N=${BENCH_PHOTO_N:-$PHOTO_N}
 [ -z "${BENCH_PHOTO_N:-}" ] || PHOTO_SMALL=$((PHOTO_N / 10))
 SECTIONS=${BENCH_SECTIONS:-loader trainer photos conv scaling}
@@ -373,6 +374,7 @@ CONV_SPEC=conv32k3s1p1,bn,relu,maxpool2s2p0,conv64k3s1p1,bn,relu,maxpool2s2p0,co
 # flags are BENCH_CONV_BEST's.
 CONV_BEST=${BENCH_CONV_BEST:---model resnet:32,64,128,256 --epochs 20 --tta flip}
 CONV_ACC=${BENCH_CONV_ACC:-1}
+CONV_PEER_ACC=${BENCH_CONV_PEER_ACC:-0}
 [ $QUICK = 0 ] || CONV_ACC=0
 if [ $QUICK = 1 ]; then
     CONV_TRAIN=6000 CONV_TEST=2000 CONV_SGEMM="2 3 100" CONV_LREPS=5
@@ -458,9 +460,19 @@ conv_section() {
     mark conv "$t"
     [ "$CONV_ACC" = 1 ] || return 0
     ta=$(date +%s)
+    local spec
     for r in $(seq $RUNS); do
         say "conv: accuracy, seed $r/$RUNS: the default conv recipe (5 epochs)"
         conv_run $r default conv-acc.log "$BUILD/streamtrain" --data data/bench/fm-zstd --seed $r -q
+        # the same net (the model line's canonical spec) and recipe in PyTorch
+        spec=$(awk -F'\t' -v t="rep=$r sys=default" '$1 == t && $2 ~ /^model: / {
+            sub(/^model: ([a-z]+: )?/, "", $2); sub(/ .*/, "", $2); print $2; exit }' \
+            "$RAW/conv-acc.log")
+        if [ "$CONV_PEER_ACC" = 1 ] && [ $VENV_OK = 1 ] && [ -n "$spec" ]; then
+            say "conv: accuracy, seed $r/$RUNS: the same in torch (PyPI, channels_last)"
+            conv_run $r torch-default conv-acc.log "$VPY" bench/torch_peer.py conv "$FM" \
+                --spec "$spec" --layout channels_last --epochs 5 --batch 128 --threads 2 --seed $r
+        fi
         say "conv: accuracy, seed $r/$RUNS: the best recipe ($CONV_BEST)"
         # shellcheck disable=SC2086
         conv_run $r best conv-acc.log "$BUILD/streamtrain" --data data/bench/fm-zstd \

@@ -6,7 +6,7 @@ report is bench/report.py's Report (its raw dir, Markdown, summary);
 helpers is report.py's module (med, rng, fmt, kv, tagged, paired). Reads
 RAW/conv-time.log (tagged rep, sys: streamtrain, torch-debian,
 torch-pypi-nchw, torch-pypi-channels_last), RAW/conv-gemm.log (sys: sgemm,
-sgemm1, layers) and RAW/conv-acc.log (sys: default, best), each run
+sgemm1, layers) and RAW/conv-acc.log (sys: default, best, torch-default), each run
 followed by its 'cpu user= sys= wall= load=' line; writes the tables and
 adds the targets to the summary.
 
@@ -267,7 +267,8 @@ def gemm_tables(r, h, st_secs):
                       None, "none: a share of the peak", 1, "")
 
 
-def accuracy(r, h):
+def accuracy(r, h, vers):
+    st_fin = {}
     runs = parse_runs(os.path.join(r.raw, "conv-acc.log"), h)
     best_flags = ""
     with open(os.path.join(r.raw, "times.txt")) as f:  # the whole line
@@ -283,11 +284,13 @@ def accuracy(r, h):
                 r.summary.append("| Conv test accuracy, %s | — | — | — | %s | not run "
                                  "(--quick / BENCH_CONV_ACC=0) |" % (what, tl))
         return
-    r.w("### Accuracy: seeds 1–%d, streamtrain, the full Fashion-MNIST" % len(
+    r.w("### Accuracy: seeds 1–%d, the full Fashion-MNIST" % len(
         runs.get("default", {}) or runs.get("best", {})), "",
         "The default conv recipe is `streamtrain --data data/bench/fm-zstd --seed S` "
         "(no other flag: the `cnn` preset, 5 epochs). The best recipe adds `%s`. Test "
-        "accuracy after the last epoch (and the best epoch's, for reference)." % best_flags, "",
+        "accuracy after the last epoch (and the best epoch's, for reference). With "
+        "`BENCH_CONV_PEER_ACC=1`, the default recipe's net (its canonical spec) also "
+        "trains in PyTorch with `torch_peer.py conv --epochs 5`, the same recipe." % best_flags, "",
         "| recipe | model | epochs | by seed | median [min, max] | best epoch's, median "
         "| s/epoch | target | result |", "|---|---|---|---|---|---|---|---|---|")
     for sysname, label, target in (("default", "default conv recipe", TARGET_DEFAULT),
@@ -311,6 +314,29 @@ def accuracy(r, h):
                          "| ≥ %s | %s |" % (label, model.split(":")[0], ep,
                                             ",".join(map(str, sorted(fin))),
                                             h.rng(list(fin.values()), 4), target, ok))
+        if sysname == "default":
+            st_fin = fin
+    peer = {k: v for k, v in runs.get("torch-default", {}).items() if v["epochs"]}
+    if peer:
+        pf = {k: v["epochs"][-1]["test_acc"] for k, v in peer.items()}
+        sec = [sum(e["secs"] for e in v["epochs"]) / len(v["epochs"]) for v in peer.values()]
+        r.w("| the default recipe's net in torch %s (PyPI), channels_last "
+            "(`BENCH_CONV_PEER_ACC=1`) | the same spec | %d | %s | %s | %.4f | %s | "
+            "— | |" % (vers.get("torch-pypi-nchw", "?"),
+                       next(iter(peer.values()))["epochs"][-1]["epoch"],
+                       ", ".join("%.4f" % pf[k] for k in sorted(pf)),
+                       h.rng(list(pf.values()), 4),
+                       h.med([max(e["test_acc"] for e in v["epochs"])
+                              for v in peer.values()])[0], h.rng(sec, 1)))
+        if st_fin:
+            sa, pa = h.med(list(st_fin.values()))[0], h.med(list(pf.values()))[0]
+            r.summary.append(
+                "| Conv test accuracy, default recipe vs the same net and recipe in "
+                "torch %s (PyPI), channels_last (seeds %s) | %s | %s | %+.2f points | "
+                "equal or better | %s |" % (
+                    vers.get("torch-pypi-nchw", "?"), ",".join(map(str, sorted(pf))),
+                    h.rng(list(st_fin.values()), 4), h.rng(list(pf.values()), 4),
+                    100 * (sa - pa), r.verdict(sa >= pa)))
     r.w("")
 
 
@@ -323,4 +349,4 @@ def section(r, h):
     if st is None:
         return
     gemm_tables(r, h, st)
-    accuracy(r, h)
+    accuracy(r, h, vers)

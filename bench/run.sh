@@ -174,7 +174,7 @@ trainer_section() {
     t=$(date +%s)
     for r in $(seq $RUNS); do
         say "trainer: seed $r/$RUNS (streamtrain, then PyTorch)"
-        "$BUILD/streamtrain" --data data/bench/fm-zstd --seed $r -q \
+        "$BUILD/streamtrain" --data data/bench/fm-zstd --model mlp --seed $r -q \
             --metrics "$RAW/st-$r.jsonl" >"$RAW/st-$r.log"
         $PY bench/torch_peer.py train "$FM" --seed $r --epochs 5 --threads 1 \
             --schedule cosine >"$RAW/pt-$r.log"

@@ -33,7 +33,7 @@ Run with Debian's /usr/bin/python3 (python3-torch 1.13, CPU build).
         torch_final epochs=5 test_acc=0.8650 secs_per_epoch=2.05
   torch_peer.py conv IDX_DIR [--spec SPEC] [--layout nchw|channels_last]
                      [--seed S] [--epochs 5] [--threads 2] [--batch 128]
-                     [--lr 0.1] [--momentum 0.9] [--nesterov]
+                     [--lr 0.05] [--momentum 0.9] [--nesterov]
                      [--weight-decay 5e-4] [--label-smoothing 0.1]
                      [--schedule cosine|constant]
       a conv net in PyTorch, the same recipe as streamtrain's conv models:
@@ -44,8 +44,11 @@ Run with Debian's /usr/bin/python3 (python3-torch 1.13, CPU build).
       bn, relu, gelu, maxpool, gap, gmp, dense, res(...), resp(...)); the
       default is the issue's reference net conv(1->32)-BN-ReLU-pool,
       conv(32->64)-BN-ReLU-pool, conv(64->128)-BN-ReLU, global average
-      pool, linear. Output as for train, with torch_final also naming the
-      layout:
+      pool, linear; streamtrain's default cnn is
+      "conv16k3s1p1,bn,relu,maxpool2s2p0,conv32k3s1p1,bn,relu,maxpool2s2p0,
+      conv64k3s1p1,bn,relu,maxpool2s2p0,dense10" with --batch 64. Batch 128
+      by default (the issue's reference measurement). Output as for train,
+      with torch_final also naming the layout:
         torch_final epochs=5 test_acc=0.9012 secs_per_epoch=55.1
                     layout=channels_last
 """
@@ -471,7 +474,7 @@ def main():
     s.add_argument("--epochs", type=int, default=5)
     s.add_argument("--threads", type=int, default=2)
     s.add_argument("--batch", type=int, default=128)
-    s.add_argument("--lr", type=float, default=0.1)
+    s.add_argument("--lr", type=float, default=0.05)
     s.add_argument("--momentum", type=float, default=0.9)
     s.add_argument("--nesterov", action="store_true")
     s.add_argument("--weight-decay", type=float, default=5e-4)

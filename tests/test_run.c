@@ -668,7 +668,7 @@ static void test_cli(void **state)
              g_cpack);
     assert_int_equal(cli(args, &t), 0);
     assert_non_null(strstr(t, "model: resnet: conv8k3s1p1,bn,relu,"));
-    assert_non_null(strstr(t, "per layer (micro-batch 128"));
+    assert_non_null(strstr(t, "per layer (micro-batch 64"));
     assert_non_null(strstr(t, "res "));
     assert_non_null(strstr(t, "normalize: "));
     free(t);

@@ -15,8 +15,8 @@
 #include "train/spec.h"
 
 #define CNN_DEFAULT_CANON                                                    \
-    "conv32k3s1p1,bn,relu,maxpool2s2p0,conv64k3s1p1,bn,relu,maxpool2s2p0,"  \
-    "conv128k3s1p1,bn,relu,maxpool2s2p0,dense10"
+    "conv16k3s1p1,bn,relu,maxpool2s2p0,conv32k3s1p1,bn,relu,maxpool2s2p0,"  \
+    "conv64k3s1p1,bn,relu,maxpool2s2p0,dense10"
 
 /* Parses and shapes text on (c, h, w) with 10 classes; returns the code
  * and the canonical form or the error line in out. */

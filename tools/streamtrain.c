@@ -24,7 +24,8 @@ static volatile sig_atomic_t g_stop; /* the signal that asked to stop */
 /* The default model and the conv models' recipe (README.md, "Conv nets",
  * says how they were chosen). */
 #define DEFAULT_MODEL "cnn"
-#define CONV_LR 0.1
+#define CONV_LR 0.05
+#define CONV_BATCH 64
 #define CONV_WD 5e-4
 #define CONV_SMOOTHING 0.1
 
@@ -43,11 +44,11 @@ static void usage(FILE *f)
 "      --data DIR           pack directory (required)\n"
 "      --model M            mlp | cnn | resnet | SPEC (%s; --hidden alone\n"
 "                           means mlp). Presets take widths: mlp:512,256,\n"
-"                           cnn:C1,..,Cn (2..4, default 32,64,128), resnet:\n"
+"                           cnn:C1,..,Cn (2..4, default 16,32,64), resnet:\n"
 "                           C1,C2,C3,C4 (ResNet-9, default 64,128,256,512)\n"
 "      --widths LIST        the preset's widths, as after the colon\n"
 "      --epochs N           epochs in all, resumed ones included (5)\n"
-"      --batch B            effective batch (128)\n"
+"      --batch B            effective batch (mlp 128, conv models %d)\n"
 "      --micro-batch M      micro-batch; B must be a multiple (default B;\n"
 "                           lowered automatically to fit --device-mem).\n"
 "                           Batch norm then uses each micro-batch's own\n"
@@ -67,7 +68,8 @@ static void usage(FILE *f)
 "      --lr F               peak learning rate (sgd 0.05, adamw 0.001)\n"
 "      --momentum F         SGD momentum (0.9)\n"
 "      --nesterov           SGD with Nesterov momentum\n"
-"      --weight-decay F     on weights, not biases (sgd 0, adamw 0.01)\n"
+"      --weight-decay F     on conv/dense weights, never on biases or BN\n"
+"                           (sgd: mlp 0, conv models %g; adamw 0.01)\n"
 "      --schedule S         constant | step | cosine: cosine decays to 0\n"
 "                           over the run, after --warmup (cosine)\n"
 "      --warmup N           steps of linear warmup (0)\n"
@@ -112,7 +114,8 @@ static void usage(FILE *f)
 "  resp(...)                  the same with a 1x1 conv + bn shortcut\n"
 "The last item is the classifier (dense). The model line prints the\n"
 "canonical form; checkpoints store it.\n",
-            DEFAULT_MODEL, CONV_SMOOTHING, PREFETCH_MAX_DEPTH);
+            DEFAULT_MODEL, CONV_BATCH, CONV_WD, CONV_SMOOTHING,
+            PREFETCH_MAX_DEPTH);
 }
 
 static int die_usage(const char *fmt, const char *arg)
@@ -224,7 +227,7 @@ typedef struct pending {
     int optimizer;       /* optim_kind */
     int have_lr, have_wd, have_momentum, have_smoothing;
     float lr, wd, momentum, smoothing;
-    int nesterov, quiet;
+    int nesterov, quiet, have_batch;
     const char *model;   /* --model, or NULL */
     const char *widths;  /* --widths, or NULL */
     int have_hidden;
@@ -320,7 +323,9 @@ static int parse_train_opt(int o, const char *a, run_config *c, pending *p)
     switch (o) {
     case OPT_DATA: c->data = a; return 0;
     case OPT_EPOCHS: return parse_int(a, 1, 1000000, &c->epochs);
-    case OPT_BATCH: return parse_int(a, 1, 1 << 20, &t->batch);
+    case OPT_BATCH:
+        p->have_batch = 1;
+        return parse_int(a, 1, 1 << 20, &t->batch);
     case OPT_MICRO: return parse_int(a, 1, 1 << 20, &t->micro_batch);
     case OPT_HIDDEN:
         p->have_hidden = 1;
@@ -438,6 +443,7 @@ static void finish(run_config *c, const pending *p, int conv)
                   : conv ? (float)CONV_LR : 0.05f;
     if (conv && p->optimizer == OPTIM_SGD)
         t->optim.weight_decay = (float)CONV_WD;
+    if (conv && !p->have_batch) t->batch = CONV_BATCH;
     t->model.label_smoothing = p->have_smoothing ? p->smoothing
                                : conv ? (float)CONV_SMOOTHING : 0.0f;
     if (p->have_wd) t->optim.weight_decay = p->wd;
@@ -476,9 +482,6 @@ static int parse_args(int argc, char **argv, run_config *c)
     if (c->data == NULL) return die_usage("%s", "--data DIR is required");
     if (c->save_every && c->save == NULL)
         return die_usage("%s", "--save-every needs --save PATH");
-    const trainer_config *t = &c->trainer;
-    if (t->micro_batch && t->batch % t->micro_batch)
-        return die_usage("--batch must be a multiple of --micro-batch%s", "");
     if (c->metrics && ((c->save && same_file(c->metrics, c->save)) ||
                        (c->resume && same_file(c->metrics, c->resume))))
         return die_usage("--metrics %s: is also the checkpoint file",
@@ -486,6 +489,9 @@ static int parse_args(int argc, char **argv, run_config *c)
     int conv = 0;
     if (set_model(c, &p, &conv)) return 2;
     finish(c, &p, conv);
+    const trainer_config *t = &c->trainer;
+    if (t->micro_batch && t->batch % t->micro_batch)
+        return die_usage("--batch must be a multiple of --micro-batch%s", "");
     return 0;
 }
 

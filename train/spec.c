@@ -106,7 +106,7 @@ int spec_expand(const char *text, const int *hidden, int n_hidden,
         return 0;
     }
     if (nl == 3 && strncmp(text, "cnn", 3) == 0) {
-        static const int def[3] = {32, 64, 128};
+        static const int def[3] = {16, 32, 64};
         if (list) ST_TRY(parse_widths("cnn", list, 2, 4, w, &n, err));
         else memcpy(w, def, sizeof def), n = 3;
         cnn_text(w, n, out, out_len);

@@ -202,8 +202,8 @@ main() {
     m=${OUT:-/tmp}/st-metrics.jsonl
     rm -f "$m"
     if [ -n "$DATA" ]; then
-        echo; echo "== 3. streamtrain --data $DATA --epochs 3 --device cuda"
-        ours timeout "$(tmo 100 60)" "$ST" --data "$DATA" --epochs 3 --device cuda --metrics "$m" -q |
+        echo; echo "== 3. streamtrain --data $DATA --model mlp --epochs 3 --device cuda"
+        ours timeout "$(tmo 100 60)" "$ST" --data "$DATA" --model mlp --epochs 3 --device cuda --metrics "$m" -q |
             tee "$raw/st.txt" || status=1
     else
         echo; echo "== 3. no Fashion-MNIST pack here: streamtrain skipped"

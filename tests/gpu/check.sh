@@ -188,9 +188,9 @@ main() {
         echo "== no Fashion-MNIST pack (not in data/, $FM_SRC or a bundle): training not run"
         train_ok="FAIL (no data)"
     else
-        echo "== streamtrain --data $DATA --epochs 3 --device cuda"
+        echo "== streamtrain --data $DATA --model mlp --epochs 3 --device cuda"
         env LD_LIBRARY_PATH="$LIBPATH" timeout "$(tmo 150 5)" "$ST" --data "$DATA" \
-            --epochs 3 --device cuda --metrics "$m" -q
+            --model mlp --epochs 3 --device cuda --metrics "$m" -q
         rc=$?
         if [ $rc -eq 0 ]; then train_ok=PASS; elif [ $rc -eq 124 ]; then train_ok="FAIL (timed out)"; fi
     fi

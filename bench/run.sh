@@ -369,10 +369,15 @@ photos_section() {
 # --quick: the first CONV_TRAIN training and CONV_TEST test images
 # (bench/conv/subset_idx.py, and a pack of them), no accuracy runs.
 CONV_SPEC=conv32k3s1p1,bn,relu,maxpool2s2p0,conv64k3s1p1,bn,relu,maxpool2s2p0,conv128k3s1p1,bn,relu,gap,dense10
+# The timing runs' recipe, given to both sides explicitly (streamtrain's
+# conv defaults and torch_peer.py conv's, written out so that a change of
+# either default cannot make the two sides differ): SGD, per-step cosine.
+CONV_RECIPE="--lr 0.05 --momentum 0.9 --weight-decay 5e-4 --label-smoothing 0.1"
 # The recipes of the accuracy targets (README.md, "Conv nets"): the default
-# is streamtrain with no flags (the cnn preset, 5 epochs); the best recipe's
-# flags are BENCH_CONV_BEST's.
-CONV_BEST=${BENCH_CONV_BEST:---model resnet:32,64,128,256 --epochs 20 --tta flip}
+# is streamtrain with no flags (the cnn preset, its batch and lr, 5
+# epochs); the best recipe's flags are BENCH_CONV_BEST's (no --tta flip:
+# README.md measured it to hurt on Fashion-MNIST trained without flips).
+CONV_BEST=${BENCH_CONV_BEST:---epochs 20}
 CONV_ACC=${BENCH_CONV_ACC:-1}
 CONV_PEER_ACC=${BENCH_CONV_PEER_ACC:-0}
 [ $QUICK = 0 ] || CONV_ACC=0
@@ -386,6 +391,7 @@ conv_prepare() {
     echo "conv_train $CONV_TRAIN" >>"$RAW/times.txt"
     echo "conv_test $CONV_TEST" >>"$RAW/times.txt"
     echo "conv_acc $CONV_ACC" >>"$RAW/times.txt"
+    echo "conv_recipe $CONV_RECIPE" >>"$RAW/times.txt"
     if [ "$CONV_TRAIN" = 60000 ] && [ "$CONV_TEST" = 10000 ]; then
         CONV_IDX=$FM CONV_PACK=fm-zstd
     else
@@ -424,20 +430,44 @@ conv_run() {
 }
 
 # conv_epoch REP SYSTEM: one timed epoch of the reference net.
+# shellcheck disable=SC2086
 conv_epoch() {
     local r=$1 idx=$CONV_IDX pk=data/bench/$CONV_PACK
     case $2 in
     streamtrain)
         conv_run $r streamtrain conv-time.log "$BUILD/streamtrain" --data $pk \
-            --model $CONV_SPEC --epochs 1 --batch 128 --blas-threads 2 --seed $r -q ;;
+            --model $CONV_SPEC $CONV_RECIPE --schedule cosine --epochs 1 --batch 128 \
+            --blas-threads 2 --seed $r -q ;;
     torch-debian)
         conv_run $r torch-debian conv-time.log $PY bench/torch_peer.py conv $idx \
-            --spec $CONV_SPEC --layout nchw --epochs 1 --batch 128 --threads 2 --seed $r ;;
+            --spec $CONV_SPEC $CONV_RECIPE --schedule cosine --layout nchw --epochs 1 \
+            --batch 128 --threads 2 --seed $r ;;
     torch-pypi-*)
         conv_run $r "$2" conv-time.log "$VPY" bench/torch_peer.py conv $idx \
-            --spec $CONV_SPEC --layout "${2#torch-pypi-}" --epochs 1 --batch 128 \
-            --threads 2 --seed $r ;;
+            --spec $CONV_SPEC $CONV_RECIPE --schedule cosine --layout "${2#torch-pypi-}" \
+            --epochs 1 --batch 128 --threads 2 --seed $r ;;
     esac
+}
+
+# conv_peer_args LOG TAGS: torch_peer.py conv's flags for the streamtrain
+# run tagged TAGS in LOG, read from its lines
+#   model: cnn: SPEC (28x28x1 -> 10, ...), sgd, lr 0.05 cosine, weight
+#          decay 0.0005, label smoothing 0.1
+#   memory plan: batch 64, micro-batch 64 (...)
+# or nothing when they are not there (or the optimizer is not SGD).
+conv_peer_args() {
+    awk -F'\t' -v t="$2" '$1 != t { next }
+        $2 ~ /^model: / {
+            m = $2; sub(/^model: ([a-z]+: )?/, "", m); spec = m; sub(/ .*/, "", spec)
+            if (m !~ /, sgd, /) bad = 1
+            if (match(m, /, lr [0-9.e-]+/)) lr = substr(m, RSTART + 5, RLENGTH - 5)
+            wd = 0; ls = 0
+            if (match(m, /weight decay [0-9.e-]+/)) wd = substr(m, RSTART + 13, RLENGTH - 13)
+            if (match(m, /label smoothing [0-9.e-]+/)) ls = substr(m, RSTART + 16, RLENGTH - 16)
+        }
+        $2 ~ /^memory plan: batch [0-9]+/ { b = $2; sub(/^memory plan: batch /, "", b); sub(/[^0-9].*/, "", b) }
+        END { if (spec != "" && lr != "" && b != "" && !bad)
+            printf "--spec %s --lr %s --weight-decay %s --label-smoothing %s --batch %s\n", spec, lr, wd, ls, b }' "$1"
 }
 
 conv_section() {
@@ -460,18 +490,18 @@ conv_section() {
     mark conv "$t"
     [ "$CONV_ACC" = 1 ] || return 0
     ta=$(date +%s)
-    local spec
+    local peer
     for r in $(seq $RUNS); do
         say "conv: accuracy, seed $r/$RUNS: the default conv recipe (5 epochs)"
         conv_run $r default conv-acc.log "$BUILD/streamtrain" --data data/bench/fm-zstd --seed $r -q
-        # the same net (the model line's canonical spec) and recipe in PyTorch
-        spec=$(awk -F'\t' -v t="rep=$r sys=default" '$1 == t && $2 ~ /^model: / {
-            sub(/^model: ([a-z]+: )?/, "", $2); sub(/ .*/, "", $2); print $2; exit }' \
-            "$RAW/conv-acc.log")
-        if [ "$CONV_PEER_ACC" = 1 ] && [ $VENV_OK = 1 ] && [ -n "$spec" ]; then
-            say "conv: accuracy, seed $r/$RUNS: the same in torch (PyPI, channels_last)"
+        # the same net and recipe in PyTorch: its spec, lr, weight decay and
+        # label smoothing from the model line, its batch from the plan's
+        peer=$(conv_peer_args "$RAW/conv-acc.log" "rep=$r sys=default")
+        if [ "$CONV_PEER_ACC" = 1 ] && [ $VENV_OK = 1 ] && [ -n "$peer" ]; then
+            say "conv: accuracy, seed $r/$RUNS: the same in torch (PyPI, channels_last: $peer)"
+            # shellcheck disable=SC2086
             conv_run $r torch-default conv-acc.log "$VPY" bench/torch_peer.py conv "$FM" \
-                --spec "$spec" --layout channels_last --epochs 5 --batch 128 --threads 2 --seed $r
+                $peer --schedule cosine --layout channels_last --epochs 5 --threads 2 --seed $r
         fi
         say "conv: accuracy, seed $r/$RUNS: the best recipe ($CONV_BEST)"
         # shellcheck disable=SC2086

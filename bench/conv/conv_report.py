@@ -58,6 +58,16 @@ def parse_runs(path, h):
     return out
 
 
+def times_line(r, key):
+    """The whole rest of times.txt's line 'key ...' (Report.times keeps one
+    word), or ''."""
+    with open(os.path.join(r.raw, "times.txt")) as f:
+        for line in f:
+            if line.startswith(key + " "):
+                return line[len(key) + 1:].strip()
+    return ""
+
+
 def cores(run):
     """CPU seconds over wall seconds of the whole process (startup and
     evaluation included): how many of the 2 cores it had."""
@@ -83,14 +93,14 @@ def timing(r, h, runs, vers):
         "global average pool, linear (the issue's reference net, given to both as the "
         "spec %s), 3×3 convs with "
         "padding 1 and no bias, about 45 MFLOP per training sample. One epoch per run "
-        "of %s training images%s; the same recipe on every side (SGD momentum 0.9, lr "
-        "0.1 with per-step cosine decay to 0 over the run, weight decay 5e-4 on conv "
-        "and linear weights only, label smoothing 0.1, inputs normalized with the train "
-        "split's mean and std), seed = repetition, the four run back to back in an "
-        "order that rotates by one each repetition. streamtrain: `streamtrain --data "
-        "PACK --model SPEC --epochs 1 --batch 128 --blas-threads 2` (CPU backend, one "
-        "loader thread streaming from the zstd pack). PyTorch: `torch_peer.py conv IDX "
-        "--spec SPEC --layout L --epochs 1 --batch 128 --threads 2` "
+        "of %s training images%s; the same recipe on every side (SGD, `%s "
+        "--schedule cosine`: per-step cosine decay to 0 over the run, weight decay on "
+        "conv and linear weights only; inputs normalized with the train split's mean "
+        "and std), seed = repetition, the four run back to back in an order that "
+        "rotates by one each repetition. streamtrain: `streamtrain --data PACK --model "
+        "SPEC RECIPE --epochs 1 --batch 128 --blas-threads 2` (CPU backend, one loader "
+        "thread streaming from the zstd pack). PyTorch: `torch_peer.py conv IDX --spec "
+        "SPEC RECIPE --layout L --epochs 1 --batch 128 --threads 2` "
         "(`torch.set_num_threads(2)`, in-memory float tensors). s/epoch is the "
         "training pass (the evaluation after it is outside, on both sides); cores is "
         "the process's CPU time over its wall time (startup and evaluation "
@@ -100,6 +110,8 @@ def timing(r, h, runs, vers):
             "" if full else " (`--quick`: the first %s of the training split and %s "
             "of the test split, `bench/conv/subset_idx.py`, packed by packdata)"
             % (h.fmt(int(n)), h.fmt(int(r.times.get("conv_test", "0")))),
+            times_line(r, "conv_recipe") or "--lr 0.1 --momentum 0.9 --weight-decay 5e-4 "
+            "--label-smoothing 0.1",
         ), "",
         "| system | s/epoch | samples/s | test acc after the epoch | cores | "
         "streamtrain's s/epoch over this |", "|---|---|---|---|---|---|")
@@ -270,11 +282,7 @@ def gemm_tables(r, h, st_secs):
 def accuracy(r, h, vers):
     st_fin = {}
     runs = parse_runs(os.path.join(r.raw, "conv-acc.log"), h)
-    best_flags = ""
-    with open(os.path.join(r.raw, "times.txt")) as f:  # the whole line
-        for line in f:
-            if line.startswith("conv_best "):
-                best_flags = line[len("conv_best "):].strip()
+    best_flags = times_line(r, "conv_best")
     if r.times.get("conv_acc") != "1" or not runs:
         if "conv_acc" in r.times:
             r.w("### Accuracy", "", "Not measured in this run (`--quick` or "
@@ -287,10 +295,13 @@ def accuracy(r, h, vers):
     r.w("### Accuracy: seeds 1–%d, the full Fashion-MNIST" % len(
         runs.get("default", {}) or runs.get("best", {})), "",
         "The default conv recipe is `streamtrain --data data/bench/fm-zstd --seed S` "
-        "(no other flag: the `cnn` preset, 5 epochs). The best recipe adds `%s`. Test "
+        "(no other flag: the `cnn` preset with its batch and lr, 5 epochs). The best "
+        "recipe adds `%s`. Test "
         "accuracy after the last epoch (and the best epoch's, for reference). With "
         "`BENCH_CONV_PEER_ACC=1`, the default recipe's net (its canonical spec) also "
-        "trains in PyTorch with `torch_peer.py conv --epochs 5`, the same recipe." % best_flags, "",
+        "trains in PyTorch with `torch_peer.py conv --epochs 5`, the same recipe (spec, "
+        "batch, lr, weight decay and label smoothing read from streamtrain's model and "
+        "plan lines)." % best_flags, "",
         "| recipe | model | epochs | by seed | median [min, max] | best epoch's, median "
         "| s/epoch | target | result |", "|---|---|---|---|---|---|---|---|---|")
     for sysname, label, target in (("default", "default conv recipe", TARGET_DEFAULT),

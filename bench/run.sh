@@ -39,7 +39,9 @@
 # fm-{zstd,png,raw} (build/packdata, its defaults but the codec),
 # fm-pngdir (PIL) and synth-SIZE (build/synthpack); for photos,
 # photos-corpus/nN (make_corpus.py, its own .stamp), photos-ffcv-nN.beton
-# and photos-{jpeg512,zstd256}-nN (build/packdata), and bench/venv (PyPI).
+# and photos-{jpeg512,zstd256}-nN (build/packdata), and bench/venv (PyPI);
+# for conv with --quick, fm-idx-N-M (bench/conv/subset_idx.py: the first N
+# training and M test images) and fm-zstd-N-M (its pack).
 # A pack is made again when its NAME.stamp (the parameters and the sha1 of
 # the binary that wrote it) no longer matches: a change to the encoder is
 # measured at once.

@@ -96,7 +96,7 @@ def timing(r, h, runs, vers):
         "of %s training images%s; the same recipe on every side (SGD, `%s "
         "--schedule cosine`: per-step cosine decay to 0 over the run, weight decay on "
         "conv and linear weights only; inputs normalized with the train split's mean "
-        "and std), seed = repetition, the four run back to back in an order that "
+        "and std), seed = repetition, the systems run back to back in an order that "
         "rotates by one each repetition. streamtrain: `streamtrain --data PACK --model "
         "SPEC RECIPE --epochs 1 --batch 128 --blas-threads 2` (CPU backend, one loader "
         "thread streaming from the zstd pack). PyTorch: `torch_peer.py conv IDX --spec "

@@ -374,7 +374,7 @@ CONV_SPEC=conv32k3s1p1,bn,relu,maxpool2s2p0,conv64k3s1p1,bn,relu,maxpool2s2p0,co
 # The timing runs' recipe, given to both sides explicitly (streamtrain's
 # conv defaults and torch_peer.py conv's, written out so that a change of
 # either default cannot make the two sides differ): SGD, per-step cosine.
-CONV_RECIPE="--lr 0.05 --momentum 0.9 --weight-decay 5e-4 --label-smoothing 0.1"
+CONV_RECIPE="--lr 0.05 --momentum 0.9 --weight-decay 5e-4 --label-smoothing 0"
 # The recipes of the accuracy targets (README.md, "Conv nets"): the default
 # is streamtrain with no flags (the cnn preset, its batch and lr, 5
 # epochs); the best recipe's flags are BENCH_CONV_BEST's (no --tta flip:

@@ -5,6 +5,7 @@
 
 Reads RAW_DIR (loader.log, torch_loader.log, st-N.jsonl, st-N.log,
 pt-N.log, scaling.log, photos.log, photos-peers.log, photos-prep.log,
+conv-time.log, conv-gemm.log, conv-acc.log (bench/conv/conv_report.py),
 packs.log, machine.txt, times.txt), writes OUT_DIR/STEM.md, the plot data
 RAW_DIR/*.dat and, with gnuplot (bench/*.gp, bench/photos/photos.gp),
 OUT_DIR/STEM-loader.png, STEM-trainer.png, STEM-scaling.png and
@@ -24,7 +25,9 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "photos"))
+sys.path.insert(0, os.path.join(HERE, "conv"))
 import photos_report as photos  # noqa: E402  (bench/photos/photos_report.py)
+import conv_report as conv  # noqa: E402  (bench/conv/conv_report.py)
 
 
 # ---- small helpers ---------------------------------------------------------
@@ -529,7 +532,8 @@ class Report:
                 "- Commit %s. Took %s s (%s)." % (
                     mc.get("git"), t.get("total"), ", ".join(
                         "%s %s s" % (k, t[k]) for k in
-                        ("inputs", "loader", "trainer", "photos", "scaling") if k in t)),
+                        ("inputs", "loader", "trainer", "photos", "conv", "conv_acc",
+                         "scaling") if k in t)),
                 "- Each figure: median of 3 repetitions [min, max]. Each ratio: the "
                 "median of the 3 per-repetition ratios [min, max], the two sides "
                 "measured back to back in the same repetition of this run.", "",
@@ -551,6 +555,7 @@ def main():
     r.trainer()
     r.scaling()
     photos.section(r, sys.modules[__name__])
+    conv.section(r, sys.modules[__name__])
     r.write()
     mc = r.machine
     print()

@@ -21,6 +21,14 @@
 #                 224 against torchvision's ImageFolder DataLoader (Debian's,
 #                 and PyPI's newest in bench/venv), FFCV and DALI's CPU
 #                 pipeline (PyPI, bench/venv), 2 workers (bench/photos/peers.py)
+#   5. conv       the issue's reference conv net (as a spec), batch 128,
+#                 2 threads, one epoch of Fashion-MNIST (--quick: its first
+#                 6,000 images): streamtrain against Debian's torch 1.13
+#                 (NCHW) and PyPI's newest (bench/venv; NCHW and
+#                 channels_last); OpenBLAS's SGEMM peak (bench/conv/
+#                 sgemm_peak.c) and each conv layer's GFLOP/s (bench/conv/
+#                 layers.c); the full run also trains the default conv recipe
+#                 (5 epochs) and the best one, seeds 1..RUNS, for accuracy
 # Every measurement is repeated RUNS=3 times, the two sides of each
 # comparison interleaved within a repetition. Raw logs go to
 # BUILD_DIR/bench/STEM/; bench/report.py turns them into
@@ -31,7 +39,9 @@
 # fm-{zstd,png,raw} (build/packdata, its defaults but the codec),
 # fm-pngdir (PIL) and synth-SIZE (build/synthpack); for photos,
 # photos-corpus/nN (make_corpus.py, its own .stamp), photos-ffcv-nN.beton
-# and photos-{jpeg512,zstd256}-nN (build/packdata), and bench/venv (PyPI).
+# and photos-{jpeg512,zstd256}-nN (build/packdata), and bench/venv (PyPI);
+# for conv with --quick, fm-idx-N-M (bench/conv/subset_idx.py: the first N
+# training and M test images) and fm-zstd-N-M (its pack).
 # A pack is made again when its NAME.stamp (the parameters and the sha1 of
 # the binary that wrote it) no longer matches: a change to the encoder is
 # measured at once.
@@ -63,10 +73,14 @@ fi
 # those only); BENCH_PHOTO_PEER_TRANSFORMS="rrc160 cc224" also times the
 # peers on those transforms (torchvision from Debian, FFCV);
 # BENCH_PHOTO_PEERS=0 leaves the photos peers out (streamtrain's rows only);
-# BENCH_PHOTO_N=N sets the photos corpus's size (RssAnon against N/10).
+# BENCH_PHOTO_N=N sets the photos corpus's size (RssAnon against N/10);
+# BENCH_CONV_ACC=0 leaves out the conv accuracy runs (the long part: three
+# 5-epoch runs and three of the best recipe), BENCH_CONV_BEST="FLAGS" sets
+# the best recipe's streamtrain flags, BENCH_CONV_PEER_ACC=1 also trains
+# the default conv recipe's net in PyTorch (PyPI, channels_last, 5 epochs).
 PHOTO_N=${BENCH_PHOTO_N:-$PHOTO_N}
 [ -z "${BENCH_PHOTO_N:-}" ] || PHOTO_SMALL=$((PHOTO_N / 10))
-SECTIONS=${BENCH_SECTIONS:-loader trainer photos scaling}
+SECTIONS=${BENCH_SECTIONS:-loader trainer photos conv scaling}
 PEERS_ON=${BENCH_PHOTO_PEERS:-1}
 VENV=bench/venv
 VPY=$VENV/bin/python
@@ -91,17 +105,35 @@ fresh() {
         "$BUILD/packinfo" "data/bench/$1" >/dev/null 2>&1
 }
 
+# fm_pack IDX_DIR NAME CODEC: data/bench/NAME, IDX_DIR packed by packdata
+# with its defaults but the codec, made again when its stamp is stale.
+fm_pack() {
+    local stamp
+    stamp="packdata --codec $3 $(sha1sum "$BUILD/packdata" | cut -c1-16)"
+    [ "$1" = "$FM" ] || stamp="$stamp $(cat "$1/.stamp")"
+    if ! fresh "$2" "$stamp"; then
+        say "packing $1 ($3) into data/bench/$2"
+        rm -f "data/bench/$2.stamp"
+        "$BUILD/packdata" "$1" -o "data/bench/$2" --codec "$3" --force -q >/dev/null
+        echo "$stamp" >"data/bench/$2.stamp"
+    fi
+}
+
+# bench_cc SRC NAME: SRC linked like the tools (the Makefile's own flags,
+# against BUILD/libstreamtrain.a) into BUILD/bench/NAME.
+bench_cc() {
+    local mk="make -s --no-print-directory BUILD=$BUILD"
+    local cflags ldlibs
+    cflags=$($mk --eval='print-%: ; @echo $($*)' print-CFLAGS 2>/dev/null | tail -1)
+    ldlibs=$($mk --eval='print-%: ; @echo $($*)' print-LDLIBS 2>/dev/null | tail -1)
+    mkdir -p "$BUILD/bench"
+    # shellcheck disable=SC2086
+    cc ${cflags//-MMD -MP/} "$1" "$BUILD/libstreamtrain.a" $ldlibs -o "$BUILD/bench/$2"
+}
+
 prepare() {
     local c size stamp
-    for c in zstd png raw; do
-        stamp="packdata --codec $c $(sha1sum "$BUILD/packdata" | cut -c1-16)"
-        if ! fresh fm-$c "$stamp"; then
-            say "packing Fashion-MNIST ($c) into data/bench/fm-$c"
-            rm -f data/bench/fm-$c.stamp
-            "$BUILD/packdata" "$FM" -o data/bench/fm-$c --codec $c --force -q >/dev/null
-            echo "$stamp" >data/bench/fm-$c.stamp
-        fi
-    done
+    for c in zstd png raw; do fm_pack "$FM" fm-$c $c; done
     if [ ! -f data/bench/fm-pngdir/.complete ]; then
         say "writing the PNG folder data/bench/fm-pngdir (PIL, once)"
         rm -rf data/bench/fm-pngdir
@@ -117,15 +149,7 @@ prepare() {
             echo "$stamp" >"data/bench/synth-$size.stamp"
         fi
     done
-    # bench/stream.c, linked like the tools (the Makefile's own flags)
-    local mk="make -s --no-print-directory BUILD=$BUILD"
-    local cflags ldlibs
-    cflags=$($mk --eval='print-%: ; @echo $($*)' print-CFLAGS 2>/dev/null | tail -1)
-    ldlibs=$($mk --eval='print-%: ; @echo $($*)' print-LDLIBS 2>/dev/null | tail -1)
-    mkdir -p "$BUILD/bench"
-    # shellcheck disable=SC2086
-    cc ${cflags//-MMD -MP/} bench/stream.c "$BUILD/libstreamtrain.a" $ldlibs \
-        -o "$BUILD/bench/stream"
+    bench_cc bench/stream.c stream
 }
 
 # ---- 1. the loader against PyTorch DataLoaders --------------------------------
@@ -335,6 +359,161 @@ photos_section() {
     mark photos "$t"
 }
 
+# ---- 5. conv nets: the issue's reference net against PyTorch ----------------
+# Epoch time of conv(1->32)-BN-ReLU-pool, conv(32->64)-BN-ReLU-pool,
+# conv(64->128)-BN-ReLU, global average pool, linear (CONV_SPEC),
+# batch 128, 2 threads: streamtrain against Debian's torch 1.13 (NCHW) and
+# PyPI's newest (bench/venv: NCHW and channels_last), interleaved per
+# repetition in an order that rotates each repetition, seed = repetition; OpenBLAS's SGEMM peak (bench/conv/
+# sgemm_peak.c) and each conv layer's GFLOP/s (bench/conv/layers.c) in
+# every repetition; then, in the full run only, the accuracy of the default
+# conv recipe (5 epochs) and of the best recipe, seeds 1..RUNS.
+# --quick: the first CONV_TRAIN training and CONV_TEST test images
+# (bench/conv/subset_idx.py, and a pack of them), no accuracy runs.
+CONV_SPEC=conv32k3s1p1,bn,relu,maxpool2s2p0,conv64k3s1p1,bn,relu,maxpool2s2p0,conv128k3s1p1,bn,relu,gap,dense10
+# The timing runs' recipe, given to both sides explicitly (streamtrain's
+# conv defaults and torch_peer.py conv's, written out so that a change of
+# either default cannot make the two sides differ): SGD, per-step cosine.
+CONV_RECIPE="--lr 0.05 --momentum 0.9 --weight-decay 5e-4 --label-smoothing 0"
+# The recipes of the accuracy targets (README.md, "Conv nets"): the default
+# is streamtrain with no flags (the cnn preset, its batch and lr, 5
+# epochs); the best recipe's flags are BENCH_CONV_BEST's (no --tta flip:
+# README.md measured it to hurt on Fashion-MNIST trained without flips).
+CONV_BEST=${BENCH_CONV_BEST:---epochs 20}
+CONV_ACC=${BENCH_CONV_ACC:-1}
+CONV_PEER_ACC=${BENCH_CONV_PEER_ACC:-0}
+[ $QUICK = 0 ] || CONV_ACC=0
+if [ $QUICK = 1 ]; then
+    CONV_TRAIN=6000 CONV_TEST=2000 CONV_SGEMM="2 3 100" CONV_LREPS=5
+else
+    CONV_TRAIN=60000 CONV_TEST=10000 CONV_SGEMM="2 5 200" CONV_LREPS=11
+fi
+
+conv_prepare() {
+    echo "conv_train $CONV_TRAIN" >>"$RAW/times.txt"
+    echo "conv_test $CONV_TEST" >>"$RAW/times.txt"
+    echo "conv_acc $CONV_ACC" >>"$RAW/times.txt"
+    echo "conv_recipe $CONV_RECIPE" >>"$RAW/times.txt"
+    if [ "$CONV_TRAIN" = 60000 ] && [ "$CONV_TEST" = 10000 ]; then
+        CONV_IDX=$FM CONV_PACK=fm-zstd
+    else
+        CONV_IDX=data/bench/fm-idx-$CONV_TRAIN-$CONV_TEST
+        CONV_PACK=fm-zstd-$CONV_TRAIN-$CONV_TEST
+        $PY bench/conv/subset_idx.py "$FM" "$CONV_IDX" --train $CONV_TRAIN --test $CONV_TEST
+    fi
+    fm_pack "$CONV_IDX" "$CONV_PACK" zstd
+    "$BUILD/packinfo" "data/bench/$CONV_PACK" | tag "pack=$CONV_PACK" >>"$RAW/packs.log"
+    bench_cc bench/conv/sgemm_peak.c sgemm_peak
+    bench_cc bench/conv/layers.c conv_layers
+    VENV_OK=1
+    venv_ready || VENV_OK=0
+    echo "conv_venv $VENV_OK" >>"$RAW/times.txt"
+    [ $VENV_OK = 0 ] || echo "conv_venv_torch $("$VPY" -c 'import torch; print(torch.__version__)' 2>/dev/null)" >>"$RAW/times.txt"
+    case "$("$BUILD/streamtrain" --help 2>&1)" in
+    *--model*) ;;
+    *) say "conv: this streamtrain has no --model: the conv section cannot run" && return 1 ;;
+    esac
+}
+
+# conv_run REP NAME LOG CMD...: one timed run; its output tagged into LOG,
+# then the CPU it got (user, sys, wall from /usr/bin/time) and the load
+# average before it. A run that fails is reported and skipped.
+conv_run() {
+    local r=$1 name=$2 log=$3 load
+    shift 3
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    local timer=()
+    [ ! -x /usr/bin/time ] || timer=(/usr/bin/time -f "cpu user=%U sys=%S wall=%e" -o "$RAW/conv.time")
+    echo "cpu load=$load" >"$RAW/conv.time"
+    if ! "${timer[@]}" "$@" 2>>"$RAW/conv.err" | tag "rep=$r sys=$name" >>"$RAW/$log"; then
+        say "conv: $name failed (see $RAW/conv.err)"
+    fi
+    echo "$(cat "$RAW/conv.time") load=$load" | tag "rep=$r sys=$name" >>"$RAW/$log"
+}
+
+# conv_epoch REP SYSTEM: one timed epoch of the reference net.
+# shellcheck disable=SC2086
+conv_epoch() {
+    local r=$1 idx=$CONV_IDX pk=data/bench/$CONV_PACK
+    case $2 in
+    streamtrain)
+        conv_run $r streamtrain conv-time.log "$BUILD/streamtrain" --data $pk \
+            --model $CONV_SPEC $CONV_RECIPE --schedule cosine --epochs 1 --batch 128 \
+            --blas-threads 2 --seed $r -q ;;
+    torch-debian)
+        conv_run $r torch-debian conv-time.log $PY bench/torch_peer.py conv $idx \
+            --spec $CONV_SPEC $CONV_RECIPE --schedule cosine --layout nchw --epochs 1 \
+            --batch 128 --threads 2 --seed $r ;;
+    torch-pypi-*)
+        conv_run $r "$2" conv-time.log "$VPY" bench/torch_peer.py conv $idx \
+            --spec $CONV_SPEC $CONV_RECIPE --schedule cosine --layout "${2#torch-pypi-}" \
+            --epochs 1 --batch 128 --threads 2 --seed $r ;;
+    esac
+}
+
+# conv_peer_args LOG TAGS: torch_peer.py conv's flags for the streamtrain
+# run tagged TAGS in LOG, read from its lines
+#   model: cnn: SPEC (28x28x1 -> 10, ...), sgd, lr 0.05 cosine, weight
+#          decay 0.0005, label smoothing 0.1
+#   memory plan: batch 64, micro-batch 64 (...)
+# or nothing when they are not there (or the optimizer is not SGD).
+conv_peer_args() {
+    awk -F'\t' -v t="$2" '$1 != t { next }
+        $2 ~ /^model: / {
+            m = $2; sub(/^model: ([a-z]+: )?/, "", m); spec = m; sub(/ .*/, "", spec)
+            if (m !~ /, sgd, /) bad = 1
+            if (match(m, /, lr [0-9.e-]+/)) lr = substr(m, RSTART + 5, RLENGTH - 5)
+            wd = 0; ls = 0
+            if (match(m, /weight decay [0-9.e-]+/)) wd = substr(m, RSTART + 13, RLENGTH - 13)
+            if (match(m, /label smoothing [0-9.e-]+/)) ls = substr(m, RSTART + 16, RLENGTH - 16)
+        }
+        $2 ~ /^memory plan: batch [0-9]+/ { b = $2; sub(/^memory plan: batch /, "", b); sub(/[^0-9].*/, "", b) }
+        END { if (spec != "" && lr != "" && b != "" && !bad)
+            printf "--spec %s --lr %s --weight-decay %s --label-smoothing %s --batch %s\n", spec, lr, wd, ls, b }' "$1"
+}
+
+conv_section() {
+    local t r i s ta order systems=(streamtrain torch-debian)
+    [ $VENV_OK = 0 ] || systems+=(torch-pypi-nchw torch-pypi-channels_last)
+    local n=${#systems[@]}
+    t=$(date +%s)
+    for r in $(seq $RUNS); do
+        # the order rotates by one each repetition, so that load that
+        # drifts within a repetition does not always favour the same side
+        order=()
+        for i in $(seq 0 $((n - 1))); do order+=("${systems[$(((i + r - 1) % n))]}"); done
+        say "conv: repetition $r/$RUNS ($CONV_TRAIN images: ${order[*]}; then SGEMM peak, layers)"
+        for s in "${order[@]}"; do conv_epoch $r "$s"; done
+        # shellcheck disable=SC2086
+        conv_run $r sgemm conv-gemm.log "$BUILD/bench/sgemm_peak" $CONV_SGEMM
+        conv_run $r sgemm1 conv-gemm.log "$BUILD/bench/sgemm_peak" 1 ${CONV_SGEMM#* }
+        conv_run $r layers conv-gemm.log "$BUILD/bench/conv_layers" 2 $CONV_LREPS 128
+    done
+    mark conv "$t"
+    [ "$CONV_ACC" = 1 ] || return 0
+    ta=$(date +%s)
+    local peer
+    for r in $(seq $RUNS); do
+        say "conv: accuracy, seed $r/$RUNS: the default conv recipe (5 epochs)"
+        conv_run $r default conv-acc.log "$BUILD/streamtrain" --data data/bench/fm-zstd --seed $r -q
+        # the same net and recipe in PyTorch: its spec, lr, weight decay and
+        # label smoothing from the model line, its batch from the plan's
+        peer=$(conv_peer_args "$RAW/conv-acc.log" "rep=$r sys=default")
+        if [ "$CONV_PEER_ACC" = 1 ] && [ $VENV_OK = 1 ] && [ -n "$peer" ]; then
+            say "conv: accuracy, seed $r/$RUNS: the same in torch (PyPI, channels_last: $peer)"
+            # shellcheck disable=SC2086
+            conv_run $r torch-default conv-acc.log "$VPY" bench/torch_peer.py conv "$FM" \
+                $peer --schedule cosine --layout channels_last --epochs 5 --threads 2 --seed $r
+        fi
+        say "conv: accuracy, seed $r/$RUNS: the best recipe ($CONV_BEST)"
+        # shellcheck disable=SC2086
+        conv_run $r best conv-acc.log "$BUILD/streamtrain" --data data/bench/fm-zstd \
+            $CONV_BEST --seed $r -q
+    done
+    echo "conv_best $CONV_BEST" >>"$RAW/times.txt"
+    mark conv_acc "$ta"
+}
+
 machine() {
     echo "cpu $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
     echo "mem $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
@@ -359,10 +538,12 @@ if has loader || has trainer || has scaling; then
     done
 fi
 has photos && photos_prepare
+if has conv && ! conv_prepare; then SECTIONS=${SECTIONS//conv/}; fi
 mark inputs "$T_IN"
 has loader && loader_section
 has trainer && trainer_section
 has photos && photos_section
+has conv && conv_section
 has scaling && scaling_section # last: it drops the page cache
 echo "section total $(($(date +%s) - T0))" >>"$RAW/times.txt"
 say "writing bench/results/$STEM.md"

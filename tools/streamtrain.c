@@ -28,7 +28,7 @@ static volatile sig_atomic_t g_stop; /* the signal that asked to stop */
 #define CONV_LR 0.05
 #define CONV_BATCH 64
 #define CONV_WD 5e-4
-#define CONV_SMOOTHING 0.1
+#define CONV_SMOOTHING 0.0
 
 static void on_signal(int sig) { g_stop = sig; }
 
@@ -88,7 +88,7 @@ static void usage(FILE *f)
 "                           (max(1, epochs/3))\n"
 "      --lr-gamma F         step schedule: decay factor (0.1)\n"
 "      --label-smoothing F  training loss target (1-F) onehot + F/classes\n"
-"                           (mlp 0; conv models %g)\n"
+"                           (%g)\n"
 "      --tta flip           evaluate on the mean logits of each image and\n"
 "                           its mirror (none)\n"
 "device and pipeline\n"

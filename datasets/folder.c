@@ -3,6 +3,7 @@
  * implements: folder_open and its source_ops (see source_impl.h).
  *
  * Layout: ROOT/CLASS/FILE, or, when ROOT holds train/ and test/ (or val/),
+ * or train/ alone,
  * ROOT/SPLIT/CLASS/FILE with the splits in the order train, test, val.
  * Classes are sorted bytewise (strcmp) and a class's index is its position
  * in the sorted union of class names over all splits; files are sorted the
@@ -375,8 +376,11 @@ static int find_splits(const char *root, layout *L, st_error *err)
     names top = {0};
     int rc = list_dir(root, &top, NULL, err);
     if (rc < 0) goto out;
+    /* train/ beside test/ or val/, or train/ alone (a training set
+     * without a held-out split): splits; anything else: class folders */
     int split_mode = has_name(&top, "train") &&
-                     (has_name(&top, "test") || has_name(&top, "val"));
+                     (has_name(&top, "test") || has_name(&top, "val") ||
+                      top.n == 1);
     if (!split_mode) {
         L->name[0] = "train";
         if ((L->dir[0] = strdup(root)) == NULL) goto nomem;

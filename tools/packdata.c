@@ -295,7 +295,8 @@ static void summary(const char *src, const char *out, const packer_config *cfg,
     for (uint32_t s = 0; s < in->nsplits; s++)
         printf("%s%s %llu", s ? ", " : "", in->splits[s].name,
                (unsigned long long)in->splits[s].count);
-    printf("), shape %ux%ux%u uint8, %u classes\n", in->height, in->width,
+    printf("), shape %s%ux%ux%u uint8, %u classes\n",
+           in->variable ? "variable, up to " : "", in->height, in->width,
            in->channels, in->nclasses);
     printf("  codec    %s", manifest_codec_name((uint32_t)codec));
     if (codec == CODEC_ZSTD)

@@ -92,6 +92,8 @@ tree('good', {'dog/c.JPEG': A})
 png(f'{T}/good/cat/d.png', 32, 24)
 # mixed sizes: fine with --resize
 tree('sizes', {'dog/gray.jpg': B})
+# train/ alone: a split holding the class folders
+tree('trainonly/train', {})
 png(f'{T}/sizes/cat/d.png', 9, 5)
 s = sof(A)
 scan = A.index(b'\xff\xda')
@@ -113,6 +115,13 @@ if "$PACKDATA" "$T/good" -o "$OUTDIR/pack" -q >"$T/stdout" 2>"$T/stderr" &&
    "$PACKINFO" --verify "$OUTDIR/pack" >/dev/null 2>>"$T/stderr" &&
    grep -q "shape 24x32x3" "$T/stdout"; then ok mixed_folder_packs
 else bad mixed_folder_packs "$(cat "$T/stdout" "$T/stderr")"; fi
+rm -rf "$OUTDIR/pack"
+
+echo "[ RUN      ] train_folder_alone_is_a_split"
+if "$PACKDATA" "$T/trainonly" -o "$OUTDIR/pack" -q >"$T/stdout" 2>"$T/stderr" &&
+   "$PACKINFO" "$OUTDIR/pack" 2>>"$T/stderr" | grep -q "^classes  2: 0=cat, 1=dog"; then
+    ok train_folder_alone_is_a_split
+else bad train_folder_alone_is_a_split "$(cat "$T/stdout" "$T/stderr")"; fi
 rm -rf "$OUTDIR/pack"
 
 echo "[ RUN      ] mixed_sizes_resize"

@@ -528,3 +528,59 @@ int transform_apply(const transform_spec *t, const transform_box *b,
     return resample_run(r, t->interp, src, sw, sh, stride, b->x0, b->y0,
                         b->x1, b->y1, dst, ow, oh, flags, err);
 }
+
+/* ---- the pair streamtrain uses --------------------------------------------- */
+
+/* Parses text (from option opt) into *t. */
+static int parse_named(const char *opt, const char *text,
+                       transform_spec *t, st_error *err)
+{
+    int rc = transform_parse(text, t, err);
+    if (rc == 0) return 0;
+    char inner[sizeof err->msg];
+    memcpy(inner, err->msg, sizeof inner);
+    return st_seterr_force(err, rc, "%s: %s", opt, inner);
+}
+
+int transform_pair_pick(transform_pair *p, const char *train_text,
+                        const char *eval_text, uint32_t image_size,
+                        uint32_t src_w, uint32_t src_h, int variable,
+                        const char *dir, st_error *err)
+{
+    uint32_t s = image_size;
+    memset(p, 0, sizeof *p);
+    if (train_text) {
+        ST_TRY(parse_named("--train-transform", train_text, &p->train, err));
+        p->has_train = 1;
+    } else if (s) {
+        transform_spec_default(&p->train, TRANSFORM_RRC);
+        p->train.out_w = p->train.out_h = s;
+        p->train.flip = 1;
+        p->has_train = 1;
+    } else if (variable) {
+        return st_seterr(err, ST_EINVAL, "%s holds images of different "
+                         "sizes (up to %ux%u): give --image-size S "
+                         "(random-resized-crop S flip for training, "
+                         "center-crop S for evaluation) or "
+                         "--train-transform", dir, src_w, src_h);
+    }
+    uint32_t w = src_w, h = src_h;
+    if (p->has_train) transform_out_size(&p->train, src_w, src_h, &w, &h);
+    if (eval_text) {
+        ST_TRY(parse_named("--eval-transform", eval_text, &p->eval, err));
+        p->has_eval = 1;
+    } else if (s || (variable && w == h)) {
+        transform_spec_default(&p->eval, TRANSFORM_CENTER);
+        p->eval.out_w = p->eval.out_h = s ? s : w;
+        p->has_eval = 1;
+    }
+    uint32_t ew = src_w, eh = src_h;
+    if (p->has_eval) transform_out_size(&p->eval, src_w, src_h, &ew, &eh);
+    if (ew != w || eh != h)
+        return st_seterr(err, ST_EINVAL, "the evaluation transform gives "
+                         "%ux%u images but training gives %ux%u: give "
+                         "--eval-transform of the same size", ew, eh, w, h);
+    p->out_w = w;
+    p->out_h = h;
+    return 0;
+}

@@ -5,7 +5,8 @@
  * defines: transform_kind, transform_spec, transform_spec_default,
  *          transform_parse, transform_format, transform_box,
  *          transform_params, transform_out_size, transform_uniform,
- *          transform_dct_scale, transform_apply
+ *          transform_dct_scale, transform_apply, transform_pair,
+ *          transform_pair_pick
  *
  * Contract:
  * - transform_params is deterministic and thread-free: the same (spec,
@@ -158,5 +159,26 @@ int transform_dct_scale(double box_w, double box_h, uint32_t out_w,
 int transform_apply(const transform_spec *t, const transform_box *b,
                     resample *r, int c, const uint8_t *src, uint32_t sw,
                     uint32_t sh, size_t stride, uint8_t *dst, st_error *err);
+
+/* A training and an evaluation transform, as streamtrain picks them. */
+typedef struct transform_pair {
+    transform_spec train, eval;   /* valid when has_train / has_eval */
+    int has_train, has_eval;
+    uint32_t out_w, out_h;        /* the training output: the model's input */
+} transform_pair;
+
+/* Picks the pair from the text forms train_text and eval_text (NULL: the
+ * default) and image_size S (0: none), for a pack of images up to src_w x
+ * src_h (variable: of different sizes; dir names it in messages). Training
+ * defaults to 'random-resized-crop S flip' with S, else none; evaluation to
+ * 'center-crop S' with S (or, on a variable pack, the training output's
+ * side when it is square), else none.
+ * @return 0, or ST_EINVAL: a text that does not parse (named by its
+ *         option), a variable pack without S or a training transform, or
+ *         an evaluation output of another size than training's. */
+int transform_pair_pick(transform_pair *p, const char *train_text,
+                        const char *eval_text, uint32_t image_size,
+                        uint32_t src_w, uint32_t src_h, int variable,
+                        const char *dir, st_error *err);
 
 #endif

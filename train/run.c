@@ -41,8 +41,7 @@ typedef struct run {
     held *train_held, *eval_held;   /* (slots) indexed by ring slot */
     uint32_t slots;
     char eval_split[MANIFEST_NAME_MAX];
-    transform_spec train_tf, eval_tf; /* valid when has_*_tf */
-    int has_train_tf, has_eval_tf;
+    transform_pair tf;               /* the splits' transforms */
     uint64_t bpe;                   /* training batches per epoch */
     uint64_t train_n;               /* samples in the train split */
     uint64_t start_epoch, start_batch;
@@ -157,59 +156,18 @@ static int set_normalize(run *r, const manifest *m, model_spec *spec,
     return 0;
 }
 
-/* Parses text (from option opt) into *t. */
-static int parse_tf(const char *opt, const char *text, transform_spec *t,
-                    st_error *err)
-{
-    int rc = transform_parse(text, t, err);
-    if (rc == 0) return 0;
-    char inner[sizeof err->msg];
-    memcpy(inner, err->msg, sizeof inner);
-    return st_seterr_force(err, rc, "%s: %s", opt, inner);
-}
-
-/* The split transforms (see run_config) and the model's input size, the
- * training transform's output. Evaluation must give the same size. */
+/* The split transforms (run_config's image_size, train_transform and
+ * eval_transform) and the model's input size: the training transform's
+ * output. */
 static int plan_transforms(run *r, const manifest *m, model_spec *spec,
                            st_error *err)
 {
     const run_config *c = r->cfg;
-    uint32_t s = c->image_size;
-    if (c->train_transform) {
-        ST_TRY(parse_tf("--train-transform", c->train_transform,
-                        &r->train_tf, err));
-        r->has_train_tf = 1;
-    } else if (s) {
-        transform_spec_default(&r->train_tf, TRANSFORM_RRC);
-        r->train_tf.out_w = r->train_tf.out_h = s;
-        r->train_tf.flip = 1;
-        r->has_train_tf = 1;
-    } else if (m->variable) {
-        return st_seterr(err, ST_EINVAL, "%s holds images of different "
-                         "sizes (up to %ux%u): give --image-size S "
-                         "(random-resized-crop S flip for training, "
-                         "center-crop S for evaluation) or "
-                         "--train-transform", c->data, m->width, m->height);
-    }
-    uint32_t w = m->width, h = m->height;
-    if (r->has_train_tf) transform_out_size(&r->train_tf, w, h, &w, &h);
-    if (c->eval_transform) {
-        ST_TRY(parse_tf("--eval-transform", c->eval_transform, &r->eval_tf,
-                        err));
-        r->has_eval_tf = 1;
-    } else if (s || (m->variable && w == h)) {
-        transform_spec_default(&r->eval_tf, TRANSFORM_CENTER);
-        r->eval_tf.out_w = r->eval_tf.out_h = s ? s : w;
-        r->has_eval_tf = 1;
-    }
-    uint32_t ew = m->width, eh = m->height;
-    if (r->has_eval_tf) transform_out_size(&r->eval_tf, ew, eh, &ew, &eh);
-    if (ew != w || eh != h)
-        return st_seterr(err, ST_EINVAL, "the evaluation transform gives "
-                         "%ux%u images but training gives %ux%u: give "
-                         "--eval-transform of the same size", ew, eh, w, h);
-    spec->in_w = (int)w;
-    spec->in_h = (int)h;
+    ST_TRY(transform_pair_pick(&r->tf, c->train_transform, c->eval_transform,
+                               c->image_size, m->width, m->height,
+                               m->variable, c->data, err));
+    spec->in_w = (int)r->tf.out_w;
+    spec->in_h = (int)r->tf.out_h;
     return 0;
 }
 
@@ -252,10 +210,10 @@ static int read_pack(run *r, model_spec *spec, st_error *err)
             "classes; ", c->data, c->train_split,
             (unsigned long long)r->train_n, spec->in_h, spec->in_w, spec->in_c,
             spec->classes);
-    if (r->has_train_tf || r->has_eval_tf) {
+    if (r->tf.has_train || r->tf.has_eval) {
         char a[96] = "none", b[96] = "none";
-        if (r->has_train_tf) transform_format(&r->train_tf, a, sizeof a);
-        if (r->has_eval_tf) transform_format(&r->eval_tf, b, sizeof b);
+        if (r->tf.has_train) transform_format(&r->tf.train, a, sizeof a);
+        if (r->tf.has_eval) transform_format(&r->tf.eval, b, sizeof b);
         fprintf(r->out, "transforms '%s' (train), '%s' (eval); ", a, b);
     }
     if (want)
@@ -431,7 +389,7 @@ static int open_loaders(run *r, uint64_t seed, st_error *err)
     lc.start_epoch = done ? lc.epochs : r->start_epoch;
     lc.start_batch = done ? 0 : r->start_batch;
     lc.alloc = &r->alloc;
-    lc.transform = r->has_train_tf ? &r->train_tf : NULL;
+    lc.transform = r->tf.has_train ? &r->tf.train : NULL;
     r->train_held = calloc(r->slots, sizeof *r->train_held);
     r->eval_held = calloc(r->slots, sizeof *r->eval_held);
     if (r->train_held == NULL || r->eval_held == NULL)
@@ -448,7 +406,7 @@ static int open_loaders(run *r, uint64_t seed, st_error *err)
     lc.shuffle = LOADER_SHUFFLE_NONE;
     lc.start_epoch = lc.start_batch = 0;
     lc.epochs = 0; /* one pass per call of eval_pass, until closed */
-    lc.transform = r->has_eval_tf ? &r->eval_tf : NULL;
+    lc.transform = r->tf.has_eval ? &r->tf.eval : NULL;
     return loader_open(c->data, &lc, &r->eval, err);
 }
 

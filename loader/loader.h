@@ -14,7 +14,9 @@
  *
  * Memory (host): the ring (slots x (B*H*W*C + B*4 + B*8) bytes, through the
  * allocator hook), per producer a record buffer of the pack's largest
- * record plus its decoder context, and, for version-1 packs only, the
+ * record plus its decoder context (with a transform, also a buffer of the
+ * pack's largest image and the resampler's scratch: loader/fused.h), and,
+ * for version-1 packs only, the
  * copied index (24 bytes a record; a version-2 index is mapped read-only:
  * page cache, no anonymous memory).
  * None of it depends on how many samples are streamed; all of it is

@@ -531,6 +531,13 @@ int transform_apply(const transform_spec *t, const transform_box *b,
 
 /* ---- the pair streamtrain uses --------------------------------------------- */
 
+void transform_spec_train_default(transform_spec *t, uint32_t s)
+{
+    transform_spec_default(t, TRANSFORM_RRC);
+    t->out_w = t->out_h = s;
+    t->flip = 1;
+}
+
 /* Parses text (from option opt) into *t. */
 static int parse_named(const char *opt, const char *text,
                        transform_spec *t, st_error *err)
@@ -553,9 +560,7 @@ int transform_pair_pick(transform_pair *p, const char *train_text,
         ST_TRY(parse_named("--train-transform", train_text, &p->train, err));
         p->has_train = 1;
     } else if (s) {
-        transform_spec_default(&p->train, TRANSFORM_RRC);
-        p->train.out_w = p->train.out_h = s;
-        p->train.flip = 1;
+        transform_spec_train_default(&p->train, s);
         p->has_train = 1;
     } else if (variable) {
         return st_seterr(err, ST_EINVAL, "%s holds images of different "

@@ -3,7 +3,8 @@
  * their random parameters as a pure function of (seed, epoch, sample id).
  *
  * defines: transform_kind, transform_spec, transform_spec_default,
- *          transform_parse, transform_format, transform_box,
+ *          transform_spec_train_default, transform_parse, transform_format,
+ *          transform_box,
  *          transform_params, transform_out_size, transform_uniform,
  *          transform_dct_scale, transform_apply, transform_pair,
  *          transform_pair_pick
@@ -78,6 +79,10 @@ typedef struct transform_spec {
 
 /* t = the defaults above for kind (sizes 0). */
 void transform_spec_default(transform_spec *t, transform_kind kind);
+
+/* t = the default training transform for --image-size s:
+ * 'random-resized-crop s flip'. */
+void transform_spec_train_default(transform_spec *t, uint32_t s);
 
 /* Parses the text form. @return 0 or ST_EINVAL with a message that quotes
  * the text and the bad word and says what was expected, e.g.

@@ -134,9 +134,7 @@ static int resolve_transform(opts *o)
         }
         o->has_tf = 1;
     } else if (o->image_size) {
-        transform_spec_default(&o->tf, TRANSFORM_RRC);
-        o->tf.out_w = o->tf.out_h = o->image_size;
-        o->tf.flip = 1;
+        transform_spec_train_default(&o->tf, o->image_size);
         o->has_tf = 1;
     }
     return 0;

@@ -134,6 +134,65 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $< $(LIB) -lcmocka $(LDLIBS) -o $@
 
+# ---- the shared library, install, python (lib/, python/) -------------------
+# build/libstreamtrain.so: datasets/ and loader/ as position-independent
+# objects (build/pic/), exporting only the functions the public headers
+# (API_HEADERS) declare, through a version script lib/exports.sh writes.
+SO_MAJOR   := 0
+SO_VERSION := 0.1.0
+SO_NAME    := libstreamtrain.so.$(SO_MAJOR)
+SO         := $(BUILD)/libstreamtrain.so
+SO_SRCS    := $(wildcard datasets/*.c loader/*.c)
+SO_OBJS    := $(SO_SRCS:%.c=$(BUILD)/pic/%.o)
+SO_LIBS    := -lzstd -lpng -ljpeg -lz -lxxhash -lstb -lm -pthread
+API_HEADERS := datasets/error.h datasets/pack.h datasets/manifest.h datasets/packer.h \
+               loader/loader.h loader/transform.h
+# installed (flattened into include/streamtrain/): the API and what it includes
+INSTALL_HEADERS := $(API_HEADERS) datasets/shard.h datasets/source.h datasets/resample.h \
+                   loader/ring.h
+PREFIX  ?= /usr/local
+DESTDIR ?=
+LIBDIR  ?= $(PREFIX)/lib
+INSTALL_TOOLS := packdata packinfo loadbench streamtrain synthpack
+
+$(BUILD)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -c $< -o $@
+
+$(BUILD)/pic/exports.map: $(SO_OBJS) $(API_HEADERS) lib/exports.sh
+	lib/exports.sh "$(API_HEADERS)" $(SO_OBJS) > $@.tmp && mv $@.tmp $@
+
+$(SO).$(SO_VERSION): $(SO_OBJS) $(BUILD)/pic/exports.map
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,$(SO_NAME) -Wl,--version-script=$(BUILD)/pic/exports.map \
+	    -Wl,--no-undefined $(SO_OBJS) $(SO_LIBS) -o $@
+
+$(SO): $(SO).$(SO_VERSION)
+	ln -sf libstreamtrain.so.$(SO_VERSION) $(BUILD)/$(SO_NAME)
+	ln -sf $(SO_NAME) $@
+
+ifeq ($(SAN),)
+all: $(SO)
+endif
+
+.PHONY: install python
+install: $(SO) $(addprefix $(BUILD)/,$(INSTALL_TOOLS))
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(PREFIX)/bin \
+	    $(DESTDIR)$(PREFIX)/include/streamtrain
+	install -m 755 $(SO).$(SO_VERSION) $(DESTDIR)$(LIBDIR)/
+	ln -sf libstreamtrain.so.$(SO_VERSION) $(DESTDIR)$(LIBDIR)/$(SO_NAME)
+	ln -sf $(SO_NAME) $(DESTDIR)$(LIBDIR)/libstreamtrain.so
+	for h in $(INSTALL_HEADERS); do \
+	    sed -E 's|#include "(datasets\|loader)/([a-z_]+\.h)"|#include "\2"|' $$h \
+	        > $(DESTDIR)$(PREFIX)/include/streamtrain/$$(basename $$h) || exit 1; done
+	install -m 644 lib/streamtrain.h $(DESTDIR)$(PREFIX)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))|' -e 's|@VERSION@|$(SO_VERSION)|' \
+	    lib/streamtrain.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/streamtrain.pc
+	install -m 755 $(addprefix $(BUILD)/,$(INSTALL_TOOLS)) $(DESTDIR)$(PREFIX)/bin/
+
+# development: python/streamtrain/ finds build/libstreamtrain.so by itself
+python: $(SO)
+	@echo "export PYTHONPATH=$(abspath python)$${PYTHONPATH:+:$$PYTHONPATH}"
+
 # ---- fuzzing (clang + libFuzzer) -----------------------------------------
 FUZZ_BUILD := build/fuzz
 FUZZ_LIB_SRCS := $(wildcard datasets/*.c)

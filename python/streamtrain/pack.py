@@ -77,6 +77,7 @@ def open_pack(path):
 
 def verify(path):
     """Checks every file's checksum and decodes every record.
+    @return {"files", "records", "bytes"} checked.
     @raise CorruptRecordError naming split, shard and record, ..."""
     err = _lib.st_error()
     h = ctypes.c_void_p()
@@ -84,9 +85,11 @@ def verify(path):
     if rc != 0:
         raise_for(rc, err)
     try:
-        rc = L.pack_verify(h, None, ctypes.byref(err))
+        vs = (_lib.u64 * 3)()  # pack_verify_stats: files, records, bytes
+        rc = L.pack_verify(h, vs, ctypes.byref(err))
         if rc != 0:
             raise_for(rc, err)
+        return {"files": vs[0], "records": vs[1], "bytes": vs[2]}
     finally:
         L.pack_close(h)
 
@@ -105,8 +108,11 @@ def pack(src, out, codec=None, level=None, quality=None, threads=None,
     codec: "zstd" | "png" | "jpeg" | "raw" | None (jpeg for JPEG sources,
     else zstd); level: zstd level; quality: jpeg quality; resize: (W, H)
     or None; progress: None or a function progress(split, done, total,
-    seconds) called in this thread after each chunk; returning False
-    cancels (raises ClosedError, nothing is left at out).
+    seconds) called in this thread after each chunk of samples written;
+    returning False (or raising) cancels at the next chunk: ClosedError (or
+    the callback's exception) is raised and nothing is left at out. After
+    the last chunk it is too late: the pack is complete (and a raising
+    callback's exception is still raised).
     @return a dict of the packer's stats (samples, disk_bytes, ...).
     @raise ExistsError (out exists, force=False), NotFoundError, ..."""
     cfg = _lib.packer_config()

@@ -3,6 +3,7 @@
 # loader tests again under ThreadSanitizer and AddressSanitizer, then the
 # CUDA backend's tests on cuemu, the CPU emulator of tests/emu/), a short
 # bounded libFuzzer run of each fuzz target, and the CLI integration tests,
+# and the Python package's pytest suite,
 # then prints one total line: "total: N passed, N failed, N skipped".
 #
 #   tests/run.sh [BUILD_DIR]
@@ -70,6 +71,28 @@ for s in tests/cli/*.sh; do
     [ -x "$s" ] || continue
     run_one "$(basename "$s")" "$s" "$BUILD"
 done
+
+# the Python package's tests (python/tests, pytest), counted from pytest's
+# summary line ("N failed, N passed, N skipped, N errors in ...")
+echo "== python/tests (pytest)"
+if /usr/bin/python3 -c 'import pytest, numpy' 2>/dev/null; then
+    STREAMTRAIN_BUILD="$BUILD" /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider \
+        python/tests >"$LOG" 2>&1
+    rc=$?
+    cat "$LOG"
+    sum=$(grep -E '^=*.*[0-9]+ (passed|failed|skipped|error)' "$LOG" | tail -1)
+    num() { echo "$sum" | grep -oE "[0-9]+ $1" | grep -oE '[0-9]+' | head -1; }
+    p=$(num passed); f=$(num failed); s=$(num skipped); e=$(num error)
+    passed=$((passed + ${p:-0})); skipped=$((skipped + ${s:-0}))
+    failed=$((failed + ${f:-0} + ${e:-0}))
+    if [ $rc -ne 0 ]; then
+        broken="$broken python/tests"
+        [ -z "$f$e" ] && failed=$((failed + 1))
+    fi
+else
+    echo "python/tests: /usr/bin/python3 lacks pytest or numpy (tools/deps.sh installs them)"
+    failed=$((failed + 1)); broken="$broken python/tests"
+fi
 
 [ -n "$broken" ] && echo "failing:$broken"
 echo "total: $passed passed, $failed failed, $skipped skipped"

@@ -29,6 +29,10 @@
 #                 sgemm_peak.c) and each conv layer's GFLOP/s (bench/conv/
 #                 layers.c); the full run also trains the default conv recipe
 #                 (5 epochs) and the best one, seeds 1..RUNS, for accuracy
+#   6. python     streamtrain's Python iterator (NumPy and torch) against
+#                 loadbench, PyTorch DataLoaders over the PNG folder (2
+#                 workers) and a TensorDataset, and the same PyTorch MLP loop
+#                 fed by each (bench/python/bench.py; BENCH_SECTIONS=python)
 # Every measurement is repeated RUNS=3 times, the two sides of each
 # comparison interleaved within a repetition. Raw logs go to
 # BUILD_DIR/bench/STEM/; bench/report.py turns them into
@@ -62,12 +66,14 @@ if [ $QUICK = 1 ]; then
     TENSOR_WORKERS=0
     PHOTO_N=2000             # photos: the corpus, and the small one RssAnon is
     PHOTO_SMALL=200          # compared against (the first images of the same draws)
+    PY_EPOCHS=1              # python: epochs of each fed training loop
 else
     SIZES="256M 1G 4G"
     PNG_LIMIT=0
     TENSOR_WORKERS=0,1,2
     PHOTO_N=20000
     PHOTO_SMALL=2000
+    PY_EPOCHS=2
 fi
 # BENCH_SECTIONS="photos" runs only the listed sections (inputs are made for
 # those only); BENCH_PHOTO_PEER_TRANSFORMS="rrc160 cc224" also times the
@@ -80,7 +86,7 @@ fi
 # the default conv recipe's net in PyTorch (PyPI, channels_last, 5 epochs).
 PHOTO_N=${BENCH_PHOTO_N:-$PHOTO_N}
 [ -z "${BENCH_PHOTO_N:-}" ] || PHOTO_SMALL=$((PHOTO_N / 10))
-SECTIONS=${BENCH_SECTIONS:-loader trainer photos conv scaling}
+SECTIONS=${BENCH_SECTIONS:-loader trainer photos conv python scaling}
 PEERS_ON=${BENCH_PHOTO_PEERS:-1}
 VENV=bench/venv
 VPY=$VENV/bin/python
@@ -514,6 +520,37 @@ conv_section() {
     mark conv_acc "$ta"
 }
 
+# ---- 6. python: the Python iterator and PyTorch (bench/python/bench.py) -------
+# streamtrain.Loader / streamtrain.torch.Loader (a consumer hashing every
+# byte, as loadbench's) against loadbench on the same pack, threads and
+# batch, PyTorch DataLoaders over the PNG folder (2 workers) and over an
+# in-memory TensorDataset, and the same PyTorch MLP loop fed by each;
+# the table goes to bench/results/STEM-python.md.
+python_section() {
+    local t r feed lib=$BUILD/libstreamtrain.so
+    t=$(date +%s)
+    make -s --no-print-directory BUILD="$BUILD" "$lib"
+    for r in $(seq $RUNS); do
+        say "python: repetition $r/$RUNS"
+        "$BUILD/loadbench" --data data/bench/fm-zstd --threads 2 --batch 256 \
+            --epochs 2 --shuffle global | tag "rep=$r" >>"$RAW/python.log"
+        STREAMTRAIN_LIB=$lib $PY bench/python/bench.py iter --data data/bench/fm-zstd \
+            --threads 2 --batch 256 --epochs 2 | tag "rep=$r" >>"$RAW/python.log"
+        $PY bench/torch_peer.py loader --pngdir data/bench/fm-pngdir --workers 2 \
+            --epochs 2 --limit $PNG_LIMIT | tag "rep=$r" >>"$RAW/python.log"
+        $PY bench/torch_peer.py loader --tensor "$FM" --workers 0 --epochs 2 |
+            tag "rep=$r" >>"$RAW/python.log"
+        for feed in streamtrain tensor pngdir; do
+            STREAMTRAIN_LIB=$lib $PY bench/python/bench.py train --data data/bench/fm-zstd \
+                --feed $feed --pngdir data/bench/fm-pngdir --epochs $PY_EPOCHS |
+                tag "rep=$r" >>"$RAW/python.log"
+        done
+    done
+    $PY bench/python/bench.py summary "$RAW/python.log" >"bench/results/$STEM-python.md"
+    cat "bench/results/$STEM-python.md" >&2
+    mark python "$t"
+}
+
 machine() {
     echo "cpu $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
     echo "mem $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
@@ -531,7 +568,7 @@ has() { case " $SECTIONS " in *" $1 "*) return 0 ;; esac; return 1; }
 
 machine >"$RAW/machine.txt"
 T_IN=$(date +%s)
-if has loader || has trainer || has scaling; then
+if has loader || has trainer || has scaling || has python; then
     prepare
     for p in fm-zstd fm-png fm-raw $(printf 'synth-%s ' $SIZES); do
         "$BUILD/packinfo" "data/bench/$p" | tag "pack=$p" >>"$RAW/packs.log"
@@ -544,6 +581,7 @@ has loader && loader_section
 has trainer && trainer_section
 has photos && photos_section
 has conv && conv_section
+has python && python_section
 has scaling && scaling_section # last: it drops the page cache
 echo "section total $(($(date +%s) - T0))" >>"$RAW/times.txt"
 say "writing bench/results/$STEM.md"

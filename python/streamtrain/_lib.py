@@ -83,8 +83,8 @@ class loader_config(ctypes.Structure):
 
 
 class loader_batch(ctypes.Structure):
-    _fields_ = [("pixels", ctypes.POINTER(u8)), ("labels", ctypes.POINTER(i32)),
-                ("ids", ctypes.POINTER(u64)), ("n", u32), ("epoch", u64),
+    # the pointers as plain addresses: the views are made from them
+    _fields_ = [("pixels", c_void_p), ("labels", c_void_p), ("ids", c_void_p), ("n", u32), ("epoch", u64),
                 ("index", u64), ("slot", u32), ("height", u32), ("width", u32),
                 ("channels", u32)]
 

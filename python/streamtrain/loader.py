@@ -161,6 +161,7 @@ class Loader:
             raise_for(rc, err)
         self._h = h
         self._err = err
+        self._err_ref = ctypes.byref(err)
         hh, ww, cc = _lib.u32(), _lib.u32(), _lib.u32()
         L.loader_sample_shape(h, ctypes.byref(hh), ctypes.byref(ww), ctypes.byref(cc))
         self.shape = (hh.value, ww.value, cc.value)   # of one sample
@@ -186,8 +187,7 @@ class Loader:
             raise ClosedError(f"{self.path}: the loader is closed", -11)
         return self._h
 
-    def _view(self, ptr, n, shape, ctype, dtype):
-        addr = ctypes.addressof(ptr.contents)
+    def _view(self, addr, n, shape, ctype, dtype):
         key = (addr, dtype)
         v = self._views.get(key)
         if v is None:
@@ -202,9 +202,10 @@ class Loader:
         (once; the call after starts the next epoch). Releases the batch
         held before. @raise CorruptRecordError, ClosedError, ..."""
         h = self._live()
-        self._release_held()
+        if self._held is not None:
+            self._release(self._held)
         c = _lib.loader_batch()
-        rc = L.loader_next_batch(h, ctypes.byref(c), ctypes.byref(self._err))
+        rc = L.loader_next_batch(h, ctypes.byref(c), self._err_ref)
         if rc == ST_EEND:
             return None
         if rc != 0:
@@ -216,7 +217,7 @@ class Loader:
         ids = self._view(c.ids, n, (), _lib.u64, np.uint64)
         if self.copy:
             b = Batch(self, c, px.copy(), lb.copy(), ids.copy(), True)
-            rc = L.loader_release(h, ctypes.byref(c), ctypes.byref(self._err))
+            rc = L.loader_release(h, ctypes.byref(c), self._err_ref)
             if rc != 0:
                 raise_for(rc, self._err)
             return b
@@ -241,7 +242,7 @@ class Loader:
             self._held = None
         if self._h is None:
             return
-        rc = L.loader_release(self._h, ctypes.byref(b._c), ctypes.byref(self._err))
+        rc = L.loader_release(self._h, ctypes.byref(b._c), self._err_ref)
         if rc != 0:
             raise_for(rc, self._err)
 

@@ -136,8 +136,9 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIB)
 
 # ---- the shared library, install, python (lib/, python/) -------------------
 # build/libstreamtrain.so: datasets/ and loader/ as position-independent
-# objects (build/pic/), exporting only the functions the public headers
-# (API_HEADERS) declare, through a version script lib/exports.sh writes.
+# objects (build/pic/) with -fvisibility=hidden, the public headers read
+# first with default visibility (lib/api.h), and a version script
+# (lib/exports.sh) exporting exactly the functions API_HEADERS declare.
 SO_MAJOR   := 0
 SO_VERSION := 0.1.0
 SO_NAME    := libstreamtrain.so.$(SO_MAJOR)
@@ -155,9 +156,9 @@ DESTDIR ?=
 LIBDIR  ?= $(PREFIX)/lib
 INSTALL_TOOLS := packdata packinfo loadbench streamtrain synthpack
 
-$(BUILD)/pic/%.o: %.c
+$(BUILD)/pic/%.o: %.c lib/api.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -fPIC -c $< -o $@
+	$(CC) $(CFLAGS) -fPIC -fvisibility=hidden -include lib/api.h -c $< -o $@
 
 $(BUILD)/pic/exports.map: $(SO_OBJS) $(API_HEADERS) lib/exports.sh
 	lib/exports.sh "$(API_HEADERS)" $(SO_OBJS) > $@.tmp && mv $@.tmp $@

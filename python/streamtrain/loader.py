@@ -138,6 +138,10 @@ class Loader:
         err = _lib.st_error()
         self._transform = None
         if transform is not None:
+            if not isinstance(transform, str):
+                raise InvalidArgumentError(
+                    f"transform {transform!r}: expected a text form such as "
+                    "'random-resized-crop 224 flip' (loader/transform.h)")
             self._transform = _lib.transform_spec()
             rc = L.transform_parse(transform.encode(), ctypes.byref(self._transform),
                                    ctypes.byref(err))

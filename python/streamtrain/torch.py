@@ -30,15 +30,21 @@ __all__ = ["Loader", "pinned_allocator"]
 
 
 def _cudart():
+    """The CUDA runtime: the one torch has loaded already (in
+    /proc/self/maps), else torch's bundled copy, else the system's."""
     names = []
+    try:
+        with open("/proc/self/maps") as f:
+            names += sorted({ln.split()[-1] for ln in f if "libcudart" in ln})
+    except OSError:
+        pass
+    tdir = os.path.dirname(torch.__file__)
+    names += sorted(glob.glob(os.path.join(tdir, "lib", "libcudart*.so*")))
+    names += sorted(glob.glob(os.path.join(os.path.dirname(tdir), "nvidia", "cuda_runtime",
+                                           "lib", "libcudart.so*")))
     found = ctypes.util.find_library("cudart")
     if found:
         names.append(found)
-    tdir = os.path.dirname(torch.__file__)
-    names += sorted(glob.glob(os.path.join(tdir, "lib", "libcudart*.so*")))
-    for sp in {os.path.dirname(tdir)}:
-        names += sorted(glob.glob(os.path.join(sp, "nvidia", "cuda_runtime", "lib",
-                                               "libcudart.so*")))
     names += sorted(glob.glob("/usr/local/cuda/lib64/libcudart.so*"))
     for n in names:
         try:
@@ -50,12 +56,16 @@ def _cudart():
 
 class _Pinned:
     """A ring_allocator whose memory is page-locked: cudaHostAlloc from the
-    CUDA runtime when one can be loaded, else torch's pinned allocator."""
+    CUDA runtime when one can be loaded and the call succeeds, else
+    torch's pinned allocator (torch.empty(pin_memory=True), kept alive
+    here until the free). Called by the C loader at open and close only,
+    on the calling thread (ctypes takes the GIL back for the callback)."""
 
     def __init__(self):
         self.rt = _cudart()
         self.kind = "cudaHostAlloc" if self.rt is not None else "torch pin_memory"
-        self.keep = {}  # address -> tensor (torch path)
+        self.keep = {}   # address -> tensor (torch's pinned allocator)
+        self.owner = {}  # address -> "cuda" (cudaHostAlloc)
         if self.rt is not None:
             self.rt.cudaHostAlloc.restype = ctypes.c_int
             self.rt.cudaHostAlloc.argtypes = [ctypes.POINTER(ctypes.c_void_p),
@@ -70,11 +80,12 @@ class _Pinned:
             if self.rt is not None:
                 p = ctypes.c_void_p()
                 # cudaHostAllocPortable (1): pinned for every context
-                if self.rt.cudaHostAlloc(ctypes.byref(p), nbytes, 1) != 0:
-                    return None
-                return p.value
+                if self.rt.cudaHostAlloc(ctypes.byref(p), nbytes, 1) == 0 and p.value:
+                    self.owner[p.value] = "cuda"
+                    return p.value
             t = torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)
             self.keep[t.data_ptr()] = t
+            self.kind = "torch pin_memory"
             return t.data_ptr()
         except Exception:   # the C side reports the failure (ST_ENOMEM)
             return None
@@ -82,7 +93,7 @@ class _Pinned:
     def _free(self, p, _nbytes, _ctx):
         if p is None:
             return
-        if self.rt is not None:
+        if self.owner.pop(p, None) == "cuda":
             self.rt.cudaFreeHost(p)
         else:
             self.keep.pop(p, None)
@@ -119,7 +130,6 @@ class Loader:
         self.pin = self.cuda if pin is None else bool(pin)
         self.device = torch.device(device) if device is not None else None
         self._alloc = _Pinned() if self.pin else None
-        self.pinned_with = self._alloc.kind if self._alloc else None
         if slots is None:
             slots = 6 if self.pin else 4
         self.slots = slots
@@ -197,6 +207,12 @@ class Loader:
 
     def stats(self):
         return self._np.stats()
+
+    @property
+    def pinned_with(self):
+        """How the ring was pinned ("cudaHostAlloc", "torch pin_memory"),
+        or None (plain memory)."""
+        return self._alloc.kind if self._alloc else None
 
     @property
     def shape(self):

@@ -87,3 +87,48 @@ def test_allocator_hook_from_python(small_pack):
         assert base <= b.data_ptr < base + size
     ld.close()
     assert calls[-1] == ("free", base, size) and not keep
+
+
+class FakeEvent:
+    """Stands in for torch.cuda.Event: complete only when told (or when
+    synchronized)."""
+    made = []
+
+    def __init__(self):
+        self.done, self.synced = False, False
+        FakeEvent.made.append(self)
+
+    def record(self, stream):
+        self.stream = stream
+
+    def query(self):
+        return self.done
+
+    def synchronize(self):
+        self.done = self.synced = True
+
+
+def test_slot_released_only_after_the_copy_event(small_pack, monkeypatch):
+    """The pinned path's gating, on the CPU with a fake CUDA event: a
+    batch's slot stays held until the event recorded after its copy has
+    completed; with too many pending, the oldest is waited for."""
+    FakeEvent.made = []
+    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda: "stream")
+    ld = stt.Loader(small_pack, batch_size=50, pin=False, slots=4)
+    ld.pin = ld.cuda = True  # take the CUDA path's release logic
+    it = iter(ld)
+    next(it)
+    b0 = ld.batch
+    next(it)
+    b1 = ld.batch
+    assert not b0.released and len(FakeEvent.made) == 1  # copy of b0 in flight
+    FakeEvent.made[0].done = True
+    next(it)
+    assert b0.released and not b1.released  # b0's event done: back to the producers
+    for _ in range(4):
+        next(it)
+    # never more than slots - 2 pending: the oldest were synchronized
+    assert len(ld._pending) <= 2 and any(e.synced for e in FakeEvent.made)
+    assert b1.released
+    ld.close()

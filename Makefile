@@ -237,6 +237,6 @@ bench: deps
 	bench/run.sh $(if $(QUICK),--quick) $(BUILD)
 
 clean:
-	rm -rf build
+	rm -rf build python/build python/streamtrain.egg-info
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -43,17 +43,19 @@ def test_epoch_delivers_every_sample_once(small_pack, threads):
         assert not np.array_equal(orders[0], orders[1])  # a new order per epoch
 
 
-def test_python_and_c_agree(small_pack):
+@pytest.mark.parametrize("transform", [None, "pad-crop 2 flip"])
+def test_python_and_c_agree(small_pack, transform):
     """The chained XXH3 of every batch's pixels and labels equals the
     checksum column loadbench (the C loader) prints for each epoch."""
+    tf = ["--transform", transform] if transform else []
     out = subprocess.run([tool("loadbench"), "--data", small_pack, "--threads", "2",
-                          "--batch", "64", "--epochs", "2", "--seed", "5"],
+                          "--batch", "64", "--epochs", "2", "--seed", "5", *tf],
                          check=True, capture_output=True, text=True).stdout
     rows = re.findall(r"^\s*2\s+(\d+)\s+\w+\s.*\s([0-9a-f]{16})$", out, re.M)
     c = {int(e): int(h, 16) for e, h in rows}
     assert sorted(c) == [0, 1], out
     py = {}
-    with st.Loader(small_pack, batch_size=64, threads=2, seed=5) as ld:
+    with st.Loader(small_pack, batch_size=64, threads=2, seed=5, transform=transform) as ld:
         for e in range(2):
             h = 0
             for b in ld:

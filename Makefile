@@ -190,6 +190,8 @@ install: $(SO) $(addprefix $(BUILD)/,$(INSTALL_TOOLS))
 	    lib/streamtrain.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/streamtrain.pc
 	install -m 755 $(addprefix $(BUILD)/,$(INSTALL_TOOLS)) $(DESTDIR)$(PREFIX)/bin/
 
+-include $(shell find $(BUILD)/pic -name '*.d' 2>/dev/null)
+
 # development: python/streamtrain/ finds build/libstreamtrain.so by itself
 python: $(SO)
 	@echo "export PYTHONPATH=$(abspath python)$${PYTHONPATH:+:$$PYTHONPATH}"

@@ -59,6 +59,7 @@ struct resample {
     int16_t *wtab;                /* (rs_wtab_int16s(max_out_w, ...)) */
     rs_vrow_fn vrow;              /* the vertical pass's row kernel */
     rs_hrow_fn hrow;              /* 3-4 channel SIMD row, or NULL */
+    int hlanes;                   /* outputs hrow runs at a time */
     const char *isa;              /* "scalar", "avx2" or "avx512" */
 };
 
@@ -130,10 +131,12 @@ static int pick_isa(resample *r, st_error *err)
     } else if (strcmp(want, "avx2") == 0 && has2) {
         r->vrow = rs_avx2_vrow;
         r->hrow = rs_avx2_hrow;
+        r->hlanes = 2;
         r->isa = "avx2";
     } else if (strcmp(want, "avx512") == 0 && has512) {
         r->vrow = rs_avx512_vrow;
-        r->hrow = rs_avx2_hrow;
+        r->hrow = rs_avx512_hrow;
+        r->hlanes = 4;
         r->isa = "avx512";
     } else {
         return st_seterr(err, ST_EINVAL, "resample: ST_RESAMPLE_ISA=%s: "
@@ -376,7 +379,7 @@ static void hpass_c(const resample *r, const uint8_t *src, uint32_t sw,
 {
     int c = r->c;
     if (r->hrow && c >= 3) {
-        rs_hprep(a->coef, a->ksize, a->n, ow, r->wtab);
+        rs_hprep(a->coef, a->ksize, a->n, ow, r->hlanes, r->wtab);
         for (int32_t y = 0; y < rows; y++)
             r->hrow(src + (size_t)(y0 + y) * stride, sw, a->coef, a->ksize,
                     a->lo, a->n, r->wtab, ow, flip, c,

@@ -32,28 +32,31 @@ size_t rs_wtab_int16s(uint32_t ow, int ksize)
 }
 
 void rs_hprep(const int32_t *coef, int ksize, const int32_t *n, uint32_t ow,
-              int16_t *wtab)
+              int lanes, int16_t *wtab)
 {
     int groups = (ksize + 3) / 4;
-    for (uint32_t o = 0; o < ow; o++) {
-        const int32_t *k = coef + (size_t)o * (size_t)ksize;
-        int16_t *w = wtab + (size_t)o * (size_t)groups * 32;
-        for (int g = 0; g < groups; g++, w += 32)
-            for (int j = 0; j < 4; j++) {
-                int t = 4 * g + j;
-                int32_t v = t < n[o] ? k[t] : 0;
-                /* lane j / 2, pair slot j % 2, repeated per channel */
-                for (int ch = 0; ch < 4; ch++) {
-                    int at = (j / 2) * 8 + ch * 2 + j % 2;
-                    w[at] = (int16_t)(v >> 11);
-                    w[16 + at] = (int16_t)(v & 2047);
+    for (uint32_t b = 0; b + (uint32_t)lanes <= ow; b += (uint32_t)lanes)
+        for (int g = 0; g < groups; g++)
+            for (int v = 0; v < 4; v++)
+                for (int j = 0; j < lanes; j++) {
+                    uint32_t o = b + (uint32_t)j;
+                    const int32_t *k = coef + (size_t)o * (size_t)ksize;
+                    int16_t *w = wtab + ((((size_t)b / (size_t)lanes *
+                                               (size_t)groups + (size_t)g) *
+                                              4 + (size_t)v) *
+                                             (size_t)lanes + (size_t)j) * 8;
+                    int t0 = 4 * g + (v & 1) * 2;
+                    int32_t w0 = t0 < n[o] ? k[t0] : 0;
+                    int32_t w1 = t0 + 1 < n[o] ? k[t0 + 1] : 0;
+                    for (int ch = 0; ch < 4; ch++) {
+                        w[ch * 2] = (int16_t)(v < 2 ? w0 >> 11 : w0 & 2047);
+                        w[ch * 2 + 1] = (int16_t)(v < 2 ? w1 >> 11 : w1 & 2047);
+                    }
                 }
-            }
-    }
 }
 
 /* The scalar pixel (resample.c's hpix) for outputs whose 16-byte loads
- * would pass the row's end. */
+ * would pass the row's end, and for the last ow % lanes outputs. */
 static void hpix_c(const uint8_t *in, const int32_t *k, int32_t lo,
                    int32_t n, int c, uint8_t *q)
 {
@@ -67,47 +70,85 @@ static void hpix_c(const uint8_t *in, const int32_t *k, int32_t lo,
                                             : (uint8_t)(s[ch] >> RS_PREC);
 }
 
-/* Byte shuffle of 16 source bytes (4 pixels of c channels) to int16
- * pairs: lane 0 (tap 0, tap 1) per channel, lane 1 (tap 2, tap 3);
- * channels past c read as 0. */
-static RS_AVX2 __m256i hmask(int c)
+/* Byte shuffle of a lane's 16 source bytes (4 pixels of c channels) to
+ * int16 pairs per channel: taps (2 * half, 2 * half + 1); channels past c
+ * read as 0. The same 16 bytes for every lane. */
+static void hmask(int c, int half, int8_t m[16])
 {
-    int8_t m[32];
-    for (int lane = 0; lane < 2; lane++)
-        for (int ch = 0; ch < 4; ch++) {
-            int8_t *b = m + lane * 16 + ch * 4;
-            int first = 2 * lane * c + ch;
-            b[0] = ch < c ? (int8_t)first : -128;
-            b[1] = -128;
-            b[2] = ch < c ? (int8_t)(first + c) : -128;
-            b[3] = -128;
-        }
-    return _mm256_loadu_si256((const __m256i *)m);
+    for (int ch = 0; ch < 4; ch++) {
+        int first = 2 * half * c + ch;
+        m[ch * 4 + 0] = ch < c ? (int8_t)first : -128;
+        m[ch * 4 + 1] = -128;
+        m[ch * 4 + 2] = ch < c ? (int8_t)(first + c) : -128;
+        m[ch * 4 + 3] = -128;
+    }
 }
 
-/* One output pixel from g tap groups at p with weights w: 4 int32 sums
- * with the rounding, clamped and packed into the low bytes. */
-static inline RS_AVX2 __attribute__((always_inline)) int32_t
-hsum(const uint8_t *p, int c, const int16_t *w, int32_t g, __m256i mask)
+/* Tap groups a block of outputs o .. o + lanes - 1 runs (the most any of
+ * them needs), or -1 when one of its 16-byte loads would pass the row's
+ * end (the block then goes pixel by pixel). */
+static inline int32_t block_groups(const int32_t *lo, const int32_t *n,
+                                   int lanes, int c, int64_t end)
 {
-    __m256i ah = _mm256_setzero_si256(), al = _mm256_setzero_si256();
-    for (int32_t i = 0; i < g; i++, p += 4 * c, w += 32) {
-        __m256i x = _mm256_shuffle_epi8(
-            _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p)),
-            mask);
-        ah = _mm256_add_epi32(
-            ah, _mm256_madd_epi16(x, _mm256_load_si256((const __m256i *)w)));
-        al = _mm256_add_epi32(
-            al,
-            _mm256_madd_epi16(x, _mm256_load_si256((const __m256i *)(w + 16))));
+    int32_t g = 0;
+    for (int j = 0; j < lanes; j++) {
+        int32_t gj = (n[j] + 3) / 4;
+        g = gj > g ? gj : g;
     }
-    __m256i s = _mm256_add_epi32(_mm256_slli_epi32(ah, 11), al);
-    __m128i v = _mm_add_epi32(_mm256_castsi256_si128(s),
-                              _mm256_extracti128_si256(s, 1));
-    v = _mm_srai_epi32(_mm_add_epi32(v, _mm_set1_epi32(RS_HALF)), RS_PREC);
-    v = _mm_packus_epi32(v, v); /* negative -> 0, then > 255 -> 255 */
-    v = _mm_packus_epi16(v, v);
-    return _mm_cvtsi128_si32(v);
+    for (int j = 0; g > 0 && j < lanes; j++)
+        if (((int64_t)lo[j] + 4 * (int64_t)(g - 1)) * c + 16 > end) return -1;
+    return g;
+}
+
+/* 4 or 3 bytes of each of the 4 pixels in the low dwords of v, stored
+ * (flip: in reverse pixel order) as 4 consecutive pixels at q. */
+static inline RS_AVX2 __attribute__((always_inline)) void
+store4(__m128i v, int c, uint8_t *q)
+{
+    if (c == 4) {
+        _mm_storeu_si128((__m128i *)q, v);
+        return;
+    }
+    v = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13,
+                                          14, -128, -128, -128, -128));
+    _mm_storel_epi64((__m128i *)q, v);
+    int32_t t = _mm_cvtsi128_si32(_mm_srli_si128(v, 8));
+    memcpy(q + 8, &t, 4);
+}
+
+/* Sums to bytes: (hi << 11) + lo + 2^21, >> 22, saturated to 0..255 (as
+ * clip8), in the low dword of each 128-bit lane. */
+#define RS_FINISH(W, ah, al)                                                \
+    _mm##W##_packus_epi16(                                                  \
+        _mm##W##_packus_epi32(                                              \
+            _mm##W##_srai_epi32(                                            \
+                _mm##W##_add_epi32(                                         \
+                    _mm##W##_add_epi32(_mm##W##_slli_epi32(ah, 11), al),    \
+                    _mm##W##_set1_epi32(RS_HALF)),                          \
+                RS_PREC),                                                   \
+            _mm##W##_setzero_si##W()),                                      \
+        _mm##W##_setzero_si##W())
+
+/* Two outputs, one per 128-bit lane: 4 taps per step, 16 source bytes a
+ * lane, shuffled to taps (0, 1) (ma) and (2, 3) (mb) of each channel. */
+static inline RS_AVX2 __attribute__((always_inline)) __m256i
+hblock2(const uint8_t *in, int c, const int32_t *lo, int32_t g,
+        const int16_t *w, __m256i ma, __m256i mb)
+{
+    const uint8_t *p0 = in + (size_t)lo[0] * c, *p1 = in + (size_t)lo[1] * c;
+    __m256i ah = _mm256_setzero_si256(), al = _mm256_setzero_si256();
+    for (int32_t i = 0; i < g; i++, p0 += 4 * c, p1 += 4 * c, w += 64) {
+        __m256i x = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)p0)),
+            _mm_loadu_si128((const __m128i *)p1), 1);
+        __m256i xa = _mm256_shuffle_epi8(x, ma), xb = _mm256_shuffle_epi8(x, mb);
+        const __m256i *wv = (const __m256i *)w;
+        ah = _mm256_add_epi32(ah, _mm256_add_epi32(_mm256_madd_epi16(xa, wv[0]),
+                                                   _mm256_madd_epi16(xb, wv[1])));
+        al = _mm256_add_epi32(al, _mm256_add_epi32(_mm256_madd_epi16(xa, wv[2]),
+                                                   _mm256_madd_epi16(xb, wv[3])));
+    }
+    return RS_FINISH(256, ah, al);
 }
 
 RS_AVX2 void rs_avx2_hrow(const uint8_t *in, uint32_t sw, const int32_t *coef,
@@ -115,20 +156,97 @@ RS_AVX2 void rs_avx2_hrow(const uint8_t *in, uint32_t sw, const int32_t *coef,
                           const int16_t *wtab, uint32_t ow, int flip, int c,
                           uint8_t *out)
 {
-    const __m256i mask = hmask(c);
-    const size_t gstride = (size_t)((ksize + 3) / 4) * 32;
-    const int64_t end = (int64_t)sw * c; /* bytes of the row */
-    for (uint32_t o = 0; o < ow; o++) {
-        uint8_t *q = out + (size_t)(flip ? ow - 1 - o : o) * (size_t)c;
-        int32_t g = (n[o] + 3) / 4;
-        if (g > 0 && ((int64_t)lo[o] + 4 * (int64_t)(g - 1)) * c + 16 > end) {
-            hpix_c(in, coef + (size_t)o * (size_t)ksize, lo[o], n[o], c, q);
+    int8_t m[32];
+    hmask(c, 0, m);
+    hmask(c, 1, m + 16);
+    const __m256i ma = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)m));
+    const __m256i mb = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(m + 16)));
+    const size_t bstride = (size_t)((ksize + 3) / 4) * 64;
+    const int64_t end = (int64_t)sw * c;
+    uint32_t o = 0;
+    for (; o + 4 <= ow; o += 4) {
+        int32_t g0 = block_groups(lo + o, n + o, 2, c, end);
+        int32_t g1 = block_groups(lo + o + 2, n + o + 2, 2, c, end);
+        uint8_t *q = out + (size_t)(flip ? ow - 4 - o : o) * c;
+        if (g0 < 0 || g1 < 0) {
+            for (uint32_t j = 0; j < 4; j++)
+                hpix_c(in, coef + (size_t)(o + j) * ksize, lo[o + j], n[o + j],
+                       c, out + (size_t)(flip ? ow - 1 - o - j : o + j) * c);
             continue;
         }
-        int32_t v = hsum(in + (size_t)lo[o] * (size_t)c, c,
-                         wtab + (size_t)o * gstride, g, mask);
-        memcpy(q, &v, (size_t)c);
+        __m256i v0 = hblock2(in, c, lo + o, g0, wtab + o / 2 * bstride, ma, mb);
+        __m256i v1 = hblock2(in, c, lo + o + 2, g1,
+                             wtab + (o / 2 + 1) * bstride, ma, mb);
+        /* dword 0 of each lane: pixels o, o+1 (v0) and o+2, o+3 (v1) */
+        __m256i v = _mm256_unpacklo_epi32(v0, v1); /* o, o+2 | o+1, o+3 */
+        v = _mm256_permutevar8x32_epi32(
+            v, flip ? _mm256_setr_epi32(5, 1, 4, 0, 0, 0, 0, 0)
+                    : _mm256_setr_epi32(0, 4, 1, 5, 0, 0, 0, 0));
+        store4(_mm256_castsi256_si128(v), c, q);
     }
+    for (; o < ow; o++)
+        hpix_c(in, coef + (size_t)o * ksize, lo[o], n[o], c,
+               out + (size_t)(flip ? ow - 1 - o : o) * c);
+}
+
+/* Four outputs, one per 128-bit lane (hblock2 on 512 bits). */
+static inline RS_AVX512 __attribute__((always_inline)) __m512i
+hblock4(const uint8_t *in, int c, const int32_t *lo, int32_t g,
+        const int16_t *w, __m512i ma, __m512i mb)
+{
+    const uint8_t *p0 = in + (size_t)lo[0] * c, *p1 = in + (size_t)lo[1] * c;
+    const uint8_t *p2 = in + (size_t)lo[2] * c, *p3 = in + (size_t)lo[3] * c;
+    __m512i ah = _mm512_setzero_si512(), al = _mm512_setzero_si512();
+    for (int32_t i = 0; i < g; i++, w += 128) {
+        size_t d = (size_t)i * 4 * c;
+        __m512i x = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p0 + d)));
+        x = _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)(p1 + d)), 1);
+        x = _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)(p2 + d)), 2);
+        x = _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)(p3 + d)), 3);
+        __m512i xa = _mm512_shuffle_epi8(x, ma), xb = _mm512_shuffle_epi8(x, mb);
+        const __m512i *wv = (const __m512i *)w;
+        ah = _mm512_add_epi32(ah, _mm512_add_epi32(_mm512_madd_epi16(xa, wv[0]),
+                                                   _mm512_madd_epi16(xb, wv[1])));
+        al = _mm512_add_epi32(al, _mm512_add_epi32(_mm512_madd_epi16(xa, wv[2]),
+                                                   _mm512_madd_epi16(xb, wv[3])));
+    }
+    return RS_FINISH(512, ah, al);
+}
+
+RS_AVX512 void rs_avx512_hrow(const uint8_t *in, uint32_t sw,
+                              const int32_t *coef, int ksize,
+                              const int32_t *lo, const int32_t *n,
+                              const int16_t *wtab, uint32_t ow, int flip,
+                              int c, uint8_t *out)
+{
+    int8_t m[32];
+    hmask(c, 0, m);
+    hmask(c, 1, m + 16);
+    const __m512i ma = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)m));
+    const __m512i mb = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(m + 16)));
+    const __m512i fwd = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0,
+                                          0, 0, 0, 0);
+    const __m512i rev = _mm512_setr_epi32(12, 8, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                          0, 0, 0, 0);
+    const size_t bstride = (size_t)((ksize + 3) / 4) * 128;
+    const int64_t end = (int64_t)sw * c;
+    uint32_t o = 0;
+    for (; o + 4 <= ow; o += 4) {
+        int32_t g = block_groups(lo + o, n + o, 4, c, end);
+        if (g < 0) {
+            for (uint32_t j = 0; j < 4; j++)
+                hpix_c(in, coef + (size_t)(o + j) * ksize, lo[o + j], n[o + j],
+                       c, out + (size_t)(flip ? ow - 1 - o - j : o + j) * c);
+            continue;
+        }
+        __m512i v = hblock4(in, c, lo + o, g, wtab + o / 4 * bstride, ma, mb);
+        v = _mm512_permutexvar_epi32(flip ? rev : fwd, v);
+        store4(_mm512_castsi512_si128(v), c,
+               out + (size_t)(flip ? ow - 4 - o : o) * c);
+    }
+    for (; o < ow; o++)
+        hpix_c(in, coef + (size_t)o * ksize, lo[o], n[o], c,
+               out + (size_t)(flip ? ow - 1 - o : o) * c);
 }
 
 /* ---- vertical ------------------------------------------------------------ */

@@ -5,13 +5,14 @@
  * __builtin_cpu_supports said the CPU has it.
  *
  * defines: rs_vrow_fn, rs_hrow_fn, RS_PREC, RS_HALF, rs_wtab_int16s,
- *          rs_hprep, rs_avx2_hrow, rs_avx2_vrow, rs_avx512_vrow
+ *          rs_hprep, rs_avx2_hrow, rs_avx512_hrow, rs_avx2_vrow,
+ *          rs_avx512_vrow
  *
  * Contract: every kernel gives exactly the bytes of resample.c's scalar
  * arithmetic (int32 sums of 22-bit weights, + 2^21, >> 22, clamped to
  * 0..255); they read only the bytes the scalar code reads, except that
- * the horizontal kernel reads up to 16 bytes from a tap group's first
- * pixel when those stay inside the row (the weights past the taps are 0).
+ * the horizontal kernels read 16 bytes from each tap group's first pixel
+ * when those stay inside the row (the weights past the taps are 0).
  */
 #ifndef ST_RESAMPLE_SIMD_H
 #define ST_RESAMPLE_SIMD_H
@@ -43,17 +44,24 @@ typedef void (*rs_hrow_fn)(const uint8_t *in, uint32_t sw,
 size_t rs_wtab_int16s(uint32_t ow, int ksize);
 
 /* Splits each weight w (0 <= w <= 2^22) into w >> 11 and w & 2047, both
- * int16, laid out for rs_avx2_hrow: per output, per group of taps
- * 4g .. 4g + 3, 16 int16 of high halves then 16 of low ones, each 16 as
- * two 128-bit lanes (taps 4g, 4g + 1 | 4g + 2, 4g + 3) of the pair
- * repeated for 4 channels; taps at or past n[o] weigh 0. Plain C. */
+ * int16, laid out for the hrow kernels, which run `lanes` outputs (one
+ * per 128-bit lane) at a time: per block of lanes outputs (the last
+ * ow % lanes have none), per group g of taps 4g .. 4g + 3, four vectors
+ * (high halves of taps (4g, 4g+1), of (4g+2, 4g+3), then the low halves
+ * of each) of `lanes` 128-bit lanes, lane j for output block + j holding
+ * its pair of weights repeated for 4 channels; taps at or past n[o]
+ * weigh 0. Plain C. */
 void rs_hprep(const int32_t *coef, int ksize, const int32_t *n, uint32_t ow,
-              int16_t *wtab);
+              int lanes, int16_t *wtab);
 
 void rs_avx2_hrow(const uint8_t *in, uint32_t sw, const int32_t *coef,
                   int ksize, const int32_t *lo, const int32_t *n,
                   const int16_t *wtab, uint32_t ow, int flip, int c,
                   uint8_t *out);
+void rs_avx512_hrow(const uint8_t *in, uint32_t sw, const int32_t *coef,
+                    int ksize, const int32_t *lo, const int32_t *n,
+                    const int16_t *wtab, uint32_t ow, int flip, int c,
+                    uint8_t *out);
 void rs_avx2_vrow(const uint8_t *base, size_t stride, const int32_t *k,
                   int32_t taps, uint8_t *out, size_t n);
 void rs_avx512_vrow(const uint8_t *base, size_t stride, const int32_t *k,

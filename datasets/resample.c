@@ -31,6 +31,7 @@
  *                                      int16 halves for the SIMD kernel
  *                                      (resample_simd.h), 16 bytes a tap
  *                                      padded to 4 taps per output
+ *   bg     int32 (max_out_w)           its tap groups per block of outputs
  * kcap = 2 * max_box + 5 * max_out + 8 bounds out * (2 * ceil(support) + 1)
  * for every out <= max_out, box <= max_box (+ a float-rounding margin);
  * tmp_rows = 2 * max_box_h + 6 bounds the rows read (box + support - scale
@@ -57,6 +58,7 @@ struct resample {
     int32_t *coef_y, *lo_y, *n_y; /* (kcap_y), (max_out_h), (max_out_h) */
     uint8_t *tmp;                 /* (tmp_rows, row_cap) */
     int16_t *wtab;                /* (rs_wtab_int16s(max_out_w, ...)) */
+    int32_t *bg;                  /* (max_out_w) tap groups per block */
     rs_vrow_fn vrow;              /* the vertical pass's row kernel */
     rs_hrow_fn hrow;              /* 3-4 channel SIMD row, or NULL */
     int hlanes;                   /* outputs hrow runs at a time */
@@ -88,17 +90,17 @@ static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
 /* Byte offsets of the arena's parts; returns the total. */
 static size_t layout(uint32_t bw, uint32_t bh, uint32_t ow, uint32_t oh,
-                     int c, size_t off[8])
+                     int c, size_t off[9])
 {
-    size_t sz[8] = {
+    size_t sz[9] = {
         kcap(bw, ow) * 4, (size_t)ow * 4, (size_t)ow * 4,
         kcap(bh, oh) * 4, (size_t)oh * 4, (size_t)oh * 4,
         (2 * (size_t)bh + 6) * row_cap(ow, c),
         /* split weights: 16 bytes a tap, taps padded to 4 per output */
-        (kcap(bw, ow) + 3 * (size_t)ow) * 16,
+        (kcap(bw, ow) + 3 * (size_t)ow) * 16, (size_t)ow * 4,
     };
     size_t at = align64(sizeof(struct resample));
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < 9; i++) {
         off[i] = at;
         at += align64(sz[i]);
     }
@@ -108,7 +110,7 @@ static size_t layout(uint32_t bw, uint32_t bh, uint32_t ow, uint32_t oh,
 size_t resample_scratch_bytes(uint32_t max_box_w, uint32_t max_box_h,
                               uint32_t max_out_w, uint32_t max_out_h, int c)
 {
-    size_t off[8];
+    size_t off[9];
     return layout(max_box_w, max_box_h, max_out_w, max_out_h, c, off);
 }
 
@@ -163,7 +165,7 @@ int resample_create(uint32_t max_box_w, uint32_t max_box_h,
                          "1..%u on each side",
                          max_box_w, max_box_h, max_out_w, max_out_h,
                          RS_MAX_SIDE);
-    size_t off[8];
+    size_t off[9];
     size_t total = layout(max_box_w, max_box_h, max_out_w, max_out_h, c, off);
     void *mem = NULL;
     if (posix_memalign(&mem, 64, total) != 0)
@@ -190,6 +192,7 @@ int resample_create(uint32_t max_box_w, uint32_t max_box_h,
     r->n_y = (int32_t *)(base + off[5]);
     r->tmp = base + off[6];
     r->wtab = (int16_t *)(base + off[7]);
+    r->bg = (int32_t *)(base + off[8]);
     int rc = pick_isa(r, err);
     if (rc != 0) {
         free(mem);
@@ -379,10 +382,11 @@ static void hpass_c(const resample *r, const uint8_t *src, uint32_t sw,
 {
     int c = r->c;
     if (r->hrow && c >= 3) {
-        rs_hprep(a->coef, a->ksize, a->n, ow, r->hlanes, r->wtab);
+        rs_hprep(a->coef, a->ksize, a->lo, a->n, ow, r->hlanes, sw, c,
+                 r->wtab, r->bg);
         for (int32_t y = 0; y < rows; y++)
-            r->hrow(src + (size_t)(y0 + y) * stride, sw, a->coef, a->ksize,
-                    a->lo, a->n, r->wtab, ow, flip, c,
+            r->hrow(src + (size_t)(y0 + y) * stride, a->coef, a->ksize, a->lo,
+                    a->n, r->wtab, r->bg, ow, flip, c,
                     out + (size_t)y * out_stride);
         return;
     }

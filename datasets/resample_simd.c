@@ -31,11 +31,30 @@ size_t rs_wtab_int16s(uint32_t ow, int ksize)
     return (size_t)ow * (size_t)((ksize + 3) / 4) * 32;
 }
 
-void rs_hprep(const int32_t *coef, int ksize, const int32_t *n, uint32_t ow,
-              int lanes, int16_t *wtab)
+/* Tap groups a block of outputs o .. o + lanes - 1 runs (the most any of
+ * them needs), or -1 when one of its 16-byte loads would pass the row's
+ * end (the block then goes pixel by pixel). */
+static inline int32_t block_groups(const int32_t *lo, const int32_t *n,
+                                   int lanes, int c, int64_t end)
+{
+    int32_t g = 0;
+    for (int j = 0; j < lanes; j++) {
+        int32_t gj = (n[j] + 3) / 4;
+        g = gj > g ? gj : g;
+    }
+    for (int j = 0; g > 0 && j < lanes; j++)
+        if (((int64_t)lo[j] + 4 * (int64_t)(g - 1)) * c + 16 > end) return -1;
+    return g;
+}
+
+void rs_hprep(const int32_t *coef, int ksize, const int32_t *lo,
+              const int32_t *n, uint32_t ow, int lanes, uint32_t sw, int c,
+              int16_t *wtab, int32_t *bg)
 {
     int groups = (ksize + 3) / 4;
-    for (uint32_t b = 0; b + (uint32_t)lanes <= ow; b += (uint32_t)lanes)
+    for (uint32_t b = 0; b + (uint32_t)lanes <= ow; b += (uint32_t)lanes) {
+        bg[b / (uint32_t)lanes] =
+            block_groups(lo + b, n + b, lanes, c, (int64_t)sw * c);
         for (int g = 0; g < groups; g++)
             for (int v = 0; v < 4; v++)
                 for (int j = 0; j < lanes; j++) {
@@ -53,6 +72,7 @@ void rs_hprep(const int32_t *coef, int ksize, const int32_t *n, uint32_t ow,
                         w[ch * 2 + 1] = (int16_t)(v < 2 ? w1 >> 11 : w1 & 2047);
                     }
                 }
+    }
 }
 
 /* The scalar pixel (resample.c's hpix) for outputs whose 16-byte loads
@@ -82,22 +102,6 @@ static void hmask(int c, int half, int8_t m[16])
         m[ch * 4 + 2] = ch < c ? (int8_t)(first + c) : -128;
         m[ch * 4 + 3] = -128;
     }
-}
-
-/* Tap groups a block of outputs o .. o + lanes - 1 runs (the most any of
- * them needs), or -1 when one of its 16-byte loads would pass the row's
- * end (the block then goes pixel by pixel). */
-static inline int32_t block_groups(const int32_t *lo, const int32_t *n,
-                                   int lanes, int c, int64_t end)
-{
-    int32_t g = 0;
-    for (int j = 0; j < lanes; j++) {
-        int32_t gj = (n[j] + 3) / 4;
-        g = gj > g ? gj : g;
-    }
-    for (int j = 0; g > 0 && j < lanes; j++)
-        if (((int64_t)lo[j] + 4 * (int64_t)(g - 1)) * c + 16 > end) return -1;
-    return g;
 }
 
 /* 4 or 3 bytes of each of the 4 pixels in the low dwords of v, stored
@@ -151,10 +155,10 @@ hblock2(const uint8_t *in, int c, const int32_t *lo, int32_t g,
     return RS_FINISH(256, ah, al);
 }
 
-RS_AVX2 void rs_avx2_hrow(const uint8_t *in, uint32_t sw, const int32_t *coef,
+RS_AVX2 void rs_avx2_hrow(const uint8_t *in, const int32_t *coef,
                           int ksize, const int32_t *lo, const int32_t *n,
-                          const int16_t *wtab, uint32_t ow, int flip, int c,
-                          uint8_t *out)
+                          const int16_t *wtab, const int32_t *bg, uint32_t ow,
+                          int flip, int c, uint8_t *out)
 {
     int8_t m[32];
     hmask(c, 0, m);
@@ -162,11 +166,9 @@ RS_AVX2 void rs_avx2_hrow(const uint8_t *in, uint32_t sw, const int32_t *coef,
     const __m256i ma = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)m));
     const __m256i mb = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(m + 16)));
     const size_t bstride = (size_t)((ksize + 3) / 4) * 64;
-    const int64_t end = (int64_t)sw * c;
     uint32_t o = 0;
     for (; o + 4 <= ow; o += 4) {
-        int32_t g0 = block_groups(lo + o, n + o, 2, c, end);
-        int32_t g1 = block_groups(lo + o + 2, n + o + 2, 2, c, end);
+        int32_t g0 = bg[o / 2], g1 = bg[o / 2 + 1];
         uint8_t *q = out + (size_t)(flip ? ow - 4 - o : o) * c;
         if (g0 < 0 || g1 < 0) {
             for (uint32_t j = 0; j < 4; j++)
@@ -213,11 +215,10 @@ hblock4(const uint8_t *in, int c, const int32_t *lo, int32_t g,
     return RS_FINISH(512, ah, al);
 }
 
-RS_AVX512 void rs_avx512_hrow(const uint8_t *in, uint32_t sw,
-                              const int32_t *coef, int ksize,
+RS_AVX512 void rs_avx512_hrow(const uint8_t *in, const int32_t *coef, int ksize,
                               const int32_t *lo, const int32_t *n,
-                              const int16_t *wtab, uint32_t ow, int flip,
-                              int c, uint8_t *out)
+                              const int16_t *wtab, const int32_t *bg,
+                              uint32_t ow, int flip, int c, uint8_t *out)
 {
     int8_t m[32];
     hmask(c, 0, m);
@@ -229,10 +230,9 @@ RS_AVX512 void rs_avx512_hrow(const uint8_t *in, uint32_t sw,
     const __m512i rev = _mm512_setr_epi32(12, 8, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0,
                                           0, 0, 0, 0);
     const size_t bstride = (size_t)((ksize + 3) / 4) * 128;
-    const int64_t end = (int64_t)sw * c;
     uint32_t o = 0;
     for (; o + 4 <= ow; o += 4) {
-        int32_t g = block_groups(lo + o, n + o, 4, c, end);
+        int32_t g = bg[o / 4];
         if (g < 0) {
             for (uint32_t j = 0; j < 4; j++)
                 hpix_c(in, coef + (size_t)(o + j) * ksize, lo[o + j], n[o + j],

@@ -385,8 +385,8 @@ static void hpass_c(const resample *r, const uint8_t *src, uint32_t sw,
         rs_hprep(a->coef, a->ksize, a->lo, a->n, ow, r->hlanes, sw, c,
                  r->wtab, r->bg);
         for (int32_t y = 0; y < rows; y++)
-            r->hrow(src + (size_t)(y0 + y) * stride, a->coef, a->ksize, a->lo,
-                    a->n, r->wtab, r->bg, ow, flip, c,
+            r->hrow(src + (size_t)(y0 + y) * stride, sw, a->coef, a->ksize,
+                    a->lo, a->n, r->wtab, r->bg, ow, flip, c,
                     out + (size_t)y * out_stride);
         return;
     }

@@ -31,9 +31,9 @@ size_t rs_wtab_int16s(uint32_t ow, int ksize)
     return (size_t)ow * (size_t)((ksize + 3) / 4) * 32;
 }
 
-/* Tap groups a block of outputs o .. o + lanes - 1 runs (the most any of
- * them needs), or -1 when one of its 16-byte loads would pass the row's
- * end (the block then goes pixel by pixel). */
+/* Tap groups g a block of outputs o .. o + lanes - 1 runs (the most any
+ * of them needs), or -g - 2 when one of its 16-byte loads would pass the
+ * row's end (the block then goes pixel by pixel, or masked). */
 static inline int32_t block_groups(const int32_t *lo, const int32_t *n,
                                    int lanes, int c, int64_t end)
 {
@@ -43,7 +43,8 @@ static inline int32_t block_groups(const int32_t *lo, const int32_t *n,
         g = gj > g ? gj : g;
     }
     for (int j = 0; g > 0 && j < lanes; j++)
-        if (((int64_t)lo[j] + 4 * (int64_t)(g - 1)) * c + 16 > end) return -1;
+        if (((int64_t)lo[j] + 4 * (int64_t)(g - 1)) * c + 16 > end)
+            return -g - 2;
     return g;
 }
 
@@ -155,7 +156,7 @@ hblock2(const uint8_t *in, int c, const int32_t *lo, int32_t g,
     return RS_FINISH(256, ah, al);
 }
 
-RS_AVX2 void rs_avx2_hrow(const uint8_t *in, const int32_t *coef,
+RS_AVX2 void rs_avx2_hrow(const uint8_t *in, uint32_t sw, const int32_t *coef,
                           int ksize, const int32_t *lo, const int32_t *n,
                           const int16_t *wtab, const int32_t *bg, uint32_t ow,
                           int flip, int c, uint8_t *out)
@@ -166,6 +167,7 @@ RS_AVX2 void rs_avx2_hrow(const uint8_t *in, const int32_t *coef,
     const __m256i ma = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)m));
     const __m256i mb = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(m + 16)));
     const size_t bstride = (size_t)((ksize + 3) / 4) * 64;
+    (void)sw;
     uint32_t o = 0;
     for (; o + 4 <= ow; o += 4) {
         int32_t g0 = bg[o / 2], g1 = bg[o / 2 + 1];
@@ -191,20 +193,46 @@ RS_AVX2 void rs_avx2_hrow(const uint8_t *in, const int32_t *coef,
                out + (size_t)(flip ? ow - 1 - o : o) * c);
 }
 
-/* Four outputs, one per 128-bit lane (hblock2 on 512 bits). */
+/* 16 bytes at in + off, those at or past end read as 0 (masked, so
+ * nothing past the row is touched). */
+static inline RS_AVX512 __attribute__((always_inline)) __m128i
+load_upto(const uint8_t *in, int64_t off, int64_t end)
+{
+    int64_t left = end - off;
+    __mmask16 m = left >= 16  ? (__mmask16)0xffff
+                  : left <= 0 ? (__mmask16)0
+                              : (__mmask16)((1u << left) - 1);
+    return _mm_maskz_loadu_epi8(m, in + (left > 0 ? off : 0));
+}
+
+/* Four outputs, one per 128-bit lane (hblock2 on 512 bits); edge: the
+ * block's loads may pass the row's end (end bytes), so they are masked. */
 static inline RS_AVX512 __attribute__((always_inline)) __m512i
 hblock4(const uint8_t *in, int c, const int32_t *lo, int32_t g,
-        const int16_t *w, __m512i ma, __m512i mb)
+        const int16_t *w, __m512i ma, __m512i mb, const int edge,
+        int64_t end)
 {
-    const uint8_t *p0 = in + (size_t)lo[0] * c, *p1 = in + (size_t)lo[1] * c;
-    const uint8_t *p2 = in + (size_t)lo[2] * c, *p3 = in + (size_t)lo[3] * c;
+    int64_t o0 = (int64_t)lo[0] * c, o1 = (int64_t)lo[1] * c;
+    int64_t o2 = (int64_t)lo[2] * c, o3 = (int64_t)lo[3] * c;
     __m512i ah = _mm512_setzero_si512(), al = _mm512_setzero_si512();
     for (int32_t i = 0; i < g; i++, w += 128) {
-        size_t d = (size_t)i * 4 * c;
-        __m512i x = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p0 + d)));
-        x = _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)(p1 + d)), 1);
-        x = _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)(p2 + d)), 2);
-        x = _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)(p3 + d)), 3);
+        int64_t d = (int64_t)i * 4 * c;
+        __m128i l0, l1, l2, l3;
+        if (edge) {
+            l0 = load_upto(in, o0 + d, end);
+            l1 = load_upto(in, o1 + d, end);
+            l2 = load_upto(in, o2 + d, end);
+            l3 = load_upto(in, o3 + d, end);
+        } else {
+            l0 = _mm_loadu_si128((const __m128i *)(in + o0 + d));
+            l1 = _mm_loadu_si128((const __m128i *)(in + o1 + d));
+            l2 = _mm_loadu_si128((const __m128i *)(in + o2 + d));
+            l3 = _mm_loadu_si128((const __m128i *)(in + o3 + d));
+        }
+        __m512i x = _mm512_castsi128_si512(l0);
+        x = _mm512_inserti32x4(x, l1, 1);
+        x = _mm512_inserti32x4(x, l2, 2);
+        x = _mm512_inserti32x4(x, l3, 3);
         __m512i xa = _mm512_shuffle_epi8(x, ma), xb = _mm512_shuffle_epi8(x, mb);
         const __m512i *wv = (const __m512i *)w;
         ah = _mm512_add_epi32(ah, _mm512_add_epi32(_mm512_madd_epi16(xa, wv[0]),
@@ -215,7 +243,8 @@ hblock4(const uint8_t *in, int c, const int32_t *lo, int32_t g,
     return RS_FINISH(512, ah, al);
 }
 
-RS_AVX512 void rs_avx512_hrow(const uint8_t *in, const int32_t *coef, int ksize,
+RS_AVX512 void rs_avx512_hrow(const uint8_t *in, uint32_t sw,
+                              const int32_t *coef, int ksize,
                               const int32_t *lo, const int32_t *n,
                               const int16_t *wtab, const int32_t *bg,
                               uint32_t ow, int flip, int c, uint8_t *out)
@@ -230,16 +259,13 @@ RS_AVX512 void rs_avx512_hrow(const uint8_t *in, const int32_t *coef, int ksize,
     const __m512i rev = _mm512_setr_epi32(12, 8, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0,
                                           0, 0, 0, 0);
     const size_t bstride = (size_t)((ksize + 3) / 4) * 128;
+    const int64_t end = (int64_t)sw * c;
     uint32_t o = 0;
     for (; o + 4 <= ow; o += 4) {
         int32_t g = bg[o / 4];
-        if (g < 0) {
-            for (uint32_t j = 0; j < 4; j++)
-                hpix_c(in, coef + (size_t)(o + j) * ksize, lo[o + j], n[o + j],
-                       c, out + (size_t)(flip ? ow - 1 - o - j : o + j) * c);
-            continue;
-        }
-        __m512i v = hblock4(in, c, lo + o, g, wtab + o / 4 * bstride, ma, mb);
+        const int16_t *w = wtab + o / 4 * bstride;
+        __m512i v = g >= 0 ? hblock4(in, c, lo + o, g, w, ma, mb, 0, 0)
+                           : hblock4(in, c, lo + o, -g - 2, w, ma, mb, 1, end);
         v = _mm512_permutexvar_epi32(flip ? rev : fwd, v);
         store4(_mm512_castsi512_si128(v), c,
                out + (size_t)(flip ? ow - 4 - o : o) * c);

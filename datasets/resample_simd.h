@@ -30,11 +30,11 @@ typedef void (*rs_vrow_fn)(const uint8_t *base, size_t stride,
                            size_t n);
 
 /* One source row through the horizontal filter, c = 3 or 4 channels:
- * output o (taps lo[o] .. lo[o] + n[o] - 1 of in; int32 weights
+ * output o (taps lo[o] .. lo[o] + n[o] - 1 of in, sw pixels; int32 weights
  * coef[o * ksize ..]; their split int16 form in wtab and the blocks' tap
  * groups in bg, see rs_hprep) to out at o, or at ow - 1 - o when flip. */
-typedef void (*rs_hrow_fn)(const uint8_t *in, const int32_t *coef,
-                           int ksize, const int32_t *lo, const int32_t *n,
+typedef void (*rs_hrow_fn)(const uint8_t *in, uint32_t sw,
+                           const int32_t *coef, int ksize, const int32_t *lo, const int32_t *n,
                            const int16_t *wtab, const int32_t *bg,
                            uint32_t ow, int flip, int c, uint8_t *out);
 
@@ -50,18 +50,19 @@ size_t rs_wtab_int16s(uint32_t ow, int ksize);
  * of each) of `lanes` 128-bit lanes, lane j for output block + j holding
  * its pair of weights repeated for 4 channels; taps at or past n[o]
  * weigh 0. bg[b] (ow / lanes of them): the tap groups block b runs (the
- * most any of its outputs needs), or -1 when a 16-byte load would pass
- * the end of the row of sw pixels of c channels (the block then goes
- * pixel by pixel). Plain C. */
+ * most any of its outputs needs) g, or -g - 2 when a 16-byte load would
+ * pass the end of the row of sw pixels of c channels (the block then goes
+ * pixel by pixel, or with masked loads). Plain C. */
 void rs_hprep(const int32_t *coef, int ksize, const int32_t *lo,
               const int32_t *n, uint32_t ow, int lanes, uint32_t sw, int c,
               int16_t *wtab, int32_t *bg);
 
-void rs_avx2_hrow(const uint8_t *in, const int32_t *coef, int ksize,
-                  const int32_t *lo, const int32_t *n, const int16_t *wtab,
+void rs_avx2_hrow(const uint8_t *in, uint32_t sw, const int32_t *coef,
+                  int ksize, const int32_t *lo, const int32_t *n, const int16_t *wtab,
                   const int32_t *bg, uint32_t ow, int flip, int c,
                   uint8_t *out);
-void rs_avx512_hrow(const uint8_t *in, const int32_t *coef, int ksize,
+void rs_avx512_hrow(const uint8_t *in, uint32_t sw, const int32_t *coef,
+                    int ksize,
                     const int32_t *lo, const int32_t *n, const int16_t *wtab,
                     const int32_t *bg, uint32_t ow, int flip, int c,
                     uint8_t *out);

@@ -48,31 +48,40 @@ static inline int32_t block_groups(const int32_t *lo, const int32_t *n,
     return g;
 }
 
-void rs_hprep(const int32_t *coef, int ksize, const int32_t *lo,
-              const int32_t *n, uint32_t ow, int lanes, uint32_t sw, int c,
-              int16_t *wtab, int32_t *bg)
+RS_AVX2 void rs_hprep(const int32_t *coef, int ksize, const int32_t *lo,
+                      const int32_t *n, uint32_t ow, int lanes, uint32_t sw,
+                      int c, int16_t *wtab, int32_t *bg)
 {
-    int groups = (ksize + 3) / 4;
+    const int groups = (ksize + 3) / 4;
+    const size_t vstride = (size_t)lanes * 8; /* int16s of one vector */
+    const __m128i iota = _mm_setr_epi32(0, 1, 2, 3);
     for (uint32_t b = 0; b + (uint32_t)lanes <= ow; b += (uint32_t)lanes) {
         bg[b / (uint32_t)lanes] =
             block_groups(lo + b, n + b, lanes, c, (int64_t)sw * c);
-        for (int g = 0; g < groups; g++)
-            for (int v = 0; v < 4; v++)
-                for (int j = 0; j < lanes; j++) {
-                    uint32_t o = b + (uint32_t)j;
-                    const int32_t *k = coef + (size_t)o * (size_t)ksize;
-                    int16_t *w = wtab + ((((size_t)b / (size_t)lanes *
-                                               (size_t)groups + (size_t)g) *
-                                              4 + (size_t)v) *
-                                             (size_t)lanes + (size_t)j) * 8;
-                    int t0 = 4 * g + (v & 1) * 2;
-                    int32_t w0 = t0 < n[o] ? k[t0] : 0;
-                    int32_t w1 = t0 + 1 < n[o] ? k[t0 + 1] : 0;
-                    for (int ch = 0; ch < 4; ch++) {
-                        w[ch * 2] = (int16_t)(v < 2 ? w0 >> 11 : w0 & 2047);
-                        w[ch * 2 + 1] = (int16_t)(v < 2 ? w1 >> 11 : w1 & 2047);
-                    }
-                }
+        int16_t *blk = wtab + (size_t)b / (size_t)lanes * (size_t)groups * 4 *
+                                  vstride;
+        for (int j = 0; j < lanes; j++) {
+            const int32_t *k = coef + (size_t)(b + (uint32_t)j) * ksize;
+            __m128i nn = _mm_set1_epi32(n[b + (uint32_t)j]);
+            for (int g = 0; g < groups; g++) {
+                /* taps 4g .. 4g + 3, those at or past n read as 0 */
+                __m128i live = _mm_cmpgt_epi32(
+                    nn, _mm_add_epi32(iota, _mm_set1_epi32(4 * g)));
+                __m128i w = _mm_maskload_epi32(k + 4 * g, live);
+                /* int16 h0 h1 h2 h3 l0 l1 l2 l3: dwords (h0,h1) (h2,h3)
+                 * (l0,l1) (l2,l3), each repeated over a lane */
+                __m128i hl = _mm_packs_epi32(
+                    _mm_srli_epi32(w, 11), _mm_and_si128(w, _mm_set1_epi32(2047)));
+                int16_t *d = blk + (size_t)g * 4 * vstride + (size_t)j * 8;
+                _mm_storeu_si128((__m128i *)d, _mm_shuffle_epi32(hl, 0x00));
+                _mm_storeu_si128((__m128i *)(d + vstride),
+                                 _mm_shuffle_epi32(hl, 0x55));
+                _mm_storeu_si128((__m128i *)(d + 2 * vstride),
+                                 _mm_shuffle_epi32(hl, 0xaa));
+                _mm_storeu_si128((__m128i *)(d + 3 * vstride),
+                                 _mm_shuffle_epi32(hl, 0xff));
+            }
+        }
     }
 }
 

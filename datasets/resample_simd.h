@@ -52,7 +52,7 @@ size_t rs_wtab_int16s(uint32_t ow, int ksize);
  * weigh 0. bg[b] (ow / lanes of them): the tap groups block b runs (the
  * most any of its outputs needs) g, or -g - 2 when a 16-byte load would
  * pass the end of the row of sw pixels of c channels (the block then goes
- * pixel by pixel, or with masked loads). Plain C. */
+ * pixel by pixel, or with masked loads). Needs AVX2. */
 void rs_hprep(const int32_t *coef, int ksize, const int32_t *lo,
               const int32_t *n, uint32_t ow, int lanes, uint32_t sw, int c,
               int16_t *wtab, int32_t *bg);

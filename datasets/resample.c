@@ -57,7 +57,7 @@ struct resample {
     int32_t *coef_x, *lo_x, *n_x; /* (kcap_x), (max_out_w), (max_out_w) */
     int32_t *coef_y, *lo_y, *n_y; /* (kcap_y), (max_out_h), (max_out_h) */
     uint8_t *tmp;                 /* (tmp_rows, row_cap) */
-    int16_t *wtab;                /* (rs_wtab_int16s(max_out_w, ...)) */
+    int16_t *wtab;                /* split taps, see rs_hprep */
     int32_t *bg;                  /* (max_out_w) tap groups per block */
     rs_vrow_fn vrow;              /* the vertical pass's row kernel */
     rs_hrow_fn hrow;              /* 3-4 channel SIMD row, or NULL */

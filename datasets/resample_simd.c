@@ -7,9 +7,12 @@
  *   _mm256_madd_epi16 (pixel pairs times weight pairs, summed into int32)
  *   give sum(p * w_hi) and sum(p * w_lo), and (hi << 11) + lo is the
  *   scalar int32 sum exactly (every term is >= 0 and the total < 2^31).
- *   One output pixel at a time, 4 taps per step: 16 source bytes
- *   broadcast to both 128-bit lanes, one byte shuffle puts taps (0, 1) of
- *   each channel as int16 pairs in lane 0 and taps (2, 3) in lane 1.
+ *   One output pixel per 128-bit lane (2 with AVX2, 4 with AVX-512), 4
+ *   taps per step: each lane loads 16 source bytes from its pixel's tap
+ *   group, two byte shuffles put taps (0, 1) and (2, 3) of each channel
+ *   as int16 pairs, multiplied by weights laid out by rs_hprep once per
+ *   run. Blocks whose loads would pass the row's end go pixel by pixel
+ *   (AVX2) or with masked loads (AVX-512); so do the last ow % lanes.
  * - the vertical pass in int32 (_mm256_mullo_epi32 / _mm512_mullo_epi32)
  *   over 32 / 64 columns per block, the sums in registers across taps.
  * Each function carries its ISA as a target attribute, so this file
@@ -25,11 +28,6 @@
 #define RS_AVX512 __attribute__((target("avx2,avx512f,avx512bw,avx512vl")))
 
 /* ---- horizontal ---------------------------------------------------------- */
-
-size_t rs_wtab_int16s(uint32_t ow, int ksize)
-{
-    return (size_t)ow * (size_t)((ksize + 3) / 4) * 32;
-}
 
 /* Tap groups g a block of outputs o .. o + lanes - 1 runs (the most any
  * of them needs), or -g - 2 when one of its 16-byte loads would pass the
@@ -70,8 +68,9 @@ RS_AVX2 void rs_hprep(const int32_t *coef, int ksize, const int32_t *lo,
                 __m128i w = _mm_maskload_epi32(k + 4 * g, live);
                 /* int16 h0 h1 h2 h3 l0 l1 l2 l3: dwords (h0,h1) (h2,h3)
                  * (l0,l1) (l2,l3), each repeated over a lane */
-                __m128i hl = _mm_packs_epi32(
-                    _mm_srli_epi32(w, 11), _mm_and_si128(w, _mm_set1_epi32(2047)));
+                __m128i hl =
+                    _mm_packs_epi32(_mm_srli_epi32(w, 11),
+                                    _mm_and_si128(w, _mm_set1_epi32(2047)));
                 int16_t *d = blk + (size_t)g * 4 * vstride + (size_t)j * 8;
                 _mm_storeu_si128((__m128i *)d, _mm_shuffle_epi32(hl, 0x00));
                 _mm_storeu_si128((__m128i *)(d + vstride),
@@ -155,12 +154,13 @@ hblock2(const uint8_t *in, int c, const int32_t *lo, int32_t g,
         __m256i x = _mm256_inserti128_si256(
             _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)p0)),
             _mm_loadu_si128((const __m128i *)p1), 1);
-        __m256i xa = _mm256_shuffle_epi8(x, ma), xb = _mm256_shuffle_epi8(x, mb);
+        __m256i xa = _mm256_shuffle_epi8(x, ma);
+        __m256i xb = _mm256_shuffle_epi8(x, mb);
         const __m256i *wv = (const __m256i *)w;
-        ah = _mm256_add_epi32(ah, _mm256_add_epi32(_mm256_madd_epi16(xa, wv[0]),
-                                                   _mm256_madd_epi16(xb, wv[1])));
-        al = _mm256_add_epi32(al, _mm256_add_epi32(_mm256_madd_epi16(xa, wv[2]),
-                                                   _mm256_madd_epi16(xb, wv[3])));
+        ah = _mm256_add_epi32(ah, _mm256_madd_epi16(xa, wv[0]));
+        ah = _mm256_add_epi32(ah, _mm256_madd_epi16(xb, wv[1]));
+        al = _mm256_add_epi32(al, _mm256_madd_epi16(xa, wv[2]));
+        al = _mm256_add_epi32(al, _mm256_madd_epi16(xb, wv[3]));
     }
     return RS_FINISH(256, ah, al);
 }
@@ -173,8 +173,10 @@ RS_AVX2 void rs_avx2_hrow(const uint8_t *in, uint32_t sw, const int32_t *coef,
     int8_t m[32];
     hmask(c, 0, m);
     hmask(c, 1, m + 16);
-    const __m256i ma = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)m));
-    const __m256i mb = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(m + 16)));
+    const __m256i ma =
+        _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)m));
+    const __m256i mb =
+        _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(m + 16)));
     const size_t bstride = (size_t)((ksize + 3) / 4) * 64;
     (void)sw;
     uint32_t o = 0;
@@ -242,12 +244,13 @@ hblock4(const uint8_t *in, int c, const int32_t *lo, int32_t g,
         x = _mm512_inserti32x4(x, l1, 1);
         x = _mm512_inserti32x4(x, l2, 2);
         x = _mm512_inserti32x4(x, l3, 3);
-        __m512i xa = _mm512_shuffle_epi8(x, ma), xb = _mm512_shuffle_epi8(x, mb);
+        __m512i xa = _mm512_shuffle_epi8(x, ma);
+        __m512i xb = _mm512_shuffle_epi8(x, mb);
         const __m512i *wv = (const __m512i *)w;
-        ah = _mm512_add_epi32(ah, _mm512_add_epi32(_mm512_madd_epi16(xa, wv[0]),
-                                                   _mm512_madd_epi16(xb, wv[1])));
-        al = _mm512_add_epi32(al, _mm512_add_epi32(_mm512_madd_epi16(xa, wv[2]),
-                                                   _mm512_madd_epi16(xb, wv[3])));
+        ah = _mm512_add_epi32(ah, _mm512_madd_epi16(xa, wv[0]));
+        ah = _mm512_add_epi32(ah, _mm512_madd_epi16(xb, wv[1]));
+        al = _mm512_add_epi32(al, _mm512_madd_epi16(xa, wv[2]));
+        al = _mm512_add_epi32(al, _mm512_madd_epi16(xb, wv[3]));
     }
     return RS_FINISH(512, ah, al);
 }
@@ -261,8 +264,10 @@ RS_AVX512 void rs_avx512_hrow(const uint8_t *in, uint32_t sw,
     int8_t m[32];
     hmask(c, 0, m);
     hmask(c, 1, m + 16);
-    const __m512i ma = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)m));
-    const __m512i mb = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(m + 16)));
+    const __m512i ma =
+        _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)m));
+    const __m512i mb =
+        _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(m + 16)));
     const __m512i fwd = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0,
                                           0, 0, 0, 0);
     const __m512i rev = _mm512_setr_epi32(12, 8, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -321,9 +326,9 @@ RS_AVX2 void rs_avx2_vrow(const uint8_t *base, size_t stride, const int32_t *k,
         const uint8_t *p = base + i;
         for (int32_t t = 0; t < taps; t++, p += stride)
             a = _mm256_add_epi32(
-                a, _mm256_mullo_epi32(
-                       _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)),
-                       _mm256_set1_epi32(k[t])));
+                a, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                                          (const __m128i *)p)),
+                                      _mm256_set1_epi32(k[t])));
         a = _mm256_srai_epi32(a, RS_PREC);
         __m256i b = _mm256_packus_epi16(_mm256_packus_epi32(a, a),
                                         _mm256_setzero_si256());
@@ -347,8 +352,9 @@ vcol16(const uint8_t *p, size_t stride, const int32_t *k, int32_t taps,
     __m512i a = _mm512_set1_epi32(RS_HALF);
     for (int32_t t = 0; t < taps; t++, p += stride)
         a = _mm512_add_epi32(
-            a, _mm512_mullo_epi32(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, p)),
-                                  _mm512_set1_epi32(k[t])));
+            a, _mm512_mullo_epi32(
+                   _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, p)),
+                   _mm512_set1_epi32(k[t])));
     a = _mm512_max_epi32(_mm512_srai_epi32(a, RS_PREC), _mm512_setzero_si512());
     _mm_mask_storeu_epi8(out, m, _mm512_cvtusepi32_epi8(a));
 }
@@ -357,7 +363,8 @@ RS_AVX512 void rs_avx512_vrow(const uint8_t *base, size_t stride,
                               const int32_t *k, int32_t taps, uint8_t *out,
                               size_t n)
 {
-    const __m512i half = _mm512_set1_epi32(RS_HALF), zero = _mm512_setzero_si512();
+    const __m512i half = _mm512_set1_epi32(RS_HALF);
+    const __m512i zero = _mm512_setzero_si512();
     size_t i = 0;
     for (; i + 64 <= n; i += 64) {
         __m512i a0 = half, a1 = half, a2 = half, a3 = half;

@@ -4,9 +4,8 @@
  * -march=x86-64-v2; resample_create calls one only after
  * __builtin_cpu_supports said the CPU has it.
  *
- * defines: rs_vrow_fn, rs_hrow_fn, RS_PREC, RS_HALF, rs_wtab_int16s,
- *          rs_hprep, rs_avx2_hrow, rs_avx512_hrow, rs_avx2_vrow,
- *          rs_avx512_vrow
+ * defines: rs_vrow_fn, rs_hrow_fn, RS_PREC, RS_HALF, rs_hprep,
+ *          rs_avx2_hrow, rs_avx512_hrow, rs_avx2_vrow, rs_avx512_vrow
  *
  * Contract: every kernel gives exactly the bytes of resample.c's scalar
  * arithmetic (int32 sums of 22-bit weights, + 2^21, >> 22, clamped to
@@ -34,13 +33,10 @@ typedef void (*rs_vrow_fn)(const uint8_t *base, size_t stride,
  * coef[o * ksize ..]; their split int16 form in wtab and the blocks' tap
  * groups in bg, see rs_hprep) to out at o, or at ow - 1 - o when flip. */
 typedef void (*rs_hrow_fn)(const uint8_t *in, uint32_t sw,
-                           const int32_t *coef, int ksize, const int32_t *lo, const int32_t *n,
+                           const int32_t *coef, int ksize,
+                           const int32_t *lo, const int32_t *n,
                            const int16_t *wtab, const int32_t *bg,
                            uint32_t ow, int flip, int c, uint8_t *out);
-
-/* int16s rs_hprep writes for ow outputs of ksize taps: 32 per group of 4
- * taps (ceil(ksize / 4) groups per output). */
-size_t rs_wtab_int16s(uint32_t ow, int ksize);
 
 /* Splits each weight w (0 <= w <= 2^22) into w >> 11 and w & 2047, both
  * int16, laid out for the hrow kernels, which run `lanes` outputs (one
@@ -52,20 +48,20 @@ size_t rs_wtab_int16s(uint32_t ow, int ksize);
  * weigh 0. bg[b] (ow / lanes of them): the tap groups block b runs (the
  * most any of its outputs needs) g, or -g - 2 when a 16-byte load would
  * pass the end of the row of sw pixels of c channels (the block then goes
- * pixel by pixel, or with masked loads). Needs AVX2. */
+ * pixel by pixel, or with masked loads). wtab: 64-byte aligned, 32
+ * int16s per group of 4 taps (ceil(ksize / 4)) per output. Needs AVX2. */
 void rs_hprep(const int32_t *coef, int ksize, const int32_t *lo,
               const int32_t *n, uint32_t ow, int lanes, uint32_t sw, int c,
               int16_t *wtab, int32_t *bg);
 
 void rs_avx2_hrow(const uint8_t *in, uint32_t sw, const int32_t *coef,
-                  int ksize, const int32_t *lo, const int32_t *n, const int16_t *wtab,
-                  const int32_t *bg, uint32_t ow, int flip, int c,
-                  uint8_t *out);
+                  int ksize, const int32_t *lo, const int32_t *n,
+                  const int16_t *wtab, const int32_t *bg, uint32_t ow,
+                  int flip, int c, uint8_t *out);
 void rs_avx512_hrow(const uint8_t *in, uint32_t sw, const int32_t *coef,
-                    int ksize,
-                    const int32_t *lo, const int32_t *n, const int16_t *wtab,
-                    const int32_t *bg, uint32_t ow, int flip, int c,
-                    uint8_t *out);
+                    int ksize, const int32_t *lo, const int32_t *n,
+                    const int16_t *wtab, const int32_t *bg, uint32_t ow,
+                    int flip, int c, uint8_t *out);
 void rs_avx2_vrow(const uint8_t *base, size_t stride, const int32_t *k,
                   int32_t taps, uint8_t *out, size_t n);
 void rs_avx512_vrow(const uint8_t *base, size_t stride, const int32_t *k,

@@ -86,16 +86,16 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof src; i++) /* smooth-ish content */
         src[i] = (uint8_t)(128 + 100 * sin(i * 0.001) + 20 * uni());
     for (int i = 0; i < NBOX; i++) rrc_box(box[i]);
-    const char *isas[] = {"scalar", "avx2", "avx512"};
+    const char *isas[] = {"scalar", "avx2", "avx512", "avx512vnni"};
     double base = 0;
-    printf("kernel   ms/image (median of %d runs of ~%.1f s)  speedup  bytes\n",
+    printf("kernel     ms/image (median of %d runs of ~%.1f s)  speedup  bytes\n",
            RUNS, secs);
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
         setenv("ST_RESAMPLE_ISA", isas[k], 1);
         resample *r = NULL;
         st_error err = {0, ""};
         if (resample_create(SW, SH, OUT, OUT, 3, &r, &err) != 0) {
-            printf("%-8s skipped: %s\n", isas[k], err.msg);
+            printf("%-10s skipped: %s\n", isas[k], err.msg);
             continue;
         }
         if (run_all(r, src, box, k == 0 ? ref : out, &err) != 0) {
@@ -116,7 +116,7 @@ int main(int argc, char **argv)
         }
         qsort(t, RUNS, sizeof t[0], cmp_d);
         if (k == 0) base = t[RUNS / 2];
-        printf("%-8s %.4f (min %.4f, max %.4f)             %.2fx    %s\n",
+        printf("%-10s %.4f (min %.4f, max %.4f)             %.2fx    %s\n",
                isas[k], t[RUNS / 2], t[0], t[RUNS - 1], base / t[RUNS / 2],
                same ? "= scalar" : "DIFFER");
         resample_destroy(r);

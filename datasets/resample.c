@@ -114,8 +114,8 @@ size_t resample_scratch_bytes(uint32_t max_box_w, uint32_t max_box_h,
     return layout(max_box_w, max_box_h, max_out_w, max_out_h, c, off);
 }
 
-/* The kernels: ST_RESAMPLE_ISA (scalar, avx2 or avx512; unset, empty or
- * auto: the best this CPU has) read once here. Forcing an ISA the CPU
+/* The kernels: ST_RESAMPLE_ISA (scalar, avx2, avx512 or avx512vnni;
+ * unset, empty or auto: the best this CPU has) read once here. Forcing an ISA the CPU
  * lacks is an error, not a silent fallback. */
 static int pick_isa(resample *r, st_error *err)
 {
@@ -123,9 +123,13 @@ static int pick_isa(resample *r, st_error *err)
     int has512 = has2 && __builtin_cpu_supports("avx512f") &&
                  __builtin_cpu_supports("avx512bw") &&
                  __builtin_cpu_supports("avx512vl");
+    int hasvnni = has512 && __builtin_cpu_supports("avx512vnni");
     const char *want = getenv("ST_RESAMPLE_ISA");
     if (!want || !*want || strcmp(want, "auto") == 0)
-        want = has512 ? "avx512" : has2 ? "avx2" : "scalar";
+        want = hasvnni  ? "avx512vnni"
+               : has512 ? "avx512"
+               : has2   ? "avx2"
+                        : "scalar";
     if (strcmp(want, "scalar") == 0) {
         r->vrow = vrow_c;
         r->hrow = NULL;
@@ -140,11 +144,17 @@ static int pick_isa(resample *r, st_error *err)
         r->hrow = rs_avx512_hrow;
         r->hlanes = 4;
         r->isa = "avx512";
+    } else if (strcmp(want, "avx512vnni") == 0 && hasvnni) {
+        r->vrow = rs_avx512_vrow;
+        r->hrow = rs_avx512vnni_hrow;
+        r->hlanes = 4;
+        r->isa = "avx512vnni";
     } else {
         return st_seterr(err, ST_EINVAL, "resample: ST_RESAMPLE_ISA=%s: "
-                         "expected scalar, avx2 or avx512, and one this CPU "
-                         "has (avx2: %s, avx512bw/vl: %s)", want,
-                         has2 ? "yes" : "no", has512 ? "yes" : "no");
+                         "expected scalar, avx2, avx512 or avx512vnni, and "
+                         "one this CPU has (avx2: %s, avx512bw/vl: %s, "
+                         "avx512vnni: %s)", want, has2 ? "yes" : "no",
+                         has512 ? "yes" : "no", hasvnni ? "yes" : "no");
     }
     return 0;
 }

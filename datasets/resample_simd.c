@@ -26,6 +26,8 @@
 
 #define RS_AVX2 __attribute__((target("avx2")))
 #define RS_AVX512 __attribute__((target("avx2,avx512f,avx512bw,avx512vl")))
+#define RS_AVX512VNNI                                                       \
+    __attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512vnni")))
 
 /* ---- horizontal ---------------------------------------------------------- */
 
@@ -216,78 +218,27 @@ load_upto(const uint8_t *in, int64_t off, int64_t end)
     return _mm_maskz_loadu_epi8(m, in + (left > 0 ? off : 0));
 }
 
-/* Four outputs, one per 128-bit lane (hblock2 on 512 bits); edge: the
- * block's loads may pass the row's end (end bytes), so they are masked. */
-static inline RS_AVX512 __attribute__((always_inline)) __m512i
-hblock4(const uint8_t *in, int c, const int32_t *lo, int32_t g,
-        const int16_t *w, __m512i ma, __m512i mb, const int edge,
-        int64_t end)
-{
-    int64_t o0 = (int64_t)lo[0] * c, o1 = (int64_t)lo[1] * c;
-    int64_t o2 = (int64_t)lo[2] * c, o3 = (int64_t)lo[3] * c;
-    __m512i ah = _mm512_setzero_si512(), al = _mm512_setzero_si512();
-    for (int32_t i = 0; i < g; i++, w += 128) {
-        int64_t d = (int64_t)i * 4 * c;
-        __m128i l0, l1, l2, l3;
-        if (edge) {
-            l0 = load_upto(in, o0 + d, end);
-            l1 = load_upto(in, o1 + d, end);
-            l2 = load_upto(in, o2 + d, end);
-            l3 = load_upto(in, o3 + d, end);
-        } else {
-            l0 = _mm_loadu_si128((const __m128i *)(in + o0 + d));
-            l1 = _mm_loadu_si128((const __m128i *)(in + o1 + d));
-            l2 = _mm_loadu_si128((const __m128i *)(in + o2 + d));
-            l3 = _mm_loadu_si128((const __m128i *)(in + o3 + d));
-        }
-        __m512i x = _mm512_castsi128_si512(l0);
-        x = _mm512_inserti32x4(x, l1, 1);
-        x = _mm512_inserti32x4(x, l2, 2);
-        x = _mm512_inserti32x4(x, l3, 3);
-        __m512i xa = _mm512_shuffle_epi8(x, ma);
-        __m512i xb = _mm512_shuffle_epi8(x, mb);
-        const __m512i *wv = (const __m512i *)w;
-        ah = _mm512_add_epi32(ah, _mm512_madd_epi16(xa, wv[0]));
-        ah = _mm512_add_epi32(ah, _mm512_madd_epi16(xb, wv[1]));
-        al = _mm512_add_epi32(al, _mm512_madd_epi16(xa, wv[2]));
-        al = _mm512_add_epi32(al, _mm512_madd_epi16(xb, wv[3]));
-    }
-    return RS_FINISH(512, ah, al);
-}
+/* The AVX-512 row kernel, twice: madd then add, and AVX512-VNNI's fused
+ * vpdpwssd (the same sums: it neither saturates nor rounds). */
+#define H4_TARGET RS_AVX512
+#define H4_DP(acc, x, w) _mm512_add_epi32(acc, _mm512_madd_epi16(x, w))
+#define H4_BLOCK hblock4
+#define H4_ROW rs_avx512_hrow
+#include "resample_simd_h4.inc"
+#undef H4_TARGET
+#undef H4_DP
+#undef H4_BLOCK
+#undef H4_ROW
 
-RS_AVX512 void rs_avx512_hrow(const uint8_t *in, uint32_t sw,
-                              const int32_t *coef, int ksize,
-                              const int32_t *lo, const int32_t *n,
-                              const int16_t *wtab, const int32_t *bg,
-                              uint32_t ow, int flip, int c, uint8_t *out)
-{
-    int8_t m[32];
-    hmask(c, 0, m);
-    hmask(c, 1, m + 16);
-    const __m512i ma =
-        _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)m));
-    const __m512i mb =
-        _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(m + 16)));
-    const __m512i fwd = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0,
-                                          0, 0, 0, 0);
-    const __m512i rev = _mm512_setr_epi32(12, 8, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                          0, 0, 0, 0);
-    const size_t bstride = (size_t)((ksize + 3) / 4) * 128;
-    const int64_t end = (int64_t)sw * c;
-    uint32_t o = 0;
-    for (; o + 4 <= ow; o += 4) {
-        int32_t g = bg[o / 4];
-        const int16_t *w = wtab + o / 4 * bstride;
-        __m512i v = g >= 0 ? hblock4(in, c, lo + o, g, w, ma, mb, 0, 0)
-                           : hblock4(in, c, lo + o, -g - 2, w, ma, mb, 1, end);
-        v = _mm512_permutexvar_epi32(flip ? rev : fwd, v);
-        store4(_mm512_castsi512_si128(v), c,
-               out + (size_t)(flip ? ow - 4 - o : o) * c);
-    }
-    for (; o < ow; o++)
-        hpix_c(in, coef + (size_t)o * ksize, lo[o], n[o], c,
-               out + (size_t)(flip ? ow - 1 - o : o) * c);
-}
+#define H4_TARGET RS_AVX512VNNI
+#define H4_DP(acc, x, w) _mm512_dpwssd_epi32(acc, x, w)
+#define H4_BLOCK hblock4_vnni
+#define H4_ROW rs_avx512vnni_hrow
+#include "resample_simd_h4.inc"
+#undef H4_TARGET
+#undef H4_DP
+#undef H4_BLOCK
+#undef H4_ROW
 
 /* ---- vertical ------------------------------------------------------------ */
 

@@ -5,7 +5,8 @@
  * __builtin_cpu_supports said the CPU has it.
  *
  * defines: rs_vrow_fn, rs_hrow_fn, RS_PREC, RS_HALF, rs_hprep,
- *          rs_avx2_hrow, rs_avx512_hrow, rs_avx2_vrow, rs_avx512_vrow
+ *          rs_avx2_hrow, rs_avx512_hrow, rs_avx512vnni_hrow, rs_avx2_vrow,
+ *          rs_avx512_vrow
  *
  * Contract: every kernel gives exactly the bytes of resample.c's scalar
  * arithmetic (int32 sums of 22-bit weights, + 2^21, >> 22, clamped to
@@ -62,6 +63,10 @@ void rs_avx512_hrow(const uint8_t *in, uint32_t sw, const int32_t *coef,
                     int ksize, const int32_t *lo, const int32_t *n,
                     const int16_t *wtab, const int32_t *bg, uint32_t ow,
                     int flip, int c, uint8_t *out);
+void rs_avx512vnni_hrow(const uint8_t *in, uint32_t sw, const int32_t *coef,
+                        int ksize, const int32_t *lo, const int32_t *n,
+                        const int16_t *wtab, const int32_t *bg, uint32_t ow,
+                        int flip, int c, uint8_t *out);
 void rs_avx2_vrow(const uint8_t *base, size_t stride, const int32_t *k,
                   int32_t taps, uint8_t *out, size_t n);
 void rs_avx512_vrow(const uint8_t *base, size_t stride, const int32_t *k,

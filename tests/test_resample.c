@@ -4,8 +4,8 @@
  * downscale, fractional boxes, 1..4 channels, odd sizes, 1-pixel outputs,
  * RESAMPLE_CROP), against PIL's Image.resize(size, f, box) when python3-pil
  * is present, the rows it reads (guard pages) and resample_footprint's
- * region, bad arguments, several threads at once, and the AVX2 and
- * AVX-512 kernels byte for byte against the scalar path on random
+ * region, bad arguments, several threads at once, and the AVX2, AVX-512
+ * and AVX-512 VNNI kernels byte for byte against the scalar path on random
  * images, boxes, sizes, filters and flags.
  */
 #include <stdarg.h>
@@ -673,13 +673,25 @@ static void test_avx2_bit_identical(void **state)
     run_isa_cases("avx2", __builtin_cpu_supports("avx2"));
 }
 
+static int have_avx512(void)
+{
+    return __builtin_cpu_supports("avx2") &&
+           __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
+}
+
 static void test_avx512_bit_identical(void **state)
 {
     (void)state;
-    run_isa_cases("avx512", __builtin_cpu_supports("avx2") &&
-                                __builtin_cpu_supports("avx512f") &&
-                                __builtin_cpu_supports("avx512bw") &&
-                                __builtin_cpu_supports("avx512vl"));
+    run_isa_cases("avx512", have_avx512());
+}
+
+static void test_avx512vnni_bit_identical(void **state)
+{
+    (void)state;
+    run_isa_cases("avx512vnni",
+                  have_avx512() && __builtin_cpu_supports("avx512vnni"));
 }
 
 /* ST_RESAMPLE_ISA names one of three kernels; anything else is refused. */
@@ -713,6 +725,7 @@ int main(void)
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_avx2_bit_identical),
         cmocka_unit_test(test_avx512_bit_identical),
+        cmocka_unit_test(test_avx512vnni_bit_identical),
         cmocka_unit_test(test_isa_bad_name),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

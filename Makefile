@@ -130,6 +130,11 @@ $(LIB): $(LIB_OBJS)
 $(BUILD)/%: $(BUILD)/obj/tools/%.o $(LIB)
 	$(CC) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
+# the resampler's per-kernel speed (a benchmark: run by hand)
+$(BUILD)/bench/resample_speed: $(BUILD)/obj/bench/resample_speed.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $< $(LIB) -lcmocka $(LDLIBS) -o $@

@@ -8,7 +8,9 @@
  *             double, then rounded to RS_PREC-bit fixed point), a
  *             horizontal pass over only the rows the vertical filter
  *             touches into an 8-bit intermediate (as PIL: the same bytes),
- *             and a vertical pass summing blocks of 16 columns in int32.
+ *             and a vertical pass summing blocks of 16 columns in int32;
+ *             AVX2 / AVX-512 kernels of both passes (resample_simd.c),
+ *             chosen at create, give the same bytes.
  *
  * Fixed point: a weight w in [0, 1] becomes round(w * 2^22). A sum of taps
  * is at most 255 * 2^22 * (1 + taps * 2^-23) + 2^21 < 2^31, so int32 holds
@@ -25,12 +27,18 @@
  *                                      source row the vertical filter
  *                                      reads; row_cap = max_out_w * c
  *                                      rounded up to 16
+ *   wtab   int16                       the horizontal taps split in two
+ *                                      int16 halves for the SIMD kernel
+ *                                      (resample_simd.h), 16 bytes a tap
+ *                                      padded to 4 taps per output
+ *   bg     int32 (max_out_w)           its tap groups per block of outputs
  * kcap = 2 * max_box + 5 * max_out + 8 bounds out * (2 * ceil(support) + 1)
  * for every out <= max_out, box <= max_box (+ a float-rounding margin);
  * tmp_rows = 2 * max_box_h + 6 bounds the rows read (box + support - scale
  * / 2 on each side, at most box_h + max(1, box_h / out_h) + 3).
  */
 #include "resample.h"
+#include "resample_simd.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -39,8 +47,6 @@
 #include <smmintrin.h>
 #endif
 
-#define RS_PREC 22
-#define RS_HALF (1 << (RS_PREC - 1))
 #define RS_BLOCK 16 /* vertical pass: columns per vectorised block */
 #define RS_MAX_SIDE (1u << 16)
 
@@ -51,7 +57,16 @@ struct resample {
     int32_t *coef_x, *lo_x, *n_x; /* (kcap_x), (max_out_w), (max_out_w) */
     int32_t *coef_y, *lo_y, *n_y; /* (kcap_y), (max_out_h), (max_out_h) */
     uint8_t *tmp;                 /* (tmp_rows, row_cap) */
+    int16_t *wtab;                /* split taps, see rs_hprep */
+    int32_t *bg;                  /* (max_out_w) tap groups per block */
+    rs_vrow_fn vrow;              /* the vertical pass's row kernel */
+    rs_hrow_fn hrow;              /* 3-4 channel SIMD row, or NULL */
+    int hlanes;                   /* outputs hrow runs at a time */
+    const char *isa;              /* "scalar", "avx2" or "avx512" */
 };
+
+static void vrow_c(const uint8_t *base, size_t in_stride, const int32_t *k,
+                   int32_t taps, uint8_t *out, size_t n);
 
 typedef struct axis {
     int32_t *coef, *lo, *n;
@@ -75,15 +90,17 @@ static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
 /* Byte offsets of the arena's parts; returns the total. */
 static size_t layout(uint32_t bw, uint32_t bh, uint32_t ow, uint32_t oh,
-                     int c, size_t off[7])
+                     int c, size_t off[9])
 {
-    size_t sz[7] = {
+    size_t sz[9] = {
         kcap(bw, ow) * 4, (size_t)ow * 4, (size_t)ow * 4,
         kcap(bh, oh) * 4, (size_t)oh * 4, (size_t)oh * 4,
         (2 * (size_t)bh + 6) * row_cap(ow, c),
+        /* split weights: 16 bytes a tap, taps padded to 4 per output */
+        (kcap(bw, ow) + 3 * (size_t)ow) * 16, (size_t)ow * 4,
     };
     size_t at = align64(sizeof(struct resample));
-    for (int i = 0; i < 7; i++) {
+    for (int i = 0; i < 9; i++) {
         off[i] = at;
         at += align64(sz[i]);
     }
@@ -93,8 +110,53 @@ static size_t layout(uint32_t bw, uint32_t bh, uint32_t ow, uint32_t oh,
 size_t resample_scratch_bytes(uint32_t max_box_w, uint32_t max_box_h,
                               uint32_t max_out_w, uint32_t max_out_h, int c)
 {
-    size_t off[7];
+    size_t off[9];
     return layout(max_box_w, max_box_h, max_out_w, max_out_h, c, off);
+}
+
+/* The kernels: ST_RESAMPLE_ISA (scalar, avx2, avx512 or avx512vnni;
+ * unset, empty or auto: the best this CPU has) read once here. Forcing an ISA the CPU
+ * lacks is an error, not a silent fallback. */
+static int pick_isa(resample *r, st_error *err)
+{
+    int has2 = __builtin_cpu_supports("avx2");
+    int has512 = has2 && __builtin_cpu_supports("avx512f") &&
+                 __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512vl");
+    int hasvnni = has512 && __builtin_cpu_supports("avx512vnni");
+    const char *want = getenv("ST_RESAMPLE_ISA");
+    if (!want || !*want || strcmp(want, "auto") == 0)
+        want = hasvnni  ? "avx512vnni"
+               : has512 ? "avx512"
+               : has2   ? "avx2"
+                        : "scalar";
+    if (strcmp(want, "scalar") == 0) {
+        r->vrow = vrow_c;
+        r->hrow = NULL;
+        r->isa = "scalar";
+    } else if (strcmp(want, "avx2") == 0 && has2) {
+        r->vrow = rs_avx2_vrow;
+        r->hrow = rs_avx2_hrow;
+        r->hlanes = 2;
+        r->isa = "avx2";
+    } else if (strcmp(want, "avx512") == 0 && has512) {
+        r->vrow = rs_avx512_vrow;
+        r->hrow = rs_avx512_hrow;
+        r->hlanes = 4;
+        r->isa = "avx512";
+    } else if (strcmp(want, "avx512vnni") == 0 && hasvnni) {
+        r->vrow = rs_avx512_vrow;
+        r->hrow = rs_avx512vnni_hrow;
+        r->hlanes = 4;
+        r->isa = "avx512vnni";
+    } else {
+        return st_seterr(err, ST_EINVAL, "resample: ST_RESAMPLE_ISA=%s: "
+                         "expected scalar, avx2, avx512 or avx512vnni, and "
+                         "one this CPU has (avx2: %s, avx512bw/vl: %s, "
+                         "avx512vnni: %s)", want, has2 ? "yes" : "no",
+                         has512 ? "yes" : "no", hasvnni ? "yes" : "no");
+    }
+    return 0;
 }
 
 int resample_create(uint32_t max_box_w, uint32_t max_box_h,
@@ -113,7 +175,7 @@ int resample_create(uint32_t max_box_w, uint32_t max_box_h,
                          "1..%u on each side",
                          max_box_w, max_box_h, max_out_w, max_out_h,
                          RS_MAX_SIDE);
-    size_t off[7];
+    size_t off[9];
     size_t total = layout(max_box_w, max_box_h, max_out_w, max_out_h, c, off);
     void *mem = NULL;
     if (posix_memalign(&mem, 64, total) != 0)
@@ -139,9 +201,18 @@ int resample_create(uint32_t max_box_w, uint32_t max_box_h,
     r->lo_y = (int32_t *)(base + off[4]);
     r->n_y = (int32_t *)(base + off[5]);
     r->tmp = base + off[6];
+    r->wtab = (int16_t *)(base + off[7]);
+    r->bg = (int32_t *)(base + off[8]);
+    int rc = pick_isa(r, err);
+    if (rc != 0) {
+        free(mem);
+        return rc;
+    }
     *out = r;
     return 0;
 }
+
+const char *resample_isa(const resample *r) { return r->isa; }
 
 void resample_destroy(resample *r) { free(r); }
 
@@ -315,10 +386,20 @@ hrow(const uint8_t *in, uint8_t *out, const axis *a, uint32_t ow, int flip,
         hpix(in, out + (size_t)(flip ? ow - 1 - o : o) * C, a, o, C);
 }
 
-static void hpass_c(const uint8_t *src, uint32_t sw, size_t stride,
-                    int32_t y0, int32_t rows, const axis *a, uint32_t ow,
-                    int flip, uint8_t *out, size_t out_stride, int c)
+static void hpass_c(const resample *r, const uint8_t *src, uint32_t sw,
+                    size_t stride, int32_t y0, int32_t rows, const axis *a,
+                    uint32_t ow, int flip, uint8_t *out, size_t out_stride)
 {
+    int c = r->c;
+    if (r->hrow && c >= 3) {
+        rs_hprep(a->coef, a->ksize, a->lo, a->n, ow, r->hlanes, sw, c,
+                 r->wtab, r->bg);
+        for (int32_t y = 0; y < rows; y++)
+            r->hrow(src + (size_t)(y0 + y) * stride, sw, a->coef, a->ksize,
+                    a->lo, a->n, r->wtab, r->bg, ow, flip, c,
+                    out + (size_t)y * out_stride);
+        return;
+    }
     for (int32_t y = 0; y < rows; y++) {
         const uint8_t *in = src + (size_t)(y0 + y) * stride;
         uint8_t *o = out + (size_t)y * out_stride;
@@ -349,40 +430,45 @@ static void mirror_row(uint8_t *row, uint32_t ow, int c)
         }
 }
 
+/* The vertical filter's row kernel in plain C (the reference the SIMD
+ * kernels match): columns in blocks of RS_BLOCK whose sums stay in
+ * registers across the taps (a constant trip count the compiler
+ * vectorises even under -O2's cheap cost model), then the tail. */
+static void vrow_c(const uint8_t *base, size_t in_stride, const int32_t *k,
+                   int32_t taps, uint8_t *out, size_t n)
+{
+    size_t i = 0;
+    for (; i + RS_BLOCK <= n; i += RS_BLOCK) {
+        int32_t acc[RS_BLOCK];
+        for (int j = 0; j < RS_BLOCK; j++) acc[j] = RS_HALF;
+        const uint8_t *p = base + i;
+        for (int32_t t = 0; t < taps; t++, p += in_stride) {
+            int32_t w = k[t];
+            for (int j = 0; j < RS_BLOCK; j++)
+                acc[j] += (int32_t)p[j] * w;
+        }
+        for (int j = 0; j < RS_BLOCK; j++) out[i + j] = clip8v(acc[j]);
+    }
+    for (; i < n; i++) {
+        int32_t acc = RS_HALF;
+        const uint8_t *p = base + i;
+        for (int32_t t = 0; t < taps; t++, p += in_stride)
+            acc += (int32_t)*p * k[t];
+        out[i] = clip8v(acc);
+    }
+}
+
 /* Vertical filter: output row y sums rows lo[y] .. lo[y] + n[y] - 1 of the
- * input, where input row i starts at in + i * in_stride. Columns go in
- * blocks of RS_BLOCK whose sums stay in registers across the taps (a
- * constant trip count the compiler vectorises even under -O2's cheap cost
- * model), then the tail. */
+ * input, where input row i starts at in + i * in_stride. */
 static void vpass(const resample *r, const uint8_t *in, size_t in_stride,
                   const axis *a, uint8_t *dst, uint32_t ow, uint32_t oh,
                   int flip)
 {
     size_t n = (size_t)ow * (size_t)r->c;
     for (uint32_t y = 0; y < oh; y++) {
-        const int32_t *k = a->coef + (size_t)y * (size_t)a->ksize;
-        const uint8_t *base = in + (size_t)a->lo[y] * in_stride;
-        int32_t taps = a->n[y];
         uint8_t *out = dst + (size_t)y * n;
-        size_t i = 0;
-        for (; i + RS_BLOCK <= n; i += RS_BLOCK) {
-            int32_t acc[RS_BLOCK];
-            for (int j = 0; j < RS_BLOCK; j++) acc[j] = RS_HALF;
-            const uint8_t *p = base + i;
-            for (int32_t t = 0; t < taps; t++, p += in_stride) {
-                int32_t w = k[t];
-                for (int j = 0; j < RS_BLOCK; j++)
-                    acc[j] += (int32_t)p[j] * w;
-            }
-            for (int j = 0; j < RS_BLOCK; j++) out[i + j] = clip8v(acc[j]);
-        }
-        for (; i < n; i++) {
-            int32_t acc = RS_HALF;
-            const uint8_t *p = base + i;
-            for (int32_t t = 0; t < taps; t++, p += in_stride)
-                acc += (int32_t)*p * k[t];
-            out[i] = clip8v(acc);
-        }
+        r->vrow(in + (size_t)a->lo[y] * in_stride, in_stride,
+                a->coef + (size_t)y * (size_t)a->ksize, a->n[y], out, n);
         if (flip) mirror_row(out, ow, r->c);
     }
 }
@@ -468,7 +554,7 @@ int resample_run_at(resample *r, resample_filter f, const uint8_t *src,
                          "overflow the table (%gx%g box to %ux%u)",
                          x1 - x0, y1 - y0, ow, oh);
     if (vid) { /* horizontal pass only, straight into dst */
-        hpass_c(src, sw, stride, ys, (int32_t)oh, &ax, ow, mirror, dst, n, c);
+        hpass_c(r, src, sw, stride, ys, (int32_t)oh, &ax, ow, mirror, dst, n);
         return 0;
     }
     if (make_axis(f, y0, y1, oh, limy0, limy1, (int32_t)oy, r->kcap_y,
@@ -489,8 +575,8 @@ int resample_run_at(resample *r, resample_filter f, const uint8_t *src,
                          "the intermediate (%zu rows)", last - first,
                          r->tmp_rows);
     for (uint32_t y = 0; y < oh; y++) ay.lo[y] -= first;
-    hpass_c(src, sw, stride, first, last - first, &ax, ow, mirror, r->tmp,
-            r->row_cap, c);
+    hpass_c(r, src, sw, stride, first, last - first, &ax, ow, mirror, r->tmp,
+            r->row_cap);
     vpass(r, r->tmp, r->row_cap, &ay, dst, ow, oh, 0);
     return 0;
 }

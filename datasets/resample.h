@@ -6,7 +6,8 @@
  *
  * defines: resample, resample_filter, RESAMPLE_FLIP, RESAMPLE_CROP,
  *          resample_create, resample_destroy, resample_run,
- *          resample_run_at, resample_footprint, resample_scratch_bytes
+ *          resample_run_at, resample_footprint, resample_scratch_bytes,
+ *          resample_isa
  *
  * Contract:
  * - One resample context per thread, sized at create for the largest
@@ -28,6 +29,10 @@
  *   (o + 0.5) * scale on the crop), which only matters where the area
  *   filter's step meets a centre exactly; for the bytes PIL gives, pass
  *   the crop as its own image (src at its corner, box (0, 0, w, h)).
+ * - Kernels: resample_create picks the fastest this CPU has (AVX-512 with
+ *   VNNI, AVX-512BW/VL, AVX2, else plain C / SSE4.1); all give the same
+ *   bytes. ST_RESAMPLE_ISA=scalar|avx2|avx512|avx512vnni (read at
+ *   create) forces one; forcing one the CPU lacks fails with ST_EINVAL.
  * - An axis whose box is integer-aligned and as long as the output is
  *   copied, not filtered (the filter would give the same bytes).
  */
@@ -63,6 +68,10 @@ int resample_create(uint32_t max_box_w, uint32_t max_box_h,
                     uint32_t max_out_w, uint32_t max_out_h, int c,
                     resample **out, st_error *err);
 void resample_destroy(resample *r); /* accepts NULL */
+
+/* The kernels r runs: "scalar", "avx2", "avx512" or "avx512vnni" (a
+ * static string). */
+const char *resample_isa(const resample *r);
 
 /* Resamples the box [x0, x1) x [y0, y1) (fractional source pixel
  * coordinates, 0 <= x0 < x1 <= sw, 0 <= y0 < y1 <= sh, x1 - x0 <=

@@ -4,7 +4,9 @@
  * downscale, fractional boxes, 1..4 channels, odd sizes, 1-pixel outputs,
  * RESAMPLE_CROP), against PIL's Image.resize(size, f, box) when python3-pil
  * is present, the rows it reads (guard pages) and resample_footprint's
- * region, bad arguments, and several threads at once.
+ * region, bad arguments, several threads at once, and the AVX2, AVX-512
+ * and AVX-512 VNNI kernels byte for byte against the scalar path on random
+ * images, boxes, sizes, filters and flags.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -563,6 +565,152 @@ static void test_threads(void **state)
     free(src);
 }
 
+/* ---- the SIMD kernels against the scalar path ---------------------------- */
+
+/* A context with ST_RESAMPLE_ISA=isa (the variable restored after). */
+static resample *create_isa(const char *isa, uint32_t bw, uint32_t bh,
+                            uint32_t ow, uint32_t oh, int c)
+{
+    const char *old = getenv("ST_RESAMPLE_ISA");
+    char keep[32] = "";
+    if (old) snprintf(keep, sizeof keep, "%s", old);
+    setenv("ST_RESAMPLE_ISA", isa, 1);
+    resample *r = NULL;
+    st_error err = {0, ""};
+    int rc = resample_create(bw, bh, ow, oh, c, &r, &err);
+    if (old) setenv("ST_RESAMPLE_ISA", keep, 1);
+    else unsetenv("ST_RESAMPLE_ISA");
+    if (rc != 0) fail_msg("%s", err.msg);
+    assert_string_equal(resample_isa(r), isa);
+    return r;
+}
+
+/* One axis of a random box inside [0, n): fractional, integer-aligned,
+ * under a pixel, or the whole axis. */
+static void random_span(uint32_t n, double *b0, double *b1)
+{
+    double u = (rnd() % 10000) / 10000.0, v = (rnd() % 10000) / 10000.0;
+    switch (rnd() % 4) {
+    case 0:
+        *b0 = u * n * 0.9;
+        *b1 = *b0 + (n - *b0) * (0.02 + 0.98 * v);
+        break;
+    case 1: {
+        uint32_t a = rnd() % n;
+        *b0 = a;
+        *b1 = a + 1 + rnd() % (n - a);
+        break;
+    }
+    case 2:
+        *b0 = u * (n - 0.01);
+        *b1 = *b0 + 0.01 + v * (n - *b0 - 0.01) * 0.05;
+        break;
+    default:
+        *b0 = 0;
+        *b1 = n;
+    }
+    if (*b1 > n) *b1 = n;
+}
+
+/* An output side: random, or the box's width when it is a whole number
+ * (an axis that is copied). */
+static uint32_t random_out(double b0, double b1, uint32_t max)
+{
+    double len = b1 - b0;
+    if (rnd() % 4 == 0 && len == floor(len) && len <= max) return (uint32_t)len;
+    return 1 + rnd() % max;
+}
+
+/* Random images, boxes, sizes, filters and flags through `isa` and the
+ * scalar path, byte for byte (rows padded past sw * c half the time). */
+static void compare_isa(const char *isa, int c, int cases)
+{
+    const uint32_t mw = 600, mh = 400, mo = 256;
+    resample *ref = create_isa("scalar", mw, mh, mo, mo, c);
+    resample *sim = create_isa(isa, mw, mh, mo, mo, c);
+    uint8_t *a = malloc((size_t)mo * mo * c), *b = malloc((size_t)mo * mo * c);
+    st_error err = {0, ""};
+    for (int i = 0; i < cases; i++) {
+        uint32_t sw = 1 + rnd() % mw, sh = 1 + rnd() % mh;
+        size_t stride = (size_t)sw * c + (rnd() % 2 ? rnd() % 40 : 0);
+        /* exactly sh rows of stride bytes: ASan sees any overread */
+        uint8_t *src = random_image((uint32_t)stride, sh, 1);
+        double x0, y0, x1, y1;
+        random_span(sw, &x0, &x1);
+        random_span(sh, &y0, &y1);
+        uint32_t ow = random_out(x0, x1, mo), oh = random_out(y0, y1, mo);
+        resample_filter f = (resample_filter)(rnd() % 2);
+        int fl = (int)(rnd() % 4);
+        int ra = resample_run(ref, f, src, sw, sh, stride, x0, y0, x1, y1, a,
+                              ow, oh, fl, &err);
+        int rb = resample_run(sim, f, src, sw, sh, stride, x0, y0, x1, y1, b,
+                              ow, oh, fl, &err);
+        assert_int_equal(ra, rb);
+        if (ra == 0 && memcmp(a, b, (size_t)ow * oh * c) != 0)
+            fail_msg("%s differs from scalar: %ux%u c=%d box (%.4f, %.4f)-"
+                     "(%.4f, %.4f) to %ux%u filter %d flags %d", isa, sw, sh,
+                     c, x0, y0, x1, y1, ow, oh, (int)f, fl);
+        free(src);
+    }
+    free(a);
+    free(b);
+    resample_destroy(ref);
+    resample_destroy(sim);
+}
+
+static void run_isa_cases(const char *isa, int have)
+{
+    if (!have) {
+        printf("skipped: this CPU lacks %s\n", isa);
+        skip();
+    }
+    for (int c = 1; c <= 4; c++) compare_isa(isa, c, 400);
+}
+
+static void test_avx2_bit_identical(void **state)
+{
+    (void)state;
+    run_isa_cases("avx2", __builtin_cpu_supports("avx2"));
+}
+
+static int have_avx512(void)
+{
+    return __builtin_cpu_supports("avx2") &&
+           __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
+}
+
+static void test_avx512_bit_identical(void **state)
+{
+    (void)state;
+    run_isa_cases("avx512", have_avx512());
+}
+
+static void test_avx512vnni_bit_identical(void **state)
+{
+    (void)state;
+    run_isa_cases("avx512vnni",
+                  have_avx512() && __builtin_cpu_supports("avx512vnni"));
+}
+
+/* ST_RESAMPLE_ISA names one of three kernels; anything else is refused. */
+static void test_isa_bad_name(void **state)
+{
+    (void)state;
+    const char *old = getenv("ST_RESAMPLE_ISA");
+    char keep[32] = "";
+    if (old) snprintf(keep, sizeof keep, "%s", old);
+    setenv("ST_RESAMPLE_ISA", "neon", 1);
+    resample *r = NULL;
+    st_error err = {0, ""};
+    assert_int_equal(resample_create(10, 10, 8, 8, 3, &r, &err), ST_EINVAL);
+    assert_null(r);
+    assert_non_null(strstr(err.msg, "ST_RESAMPLE_ISA=neon"));
+    if (old) setenv("ST_RESAMPLE_ISA", keep, 1);
+    else unsetenv("ST_RESAMPLE_ISA");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -575,6 +723,10 @@ int main(void)
         cmocka_unit_test(test_vs_pil),
         cmocka_unit_test(test_crop_flag_vs_pil),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_avx2_bit_identical),
+        cmocka_unit_test(test_avx512_bit_identical),
+        cmocka_unit_test(test_avx512vnni_bit_identical),
+        cmocka_unit_test(test_isa_bad_name),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     pil_cleanup();

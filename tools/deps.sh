@@ -9,7 +9,7 @@ set -eu
 
 PKGS="build-essential pkg-config zlib1g-dev libzstd-dev libpng-dev libjpeg62-turbo-dev libcmocka-dev \
 libopenblas-dev libxxhash-dev libstb-dev clang libclang-rt-dev dataset-fashion-mnist \
-python3-pil"
+python3-pil openmpi-bin libopenmpi-dev"
 BENCH_PKGS="gnuplot-nox python3-torch python3-pil python3-numpy python3-torchvision python3-venv \
 plasma-workspace-wallpapers libturbojpeg0-dev libopencv-dev"
 

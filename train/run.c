@@ -252,6 +252,9 @@ static int make_trainer(run *r, const model_spec *spec, st_error *err)
     tc.model.in_h = spec->in_h;
     tc.model.in_w = spec->in_w;
     tc.model.classes = spec->classes;
+    tc.rank = r->job->rank;
+    tc.world = r->job->world;
+    tc.dist_timeout_s = r->job->timeout_s;
     tc.model.norm_ch = spec->norm_ch;
     tc.model.in_scale = spec->in_scale;
     tc.model.in_shift = spec->in_shift;
@@ -320,10 +323,12 @@ static int resume(run *r, st_error *err)
     return 0;
 }
 
-static int loader_threads(const run_config *c)
+/* max(1, C/2) producers, C the cores of this rank's share: the online
+ * cores over the ranks on this host. */
+static int loader_threads(const run *r)
 {
-    if (c->loader_threads > 0) return c->loader_threads;
-    int n = gpu_cpu_default_threads() / 2;
+    if (r->cfg->loader_threads > 0) return r->cfg->loader_threads;
+    int n = gpu_cpu_default_threads() / r->job->local_world / 2;
     return n < 1 ? 1 : n;
 }
 
@@ -334,7 +339,9 @@ static int open_loaders(run *r, uint64_t seed, st_error *err)
     loader_config_default(&lc);
     lc.split = c->train_split;
     lc.batch_size = (uint32_t)c->trainer.batch;
-    lc.threads = (uint32_t)loader_threads(c);
+    lc.threads = (uint32_t)loader_threads(r);
+    lc.rank = (uint32_t)r->job->rank;
+    lc.world = (uint32_t)r->job->world;
     /* producers fill ahead while the prefetcher holds up to D batches */
     r->slots = lc.threads + (uint32_t)c->trainer.depth + 2;
     lc.slots = r->slots;
@@ -407,6 +414,7 @@ static int setup(run *r, st_error *err)
     ST_TRY(read_pack(r, &spec, err));
     ST_TRY(open_device(r, err));
     ST_TRY(make_trainer(r, &spec, err));
+    ST_TRY(run__check_job(r, &spec, err));
     if (r->cfg->plan_only) return 0;
     ST_TRY(resume(r, err));
     if (r->cfg->metrics) /* a resumed run continues its log */
@@ -451,6 +459,8 @@ int run_train(const run_config *cfg, FILE *out, run_result *res,
               st_error *err)
 {
     run r = {.cfg = cfg, .out = out, .t_start = run__now_s()};
+    r.solo = (dist_job){.world = 1, .local_world = 1, .timeout_s = 60};
+    r.job = cfg->job ? cfg->job : &r.solo;
     memset(res, 0, sizeof *res);
     res->test_acc = res->test_loss = NAN;
     if (cfg->epochs < 1)

@@ -55,6 +55,10 @@ typedef struct run {
     tally epoch_tally;
     size_t mem_epoch1;              /* device memory in use after epoch 1 */
     int stopped;                    /* max_steps reached */
+    const dist_job *job;            /* cfg->job, or solo */
+    dist_job solo;                  /* a 1-rank job */
+    uint64_t iv_step0;              /* step at the interval's start */
+    double iv_comm0;                /* all-reduce seconds then */
 } run;
 
 static inline double run__now_s(void)
@@ -68,5 +72,18 @@ int run__drain(run *r, st_error *err);
 int run__save(run *r, st_error *err);
 int run__epoch(run *r, uint64_t epoch, run_result *res, st_error *err);
 int run__eval_pass(run *r, double *loss, double *acc, st_error *err);
+
+/* run_dist.c */
+/* Refuses ranks that disagree on the configuration or the weights. */
+int run__check_job(run *r, const model_spec *spec, st_error *err);
+/* t = the sum over ranks (in rank order). */
+int run__sum_tally(run *r, tally *t, const char *what, st_error *err);
+/* *stop = 1 on every rank when it is set on any. */
+int run__stop_agreed(run *r, int *stop, st_error *err);
+/* Over an interval of secs and steps: t summed over ranks, row's
+ * loader_wait_pct the max, row's world and all-reduce figures (since
+ * *comm0, which moves to now). */
+int run__global(run *r, tally *t, metrics_row *row, double secs,
+                uint64_t steps, double *comm0, st_error *err);
 
 #endif

@@ -25,15 +25,24 @@ static int release_ready(run *r, int wait, st_error *err)
     return rc;
 }
 
-/* Next batch of l on the device, or ST_EEND at the end of its epoch. */
+/* Next batch of l on the device: 0, or 1 when this rank's part of it is
+ * empty (a last global batch of fewer samples than ranks: db->n = 0,
+ * nothing submitted), or ST_EEND at the end of its epoch. *index
+ * receives the global batch's number in the epoch. */
 static int fetch(run *r, loader *l, held *slots, prefetch_batch *db,
-                 st_error *err)
+                 uint64_t *index, st_error *err)
 {
     loader_batch b;
     st_error e = {0};
     int rc = loader_next_batch(l, &b, &e);
     if (rc == ST_EEND) return ST_EEND;
     if (rc < 0) return st_seterr(err, e.code, "%s", e.msg);
+    if (index) *index = b.index;
+    if (b.n == 0) {
+        memset(db, 0, sizeof *db);
+        ST_TRY(loader_release(l, &b, err));
+        return 1;
+    }
     held *h = &slots[b.slot];
     h->l = l;
     h->b = b;
@@ -43,6 +52,7 @@ static int fetch(run *r, loader *l, held *slots, prefetch_batch *db,
 
 static int consumed(run *r, const prefetch_batch *db, st_error *err)
 {
+    if (db->n == 0) return 0;
     ST_TRY(prefetch_consumed(trainer_prefetch(r->t), db, err));
     return release_ready(r, 0, err);
 }
@@ -115,13 +125,16 @@ static int log_interval(run *r, uint64_t epoch, uint64_t batch,
     double t = run__now_s(), w = wait_s(r), dt = t - r->iv_t;
     metrics_row row;
     fill_row(r, &row, "log", epoch + 1);
+    row.loader_wait_pct = dt > 0 ? 100.0 * (w - r->iv_wait) / dt : 0;
+    ST_TRY(run__global(r, &iv, &row, dt, trainer_step(r->t) - r->iv_step0,
+                       &r->iv_comm0, err));
     row.loss = iv.count ? iv.loss_sum / iv.count : NAN;
     row.acc = iv.count ? (double)iv.correct / iv.count : NAN;
-    row.samples_per_s = dt > 0 ? r->iv_samples / dt : 0;
-    row.loader_wait_pct = dt > 0 ? 100.0 * (w - r->iv_wait) / dt : 0;
+    row.samples_per_s = dt > 0 ? iv.count / dt : 0;
     r->iv_t = t;
     r->iv_wait = w;
     r->iv_samples = 0;
+    r->iv_step0 = trainer_step(r->t);
     if (r->cfg->progress)
         fprintf(stderr, "\r\033[Kepoch %llu/%d  step %llu/%llu  loss %.4f  "
                 "acc %.3f  %.0f samples/s  loader wait %.1f%%",
@@ -148,7 +161,9 @@ static int should_stop(run *r, uint64_t epoch, st_error *err)
 {
     const run_config *c = r->cfg;
     uint64_t step = trainer_step(r->t);
-    if (c->stop && *c->stop)
+    int stop = c->stop && *c->stop;
+    ST_TRY(run__stop_agreed(r, &stop, err));
+    if (stop)
         return st_seterr(err, ST_ECLOSED, "interrupted at epoch %llu, step "
                          "%llu", (unsigned long long)epoch + 1,
                          (unsigned long long)step);
@@ -169,11 +184,16 @@ static int train_epoch(run *r, uint64_t epoch, uint64_t *samples,
     const run_config *c = r->cfg;
     uint64_t batch = epoch == r->start_epoch ? r->start_batch : 0;
     prefetch_batch db;
+    uint64_t k = 0;
     int rc;
     *samples = 0;
     ST_TRY(should_stop(r, epoch, err));
-    while ((rc = fetch(r, r->train, r->train_held, &db, err)) == 0) {
-        ST_TRY(trainer_train_batch(r->t, &db, err));
+    while ((rc = fetch(r, r->train, r->train_held, &db, &k, err)) >= 0) {
+        /* the global batch's size: B, or the epoch's last, shorter one */
+        uint64_t left = r->train_n - k * (uint64_t)c->trainer.batch;
+        int gn = left < (uint64_t)c->trainer.batch ? (int)left
+                                                    : c->trainer.batch;
+        ST_TRY(trainer_train_step(r->t, rc == 1 ? NULL : &db, gn, err));
         ST_TRY(consumed(r, &db, err));
         batch++;
         *samples += (uint64_t)db.n;
@@ -193,7 +213,8 @@ int run__eval_pass(run *r, double *loss, double *acc, st_error *err)
 {
     prefetch_batch db;
     int rc;
-    while ((rc = fetch(r, r->eval, r->eval_held, &db, err)) == 0) {
+    while ((rc = fetch(r, r->eval, r->eval_held, &db, NULL, err)) >= 0) {
+        if (rc == 1) continue; /* none of this batch on this rank */
         ST_TRY(trainer_eval_batch(r->t, &db, err));
         ST_TRY(consumed(r, &db, err));
     }
@@ -201,8 +222,12 @@ int run__eval_pass(run *r, double *loss, double *acc, st_error *err)
     ST_TRY(run__drain(r, err));
     gpu_loss_stats st;
     ST_TRY(trainer_read_stats(r->t, 1, 1, &st, err));
-    *loss = st.count ? st.loss_sum / st.count : NAN;
-    *acc = st.count ? (double)st.correct / st.count : NAN;
+    /* every rank's sums, added in rank order: the same numbers at any
+     * world size, up to the order of the double additions */
+    tally tl = {st.loss_sum, st.correct, st.count};
+    ST_TRY(run__sum_tally(r, &tl, "evaluation", err));
+    *loss = tl.count ? tl.loss_sum / tl.count : NAN;
+    *acc = tl.count ? (double)tl.correct / tl.count : NAN;
     return 0;
 }
 
@@ -216,6 +241,9 @@ static void print_epoch(run *r, const metrics_row *row, double secs)
                 row->test_acc);
     fprintf(r->out, " | %.2f s, %.0f samples/s, loader wait %.1f%%", secs,
             row->samples_per_s, row->loader_wait_pct);
+    if (row->world > 1)
+        fprintf(r->out, ", all-reduce %.2f ms/step (%.1f%%)",
+                row->allreduce_ms, row->allreduce_pct);
     /* a unified device copies nothing: no H2D figure to show */
     if (!gpu_device_unified(r->dev))
         fprintf(r->out, ", h2d %.2f GB/s", row->h2d_gbps);
@@ -227,10 +255,11 @@ static void print_epoch(run *r, const metrics_row *row, double secs)
 
 int run__epoch(run *r, uint64_t epoch, run_result *res, st_error *err)
 {
-    double t0 = run__now_s(), w0 = wait_s(r);
-    uint64_t n;
+    double t0 = run__now_s(), w0 = wait_s(r), comm0 = trainer_comm_seconds(r->t);
+    uint64_t n, step0 = trainer_step(r->t);
     r->epoch_tally = (tally){0};
     r->iv_t = t0, r->iv_wait = w0, r->iv_samples = 0;
+    r->iv_step0 = step0, r->iv_comm0 = comm0;
     int rc = train_epoch(r, epoch, &n, err);
     if (rc == ST_ECLOSED) { /* stopped mid-epoch: its samples still count */
         r->train_s += run__now_s() - t0;
@@ -240,15 +269,20 @@ int run__epoch(run *r, uint64_t epoch, run_result *res, st_error *err)
     tally rest;
     ST_TRY(take_stats(r, &rest, err));
     double secs = run__now_s() - t0;
-    r->train_s += secs;
-    r->train_samples += n;
     metrics_row row;
     fill_row(r, &row, "epoch", epoch + 1);
-    const tally *et = &r->epoch_tally;
+    row.loader_wait_pct = secs > 0 ? 100.0 * (wait_s(r) - w0) / secs : 0;
+    tally *et = &r->epoch_tally;
+    ST_TRY(run__global(r, et, &row, secs, trainer_step(r->t) - step0, &comm0,
+                       err));
+    n = (uint64_t)et->count; /* global */
+    r->train_s += secs;
+    r->train_samples += n;
     row.loss = et->count ? et->loss_sum / et->count : NAN;
     row.acc = et->count ? (double)et->correct / et->count : NAN;
     row.samples_per_s = secs > 0 ? n / secs : 0;
-    row.loader_wait_pct = secs > 0 ? 100.0 * (wait_s(r) - w0) / secs : 0;
+    /* every rank saw its own micro-batches: evaluate and save the mean */
+    ST_TRY(trainer_sync_state(r->t, err));
     if (r->eval) {
         ST_TRY(run__eval_pass(r, &row.test_loss, &row.test_acc, err));
         row.has_test = 1;

@@ -577,9 +577,7 @@ static int job_config(run_config *c, const dist_job *job)
         c->device.cpu_threads = n < 1 ? 1 : n;
     }
     if (job->rank == 0) return 0;
-    c->progress = 0;
-    c->metrics = NULL;
-    c->save = NULL;
+    c->progress = 0; /* train/run writes metrics and checkpoints on 0 */
     return 1;
 }
 

@@ -410,14 +410,14 @@ static int check_save_path(const char *path, st_error *err)
 static int setup(run *r, st_error *err)
 {
     model_spec spec = {0};
-    ST_TRY(check_save_path(r->cfg->save, err));
+    if (r->job->rank == 0) ST_TRY(check_save_path(r->cfg->save, err));
     ST_TRY(read_pack(r, &spec, err));
     ST_TRY(open_device(r, err));
     ST_TRY(make_trainer(r, &spec, err));
     ST_TRY(run__check_job(r, &spec, err));
     if (r->cfg->plan_only) return 0;
     ST_TRY(resume(r, err));
-    if (r->cfg->metrics) /* a resumed run continues its log */
+    if (r->cfg->metrics && r->job->rank == 0) /* a resumed run continues */
         ST_TRY(metrics_open(&r->mx, r->cfg->metrics, r->cfg->resume != NULL,
                             err));
     return open_loaders(r, r->stream_seed, err);
@@ -461,6 +461,7 @@ int run_train(const run_config *cfg, FILE *out, run_result *res,
     run r = {.cfg = cfg, .out = out, .t_start = run__now_s()};
     r.solo = (dist_job){.world = 1, .local_world = 1, .timeout_s = 60};
     r.job = cfg->job ? cfg->job : &r.solo;
+    r.synced_step = UINT64_MAX;
     memset(res, 0, sizeof *res);
     res->test_acc = res->test_loss = NAN;
     if (cfg->epochs < 1)

@@ -89,8 +89,10 @@ typedef struct run_config {
     const dist_job *job;         /* the ranks (train/dist.h); NULL: one.
                                     With world > 1 every rank runs the
                                     same config on its part of each global
-                                    batch; the caller gives rank 0 alone
-                                    out, progress, metrics and save */
+                                    batch; metrics and checkpoints are
+                                    written by rank 0 alone, and the
+                                    caller gives the others a mute `out`
+                                    and no progress */
 } run_config;
 
 typedef struct run_result {

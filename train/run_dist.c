@@ -90,3 +90,12 @@ int run__global(run *r, tally *t, metrics_row *row, double secs,
     row->allreduce_pct = secs > 0 ? 100.0 * mx[1] / secs : 0;
     return 0;
 }
+
+int run__sync_state(run *r, st_error *err)
+{
+    uint64_t step = trainer_step(r->t);
+    if (r->job->world == 1 || r->synced_step == step) return 0;
+    ST_TRY(trainer_sync_state(r->t, err));
+    r->synced_step = step;
+    return 0;
+}

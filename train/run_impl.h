@@ -59,6 +59,8 @@ typedef struct run {
     dist_job solo;                  /* a 1-rank job */
     uint64_t iv_step0;              /* step at the interval's start */
     double iv_comm0;                /* all-reduce seconds then */
+    uint64_t synced_step;           /* step of the last BN state average
+                                       (UINT64_MAX: none) */
 } run;
 
 static inline double run__now_s(void)
@@ -74,6 +76,8 @@ int run__epoch(run *r, uint64_t epoch, run_result *res, st_error *err);
 int run__eval_pass(run *r, double *loss, double *acc, st_error *err);
 
 /* run_dist.c */
+/* Averages the BN running statistics over the ranks, once per step. */
+int run__sync_state(run *r, st_error *err);
 /* Refuses ranks that disagree on the configuration or the weights. */
 int run__check_job(run *r, const model_spec *spec, st_error *err);
 /* t = the sum over ranks (in rank order). */

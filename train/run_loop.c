@@ -149,6 +149,9 @@ static int log_interval(run *r, uint64_t epoch, uint64_t batch,
 int run__save(run *r, st_error *err)
 {
     if (r->cfg->save == NULL) return 0;
+    /* every rank: the BN running statistics saved are the ranks' mean */
+    ST_TRY(run__sync_state(r, err));
+    if (r->job->rank != 0) return 0; /* rank 0 alone writes */
     loader_state s = loader_get_state(r->train);
     trainer_stream ts = {.seed = s.seed, .epoch = s.epoch,
                          .next_batch = s.batch, .samples = r->train_n};
@@ -282,7 +285,7 @@ int run__epoch(run *r, uint64_t epoch, run_result *res, st_error *err)
     row.acc = et->count ? (double)et->correct / et->count : NAN;
     row.samples_per_s = secs > 0 ? n / secs : 0;
     /* every rank saw its own micro-batches: evaluate and save the mean */
-    ST_TRY(trainer_sync_state(r->t, err));
+    ST_TRY(run__sync_state(r, err));
     if (r->eval) {
         ST_TRY(run__eval_pass(r, &row.test_loss, &row.test_acc, err));
         row.has_test = 1;

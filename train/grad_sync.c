@@ -4,6 +4,7 @@
 #include "train/grad_sync.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "gpu/comm.h"
@@ -125,6 +126,12 @@ int grad_sync_finish(grad_sync *g, st_error *err)
                       : gpu_comm_join(g->comm, err);
     g->next = 0;
     g->secs += mono_s() - t0;
+    if (rc == ST_ETIMEDOUT) {
+        char inner[sizeof err->msg];
+        memcpy(inner, err->msg, sizeof inner);
+        return st_seterr_force(err, rc, "gradient sum: %s (--dist-timeout): "
+                               "another rank died or hangs", inner);
+    }
     return rc;
 }
 

@@ -567,11 +567,14 @@ static void tame_openblas(char **argv)
 
 /* The job's share of the host: each of the L ranks on this host gets
  * cores/L OpenBLAS threads unless --blas-threads says otherwise (the
- * loader's producers follow in train/run.c); rank 0 alone prints,
- * shows progress, writes metrics and checkpoints. */
+ * loader's producers follow in train/run.c) and, on CUDA, GPU local_rank;
+ * rank 0 alone prints and shows progress (train/run writes metrics and
+ * checkpoints on rank 0 alone). @return 1 on the other ranks. */
 static int job_config(run_config *c, const dist_job *job)
 {
     c->job = job;
+    if (job->local_world > 1) /* one process per GPU */
+        c->device.cuda_device = job->local_rank;
     if (job->local_world > 1 && c->device.cpu_threads == 0) {
         int n = gpu_cpu_default_threads() / job->local_world;
         c->device.cpu_threads = n < 1 ? 1 : n;

@@ -280,8 +280,13 @@ static int make_trainer(run *r, const model_spec *spec, st_error *err)
         fprintf(r->out, "memory plan: micro-batch %d does not fit the budget; "
                 "using micro-batch %d with %d accumulation steps (effective "
                 "batch still %d)\n", p->requested_micro, p->micro_batch,
-                p->batch / p->micro_batch, p->batch);
-    if (p->micro_batch < p->batch && model_has_bn(m))
+                p->batch / p->micro_batch, c->trainer.batch);
+    if (r->job->world > 1 && model_has_bn(m))
+        fprintf(r->out, "note: batch norm normalizes each rank's micro-batch "
+                "of %d with its own statistics (as DDP does without "
+                "SyncBatchNorm); running statistics are averaged over the "
+                "ranks at each epoch end\n", p->micro_batch);
+    else if (p->micro_batch < p->batch && model_has_bn(m))
         fprintf(r->out, "note: batch norm normalizes each micro-batch of %d "
                 "with its own statistics (as PyTorch does under "
                 "accumulation)\n", p->micro_batch);

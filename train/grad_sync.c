@@ -115,6 +115,16 @@ int grad_sync_all(grad_sync *g, st_error *err)
     return grad_sync_layer_done(g, -1, err);
 }
 
+/* A timeout's message says what it was and what to think of it. */
+static int name_timeout(int rc, st_error *err)
+{
+    if (rc != ST_ETIMEDOUT) return rc;
+    char inner[sizeof err->msg];
+    memcpy(inner, err->msg, sizeof inner);
+    return st_seterr_force(err, rc, "gradient sum: %s (--dist-timeout): "
+                           "another rank died or hangs", inner);
+}
+
 int grad_sync_finish(grad_sync *g, st_error *err)
 {
     if (g->world == 1) return 0;
@@ -126,20 +136,20 @@ int grad_sync_finish(grad_sync *g, st_error *err)
                       : gpu_comm_join(g->comm, err);
     g->next = 0;
     g->secs += mono_s() - t0;
-    if (rc == ST_ETIMEDOUT) {
-        char inner[sizeof err->msg];
-        memcpy(inner, err->msg, sizeof inner);
-        return st_seterr_force(err, rc, "gradient sum: %s (--dist-timeout): "
-                               "another rank died or hangs", inner);
-    }
-    return rc;
+    return name_timeout(rc, err);
+}
+
+int grad_sync_wait(grad_sync *g, st_error *err)
+{
+    if (g->world == 1) return 0;
+    return name_timeout(gpu_comm_wait(g->comm, g->timeout_s, err), err);
 }
 
 int grad_sync_state(grad_sync *g, float *state, size_t n, st_error *err)
 {
     if (g->world == 1 || n == 0) return 0;
     ST_TRY(gpu_comm_allreduce(g->comm, state, n, err));
-    ST_TRY(gpu_comm_wait(g->comm, g->timeout_s, err));
+    ST_TRY(grad_sync_wait(g, err));
     if (gpu_axpby(g->d, n, 0.0f, state, 1.0f / (float)g->world, state) < 0)
         return gpu_device_check(g->d, err);
     return 0;

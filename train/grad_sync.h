@@ -4,6 +4,7 @@
  *
  * defines: grad_sync, grad_sync_create, grad_sync_destroy,
  *          grad_sync_layer_done, grad_sync_all, grad_sync_finish,
+ *          grad_sync_wait,
  *          grad_sync_state, grad_sync_buckets, grad_sync_seconds
  *
  * Buckets. Walking the layers from the last to the first, consecutive
@@ -52,6 +53,12 @@ int grad_sync_all(grad_sync *g, st_error *err);
 /* Waits for the step's buckets (see above). @return 0, or ST_ETIMEDOUT
  * / the comm's error: the job must abort. */
 int grad_sync_finish(grad_sync *g, st_error *err);
+
+/* Blocks the host until every started sum is done, or ST_ETIMEDOUT after
+ * timeout_s. CUDA: before any host synchronization (statistics,
+ * checkpoints), so that a sum that never ends (a dead rank) fails the job
+ * instead of hanging it; CPU: nothing is in flight after finish. */
+int grad_sync_wait(grad_sync *g, st_error *err);
 
 /* state[0..n) (device) = the mean over ranks; waits. BN running
  * statistics at each epoch end. */

@@ -246,6 +246,7 @@ int trainer_read_stats(trainer *t, int eval, int reset, gpu_loss_stats *out,
                        st_error *err)
 {
     gpu_loss_stats *s = &t->stats[eval ? 1 : 0];
+    ST_TRY(grad_sync_wait(t->gs, err)); /* a dead rank fails, not hangs */
     if (gpu_to_host(t->d, out, s, sizeof *out) < 0 ||
         (reset && gpu_zero(t->d, s, sizeof *s) < 0))
         return gpu_device_check(t->d, err);
@@ -260,6 +261,7 @@ int trainer_read_stats(trainer *t, int eval, int reset, gpu_loss_stats *out,
 int trainer_get_params(trainer *t, float *params, float *state, st_error *err)
 {
     size_t np = model_param_count(t->m);
+    ST_TRY(grad_sync_wait(t->gs, err));
     if ((params && gpu_to_host(t->d, params, model_params(t->m),
                                np * sizeof(float)) < 0) ||
         (state && gpu_to_host(t->d, state, t->state,

@@ -2,8 +2,9 @@
 # tests/run.sh — runs every cmocka test binary (the normal build, then the
 # loader tests again under ThreadSanitizer and AddressSanitizer, then the
 # CUDA backend's tests on cuemu, the CPU emulator of tests/emu/), a short
-# bounded libFuzzer run of each fuzz target, and the CLI integration tests,
-# then prints one total line: "total: N passed, N failed, N skipped".
+# bounded libFuzzer run of each fuzz target, and the CLI integration tests
+# (every executable tests/cli/*.sh, dist.sh's multi-rank runs under mpirun
+# included), then prints one total line: "total: N passed, N failed, N skipped".
 #
 #   tests/run.sh [BUILD_DIR]
 set -u

@@ -266,6 +266,11 @@ int run__epoch(run *r, uint64_t epoch, run_result *res, st_error *err)
     int rc = train_epoch(r, epoch, &n, err);
     if (rc == ST_ECLOSED) { /* stopped mid-epoch: its samples still count */
         r->train_s += run__now_s() - t0;
+        /* every rank stops at the same step (the stop flag is agreed):
+         * the count can be summed; a failed sum only loses the figure */
+        tally all = {0, 0, (long long)n};
+        st_error e2 = {0};
+        if (run__sum_tally(r, &all, "samples", &e2) == 0) n = (uint64_t)all.count;
         r->train_samples += n;
     }
     if (rc < 0) return rc;

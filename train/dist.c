@@ -3,6 +3,7 @@
  */
 #include "train/dist.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,10 +69,7 @@ static int wait_req(const dist_job *job, MPI_Request *req, const char *what,
             return st_seterr(err, ST_ETIMEDOUT, "%s: the collective did not "
                              "finish within %g s (--dist-timeout): another "
                              "rank died or hangs", what, job->timeout_s);
-        if (++spin > 200) {
-            struct timespec ts = {0, 50000};
-            nanosleep(&ts, NULL);
-        }
+        if ((++spin & 63) == 0) sched_yield(); /* see gpu/comm.c */
     }
 }
 

@@ -149,13 +149,14 @@ static int read_pack(run *r, model_spec *spec, st_error *err)
     r->train_n = pack_split_samples(p, ts);
     r->eval_split[0] = '\0';
     const char *want = c->eval_split;
-    if (want && strcmp(want, "none") == 0) goto done;
-    if (want && pack_split_find(p, want) < 0) {
+    /* --eval-split none still needs the input normalization below */
+    if (want && strcmp(want, "none") == 0) {
+        want = NULL;
+    } else if (want && pack_split_find(p, want) < 0) {
         rc = st_seterr(err, ST_ENOTFOUND, "pack %s has no eval split '%s'",
                        c->data, want);
         goto done;
-    }
-    if (want == NULL)
+    } else if (want == NULL)
         want = pack_split_find(p, "test") >= 0  ? "test"
                : pack_split_find(p, "val") >= 0 ? "val"
                                                 : NULL;

@@ -296,6 +296,26 @@ static void test_ranks(void **state)
     }
 }
 
+/* The last global batch of 1000 = 999 + 1 has one sample for 3 ranks:
+ * ranks 1 and 2 get an empty part of it (n = 0), delivered in order. */
+static void test_rank_empty_part(void **state)
+{
+    (void)state;
+    for (uint32_t r = 0; r < 3; r++) {
+        loader_config c = base_cfg(2, LOADER_SHUFFLE_GLOBAL);
+        c.world = 3;
+        c.rank = r;
+        c.batch_size = 999;
+        c.epochs = 1;
+        run_ok(W.zstd, &c, &S1);
+        assert_int_equal(S1.batches, 2);
+        assert_int_equal(S1.batch_n[0], 333);
+        assert_int_equal(S1.batch_n[1], r == 0 ? 1 : 0);
+        assert_int_equal(S1.batch_index[1], 1);
+        assert_int_equal(S1.nids, 333 + (r == 0));
+    }
+}
+
 /* ---- backpressure and odd shapes ------------------------------------------------------ */
 
 static void test_slow_consumer(void **state)
@@ -631,6 +651,7 @@ int main(void)
         cmocka_unit_test(test_png_and_raw_and_mmap),
         cmocka_unit_test(test_resume),
         cmocka_unit_test(test_ranks),
+        cmocka_unit_test(test_rank_empty_part),
         cmocka_unit_test(test_slow_consumer),
         cmocka_unit_test(test_slow_producer),
         cmocka_unit_test(test_one_slot),

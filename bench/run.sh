@@ -552,8 +552,8 @@ scaleout_section() {
     echo -e "model\trep\tconfig\tsamples_per_s\tallreduce_ms" >"$RAW/scaleout.tsv"
     for r in $(seq $RUNS); do
         for m in mlp conv; do
-            if [ $m = mlp ]; then args="--data data/bench/fm-zstd --model mlp --epochs 1 --seed $r"
-            else args="--data data/bench/fm-zstd --model $CONV_SPEC --batch 128 $CONV_RECIPE --epochs 1 --max-steps $SCALE_CONV_STEPS --seed $r"; fi
+            if [ $m = mlp ]; then args="--device cpu --data data/bench/fm-zstd --model mlp --epochs 1 --seed $r"
+            else args="--device cpu --data data/bench/fm-zstd --model $CONV_SPEC --batch 128 $CONV_RECIPE --epochs 1 --max-steps $SCALE_CONV_STEPS --seed $r"; fi
             say "scaleout: $m, repetition $r/$RUNS (1x1, 2 ranks x 1, 1x2)"
             # shellcheck disable=SC2086
             a=$(scale_run "$RAW/so-$m-$r-1x1.log" "$BUILD/streamtrain" $args --blas-threads 1 --threads 1)

@@ -59,8 +59,10 @@ MPI="timeout 120 mpirun --oversubscribe"
 # rank 1 has none of it and still takes part in the step with zeros
 "$BUILD/synthpack" -o "$T/p" --samples 2049 --test 301 --shape 16x16x1 -q --threads 1 ||
     skip_all "synthpack failed"
-MLP="--data $T/p --model mlp --hidden 64 --batch 32 --epochs 4 -q --log-every 20"
-CNN="--data $T/p --model cnn:8,16 --batch 32 --epochs 3 -q --log-every 20"
+# the CPU backend's MPI path (a GPU machine would pick CUDA, whose NCCL
+# half has its own tests)
+MLP="--device cpu --data $T/p --model mlp --hidden 64 --batch 32 --epochs 4 -q --log-every 20"
+CNN="--device cpu --data $T/p --model cnn:8,16 --batch 32 --epochs 3 -q --log-every 20"
 ONE="--blas-threads 1 --threads 1"
 # a rank-aware wrapper: writes its pid; WRAP_R1 (a sed expression) edits
 # rank 1's arguments
@@ -129,7 +131,7 @@ expect_job_fail() {
     echo "    exit $rc after $el s: $(grep -F -- "$3" "$T/f.out" | head -1)"
     ok "$1"
 }
-LONG="--data $T/p --model mlp --hidden 64 --batch 32 --epochs 1000 -q"
+LONG="--device cpu --data $T/p --model mlp --hidden 64 --batch 32 --epochs 1000 -q"
 
 echo "[ RUN      ] kill_9"
 rm -f "$T"/pid.*

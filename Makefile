@@ -2,6 +2,8 @@
 #
 #   make              build everything into build/ (CUDA backend when nvcc is found)
 #   make CUDA=0       build without the CUDA backend
+#   make MPI=0        build without MPI (a 1-rank job only; default: MPI when
+#                     mpicc or pkg-config ompi-c is found)
 #   make SAN=thread   build into build/san-thread/ with ThreadSanitizer (also: address)
 #   make EMU=1        build into build/emu/ with the CUDA backend on cuemu, the CUDA
 #                     emulator in tests/emu/ (no GPU needed; see tests/emu/README.md)
@@ -15,6 +17,7 @@ CC       ?= cc
 SAN      ?=
 CUDA     ?= 1
 EMU      ?= 0
+MPI      ?= 1
 CXX      ?= c++
 CUDA_HOME ?= /usr/local/cuda
 OPT      ?= -O2
@@ -31,6 +34,19 @@ ifneq ($(SAN),)
   CFLAGS := $(CFLAGS_BASE) -O1 -fno-omit-frame-pointer -fsanitize=$(SAN)
   LDFLAGS += -fsanitize=$(SAN)
   CUDA   := 0
+endif
+
+# ---- MPI detection (flags from mpicc, else pkg-config ompi-c) ----------------
+ifeq ($(MPI),1)
+  MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null || pkg-config --cflags ompi-c 2>/dev/null)
+  MPI_LIBS   := $(shell mpicc --showme:link 2>/dev/null || pkg-config --libs ompi-c 2>/dev/null)
+  ifeq ($(strip $(MPI_LIBS)),)
+    $(info streamtrain: no MPI found (mpicc, pkg-config ompi-c): single-process build)
+  else
+    CFLAGS += -DST_HAVE_MPI=1 $(MPI_CFLAGS)
+    LDLIBS += $(MPI_LIBS)
+    $(info streamtrain: MPI with $(MPI_LIBS))
+  endif
 endif
 
 # ---- CUDA detection ------------------------------------------------------

@@ -33,6 +33,13 @@
 #                 loadbench, PyTorch DataLoaders over the PNG folder (2
 #                 workers) and a TensorDataset, and the same PyTorch MLP loop
 #                 fed by each (bench/python/bench.py; BENCH_SECTIONS=python)
+#   7. scaleout   data-parallel on the CPU backend (mpirun): the reference
+#                 MLP (one epoch) and the conv net (CONV_SPEC, the first
+#                 SCALE_CONV_STEPS steps) at 1 process x 1 BLAS thread,
+#                 2 ranks x 1 thread and 1 process x 2 threads: samples/s,
+#                 all-reduce ms per step, scaling efficiency (2 ranks over
+#                 twice 1x1; target >= 90 %) into BUILD_DIR/bench/STEM/
+#                 scaleout.md and bench/results/STEM-scaleout.md
 # Every measurement is repeated RUNS=3 times, the two sides of each
 # comparison interleaved within a repetition. Raw logs go to
 # BUILD_DIR/bench/STEM/; bench/report.py turns them into
@@ -86,7 +93,7 @@ fi
 # the default conv recipe's net in PyTorch (PyPI, channels_last, 5 epochs).
 PHOTO_N=${BENCH_PHOTO_N:-$PHOTO_N}
 [ -z "${BENCH_PHOTO_N:-}" ] || PHOTO_SMALL=$((PHOTO_N / 10))
-SECTIONS=${BENCH_SECTIONS:-loader trainer photos conv python scaling}
+SECTIONS=${BENCH_SECTIONS:-loader trainer photos conv python scaleout scaling}
 PEERS_ON=${BENCH_PHOTO_PEERS:-1}
 VENV=bench/venv
 VPY=$VENV/bin/python
@@ -551,6 +558,69 @@ python_section() {
     mark python "$t"
 }
 
+# ---- 7. scale-out: data-parallel on the CPU backend ---------------------------
+SCALE_CONV_STEPS=${BENCH_SCALE_CONV_STEPS:-$([ $QUICK = 1 ] && echo 40 || echo 150)}
+SCALE_MPI="mpirun --oversubscribe"
+# scale_run LOG ARGS...: one training run; prints "samples_per_s ms_per_step"
+# (the final line's global samples/s; the mean all-reduce ms per step of
+# the metrics' log rows after the first, 0 for one process)
+scale_run() {
+    local log=$1
+    shift
+    "$@" --eval-split none -q --log-every 10 --metrics "$log.jsonl" >"$log" 2>&1 ||
+        { say "scaleout: failed: $* (see $log)"; echo "0 0"; return; }
+    local sps ms
+    sps=$(sed -n 's/^final .*samples_per_s=\([0-9.]*\).*/\1/p' "$log")
+    ms=$(awk -F'"allreduce_ms":' 'NF > 1 && n++ > 0 {split($2, a, ","); s += a[1]; k++}
+        END {printf "%.3f", k ? s / k : 0}' "$log.jsonl")
+    echo "${sps:-0} $ms"
+}
+
+scaleout_section() {
+    local t r m args a b c
+    t=$(date +%s)
+    if ! command -v mpirun >/dev/null || [[ "$(ldd "$BUILD/streamtrain")" != *libmpi* ]]; then
+        say "scaleout: no mpirun, or streamtrain built with MPI=0: skipped"
+        return 0
+    fi
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    export OMPI_MCA_btl_vader_single_copy_mechanism=none
+    fm_pack "$FM" fm-zstd zstd
+    echo -e "model\trep\tconfig\tsamples_per_s\tallreduce_ms" >"$RAW/scaleout.tsv"
+    for r in $(seq $RUNS); do
+        for m in mlp conv; do
+            if [ $m = mlp ]; then args="--device cpu --data data/bench/fm-zstd --model mlp --epochs 1 --seed $r"
+            else args="--device cpu --data data/bench/fm-zstd --model $CONV_SPEC --batch 128 $CONV_RECIPE --epochs 1 --max-steps $SCALE_CONV_STEPS --seed $r"; fi
+            say "scaleout: $m, repetition $r/$RUNS (1x1, 2 ranks x 1, 1x2)"
+            # shellcheck disable=SC2086
+            a=$(scale_run "$RAW/so-$m-$r-1x1.log" "$BUILD/streamtrain" $args --blas-threads 1 --threads 1)
+            # shellcheck disable=SC2086
+            b=$(scale_run "$RAW/so-$m-$r-2x1.log" $SCALE_MPI -np 2 "$BUILD/streamtrain" $args --blas-threads 1 --threads 1)
+            # shellcheck disable=SC2086
+            c=$(scale_run "$RAW/so-$m-$r-1x2.log" "$BUILD/streamtrain" $args --blas-threads 2 --threads 1)
+            printf '%s\t%s\t1x1\t%s\t%s\n%s\t%s\t2x1\t%s\t%s\n%s\t%s\t1x2\t%s\t%s\n' \
+                $m $r ${a% *} ${a#* } $m $r ${b% *} ${b#* } $m $r ${c% *} ${c#* } >>"$RAW/scaleout.tsv"
+        done
+    done
+    # the medians, and 2 ranks over twice 1x1
+    awk -F'\t' 'NR > 1 {k = $1 " " $3; v[k] = v[k] " " $4; ms[k] = ms[k] " " $5}
+        function med(s,  a, n, i, j, x) { n = split(s, a, " ")
+            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { x = a[i]; a[i] = a[j]; a[j] = x }
+            return n ? a[int((n + 1) / 2)] : 0 }
+        END {
+            print "| model | 1 process x 1 thread | 2 ranks x 1 thread | 1 process x 2 threads | all-reduce ms/step (2 ranks) | efficiency (2 ranks / 2 x 1x1) |"
+            print "|---|---:|---:|---:|---:|---:|"
+            split("mlp conv", ms_, " ")
+            for (i = 1; i <= 2; i++) { m = ms_[i]; a = med(v[m " 1x1"]); b = med(v[m " 2x1"]); c = med(v[m " 1x2"])
+                eff = a > 0 ? 100 * b / (2 * a) : 0
+                printf "| %s | %.0f | %.0f | %.0f | %.3f | %.1f %% %s |\n", m, a, b, c, med(ms[m " 2x1"]),
+                    eff, (eff >= 90 ? "(target met)" : "(target 90 %: missed)") }
+        }' "$RAW/scaleout.tsv" >"$RAW/scaleout.md"
+    cp "$RAW/scaleout.md" "bench/results/$STEM-scaleout.md"
+    cat "$RAW/scaleout.md" >&2
+    mark scaleout "$t"
+}
+
 machine() {
     echo "cpu $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
     echo "mem $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
@@ -582,6 +652,7 @@ has trainer && trainer_section
 has photos && photos_section
 has conv && conv_section
 has python && python_section
+has scaleout && scaleout_section
 has scaling && scaling_section # last: it drops the page cache
 echo "section total $(($(date +%s) - T0))" >>"$RAW/times.txt"
 say "writing bench/results/$STEM.md"

@@ -91,16 +91,22 @@ static size_t slot_layout(uint32_t batch, size_t sample_bytes,
     return i + (size_t)batch * sizeof(uint64_t);
 }
 
+/* Samples of this rank's part of a global batch, at most: B/w. */
+static uint32_t rank_cap(const loader_config *cfg)
+{
+    return cfg->world > 1 ? cfg->batch_size / cfg->world : cfg->batch_size;
+}
+
 loader_memory loader_memory_of(const loader_config *cfg, size_t sample_bytes,
                                size_t max_record, uint64_t records,
                                uint64_t mapped_bytes)
 {
     loader_memory m;
     m.mapped = (size_t)mapped_bytes;
-    size_t slot = slot_layout(cfg->batch_size, sample_bytes, NULL, NULL);
+    uint32_t cap = rank_cap(cfg);
+    size_t slot = slot_layout(cap, sample_bytes, NULL, NULL);
     m.ring = (size_t)cfg->slots * align_up(slot, 4096);
-    m.scratch = (size_t)cfg->threads *
-                producer_scratch_bytes(max_record, cfg->batch_size);
+    m.scratch = (size_t)cfg->threads * producer_scratch_bytes(max_record, cap);
     m.index = (size_t)records * sizeof(shard_entry); /* as held in memory */
     m.total = m.ring + m.scratch + m.index + m.mapped;
     return m;
@@ -326,7 +332,7 @@ static int make_ring_and_producers(loader *l, const loader_config *cfg,
                                    st_error *err)
 {
     l->sh.sample_bytes = (size_t)l->height * l->width * l->channels;
-    size_t slot = slot_layout(cfg->batch_size, l->sh.sample_bytes,
+    size_t slot = slot_layout(rank_cap(cfg), l->sh.sample_bytes,
                               &l->sh.labels_off, &l->sh.ids_off);
     ST_TRY(ring_create(cfg->slots, slot, l->sh.limit, cfg->alloc, &l->ring,
                        err));

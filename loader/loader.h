@@ -22,10 +22,13 @@
  * None of it depends on how many samples are streamed; all of it is
  * allocated in loader_open.
  *
- * Stream: batch k of an epoch holds the samples at positions k*B .. of this
- * rank's slice of the epoch's order (loader/order.h), a pure function of
- * (seed, epoch, position): any thread count gives the same batches, and
- * opening with a saved loader_state continues the same stream.
+ * Stream: batch k of an epoch is this rank's part of global batch k, the
+ * positions [kB, (k+1)B) of the epoch's order (loader/order.h: B/w each,
+ * the last short batch split as evenly as possible, possibly 0 samples
+ * on a rank when it holds fewer than w), a pure function of (seed, epoch,
+ * position): any thread count and any world size give the same global
+ * batches, and opening with a saved loader_state (global counters) at
+ * any world size continues the same stream.
  */
 #ifndef ST_LOADER_H
 #define ST_LOADER_H
@@ -77,7 +80,8 @@ typedef struct loader_state {
 
 typedef struct loader_config {
     const char *split;         /* split name; copied at open */
-    uint32_t batch_size;       /* B >= 1 */
+    uint32_t batch_size;       /* B >= 1: the GLOBAL batch, a multiple of
+                                  world; a slot holds B/world samples */
     uint32_t threads;          /* producer threads >= 1 */
     uint32_t slots;            /* ring slots K >= 1 */
     loader_shuffle shuffle;
@@ -120,7 +124,8 @@ typedef struct loader_batch {
     uint8_t *pixels;           /* (n, H, W, C) uint8, inside a ring slot */
     int32_t *labels;           /* (n) */
     const uint64_t *ids;       /* (n) sample index within the split */
-    uint32_t n;                /* B, or fewer in an epoch's last batch */
+    uint32_t n;                /* B/world, or fewer in an epoch's last
+                                  batch (0 when it has fewer than world) */
     uint64_t epoch;            /* this batch's epoch */
     uint64_t index;            /* this batch's number within the epoch */
     uint32_t slot;             /* for loader_release */

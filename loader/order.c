@@ -1,5 +1,6 @@
 /* loader/order.c — per-epoch sample order: Feistel bijections with
- * cycle-walking, window shuffling over shards, rank slices and batches.
+ * cycle-walking, window shuffling over shards, global batches and each
+ * rank's part of them.
  * See order.h for the definitions; everything is a pure function of
  * (seed, epoch, position).
  */
@@ -15,8 +16,8 @@ enum { TAG_GLOBAL = 1, TAG_SHARDS = 2, TAG_WINDOW = 3 };
 struct order {
     order_config cfg;
     uint64_t n;            /* samples in the split */
-    uint64_t m;            /* positions per rank per epoch */
-    uint64_t nbatches;     /* batches per rank per epoch */
+    uint64_t m;            /* samples this rank takes per epoch */
+    uint64_t nbatches;     /* global batches per epoch */
     uint32_t nshards;
     uint64_t *first;       /* (nshards + 1) sample id of each shard's first
                               record, in file order; first[nshards] = n */
@@ -74,6 +75,11 @@ int order_create(const order_config *cfg, const uint64_t *shard_records,
         return st_seterr(err, ST_EINVAL,
                          "order: bad config (batch %u, rank %u of %u)",
                          cfg->batch, cfg->rank, cfg->world);
+    if (cfg->batch % cfg->world != 0)
+        return st_seterr(err, ST_EINVAL, "order: a global batch of %u does "
+                         "not split over %u ranks (%u mod %u = %u): give a "
+                         "multiple of %u", cfg->batch, cfg->world, cfg->batch,
+                         cfg->world, cfg->batch % cfg->world, cfg->world);
     if (cfg->mode == ORDER_WINDOW && cfg->window == 0)
         return st_seterr(err, ST_EINVAL, "order: window of 0 shards");
     if (cfg->mode != ORDER_NONE && cfg->mode != ORDER_GLOBAL &&
@@ -96,17 +102,18 @@ int order_create(const order_config *cfg, const uint64_t *shard_records,
     }
     o->first[nshards] = n;
     o->n = n;
-    uint64_t w = cfg->world, b = cfg->batch;
-    o->m = cfg->drop_last ? n / w : (n + w - 1) / w;
-    o->nbatches = cfg->drop_last ? o->m / b : (o->m + b - 1) / b;
+    uint64_t b = cfg->batch;
+    o->nbatches = cfg->drop_last ? n / b : (n + b - 1) / b;
     if (n == 0 || o->nbatches == 0) {
         int rc = st_seterr(err, ST_EINVAL,
-                           "order: %llu samples over %u ranks make no batch "
-                           "of %u%s", (unsigned long long)n, cfg->world,
-                           cfg->batch, cfg->drop_last ? " with drop_last" : "");
+                           "order: %llu samples make no batch of %u%s",
+                           (unsigned long long)n, cfg->batch,
+                           cfg->drop_last ? " with drop_last" : "");
         order_destroy(o);
         return rc;
     }
+    o->m = (o->nbatches - 1) * (b / cfg->world) +
+           order_batch_len(o, o->nbatches - 1);
     *out = o;
     return 0;
 }
@@ -122,18 +129,38 @@ uint64_t order_samples(const order *o) { return o->n; }
 uint64_t order_rank_samples(const order *o) { return o->m; }
 uint64_t order_batches(const order *o) { return o->nbatches; }
 
+uint32_t order_global_batch_len(const order *o, uint64_t b)
+{
+    uint64_t left = o->n - b * o->cfg.batch;
+    return left < o->cfg.batch ? (uint32_t)left : o->cfg.batch;
+}
+
+uint32_t order_batch_cap(const order *o)
+{
+    return o->cfg.batch / o->cfg.world;
+}
+
+/* This rank's part of global batch b: *off its first position inside the
+ * batch; @return its length. */
+static uint32_t rank_part(const order *o, uint64_t b, uint32_t *off)
+{
+    uint32_t len = order_global_batch_len(o, b), w = o->cfg.world;
+    uint32_t r = o->cfg.rank, base = len / w, extra = len % w;
+    *off = r * base + (r < extra ? r : extra);
+    return base + (r < extra ? 1 : 0);
+}
+
 uint32_t order_batch_len(const order *o, uint64_t b)
 {
-    uint64_t start = b * o->cfg.batch;
-    uint64_t left = o->m - start;
-    return left < o->cfg.batch ? (uint32_t)left : o->cfg.batch;
+    uint32_t off;
+    return rank_part(o, b, &off);
 }
 
 uint64_t order_position(const order *o, uint64_t b, uint32_t i)
 {
-    uint64_t pos = o->cfg.rank * o->m + b * o->cfg.batch + i;
-    while (pos >= o->n) pos -= o->n; /* padding without drop_last */
-    return pos;
+    uint32_t off;
+    (void)rank_part(o, b, &off);
+    return b * o->cfg.batch + off + i;
 }
 
 int order_cursor_create(const order *o, order_cursor **out, st_error *err)

@@ -3,7 +3,8 @@
  *
  * defines: order_perm, order_perm_init, order_perm_apply,
  *          order_create, order_destroy, order_samples, order_rank_samples,
- *          order_batches, order_batch_len, order_position,
+ *          order_batches, order_batch_len, order_global_batch_len,
+ *          order_batch_cap, order_position,
  *          order_cursor_create, order_cursor_destroy, order_sample,
  *          order_window_of, order_window_shards
  *
@@ -24,13 +25,20 @@
  *                 reads one window (W shards) at a time, for datasets larger
  *                 than the page cache.
  *
- * Ranks: rank r of w takes the contiguous positions [r*m, (r+1)*m) of the
- * epoch's order, where m = floor(N/w) with drop_last (the last N - w*m
- * positions are dropped this epoch) and m = ceil(N/w) without (positions
- * >= N wrap to p - N: at most w-1 samples repeat, as in PyTorch's
- * DistributedSampler). Every rank therefore has the same m and the same
- * batch count: floor(m/B) with drop_last, else ceil(m/B) with a shorter
- * last batch. With w = 1 an epoch is exactly the N samples, each once.
+ * Ranks (one stream whatever the world size): global batch k of an epoch
+ * is the positions [kB, (k+1)B) of the epoch's order (the last one
+ * shorter without drop_last), the same samples for any number of ranks w.
+ * B must be a multiple of w. Rank r takes the r-th sub-slice: of a global
+ * batch of L samples, L/w each, and the L mod w left over go one each to
+ * ranks 0 .. (L mod w)-1, so rank r's part is
+ *   [kB + r*(L/w) + min(r, L mod w), + L/w + (r < L mod w))
+ * (a full batch: B/w samples at kB + r*B/w). A rank's part may be empty
+ * only when L < w. Every rank has the same batch count: floor(N/B) with
+ * drop_last (the last N mod B positions are dropped), else ceil(N/B).
+ * With w = 1 an epoch is exactly the N samples (or floor(N/B)*B), each
+ * once; at any w the ranks' parts of an epoch are disjoint and together
+ * the w = 1 stream, so a checkpoint's (epoch, global batch) continues
+ * the same stream at another world size.
  */
 #ifndef ST_ORDER_H
 #define ST_ORDER_H
@@ -67,9 +75,8 @@ typedef struct order_config {
     order_mode mode;
     uint64_t seed;
     uint32_t window;      /* shards per window (ORDER_WINDOW), >= 1 */
-    uint32_t batch;       /* samples per batch, >= 1 */
-    int drop_last;        /* drop the last partial batch (and, with world > 1,
-                             the positions past world * floor(N/world)) */
+    uint32_t batch;       /* B: samples per GLOBAL batch, a multiple of world */
+    int drop_last;        /* drop the last partial global batch */
     uint32_t rank, world; /* 0 <= rank < world */
 } order_config;
 
@@ -78,8 +85,9 @@ typedef struct order order;
 /* shard_records (nshards) gives the record count of each shard of the split,
  * in file order; the split's samples are the shards' records concatenated.
  * The array is copied.
- * @return 0, ST_EINVAL (empty split, batch 0, rank >= world, window 0, or no
- *         batch at all: drop_last with fewer than B samples per rank) or
+ * @return 0, ST_EINVAL (empty split, batch 0, rank >= world, batch not a
+ *         multiple of world (the numbers in the message), window 0, or no
+ *         batch at all: drop_last with fewer than B samples) or
  *         ST_ENOMEM. */
 int order_create(const order_config *cfg, const uint64_t *shard_records,
                  uint32_t nshards, order **out, st_error *err);
@@ -90,17 +98,25 @@ void order_destroy(order *o);
 /* N: samples in the split. */
 uint64_t order_samples(const order *o);
 
-/* m: positions per rank per epoch (see the header comment). */
+/* Samples this rank takes per epoch (the sum of its batch lengths). */
 uint64_t order_rank_samples(const order *o);
 
-/* Batches per rank per epoch (>= 1). */
+/* Global batches per epoch (>= 1), the same on every rank. */
 uint64_t order_batches(const order *o);
 
-/* Samples in batch b (< order_batches) of an epoch: B, or fewer for the
- * last batch without drop_last. */
+/* Samples of global batch b (< order_batches): B, or fewer for the last
+ * batch without drop_last. */
+uint32_t order_global_batch_len(const order *o, uint64_t b);
+
+/* This rank's part of global batch b: B/w, or for the last short batch
+ * L/w or L/w + 1; 0 only when that batch has fewer samples than ranks. */
 uint32_t order_batch_len(const order *o, uint64_t b);
 
-/* The epoch position (in [0, N)) of sample i of this rank's batch b. */
+/* The most samples a rank's part of a batch holds: B/w. */
+uint32_t order_batch_cap(const order *o);
+
+/* The epoch position (in [0, N)) of sample i of this rank's part of
+ * global batch b. */
 uint64_t order_position(const order *o, uint64_t b, uint32_t i);
 
 /* A cursor caches one epoch's shard permutation and prefix sums (window

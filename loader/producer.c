@@ -49,8 +49,9 @@ int producer_init(producer *p, const producer_shared *sh, st_error *err)
     if (rc) goto fail_dec;
     p->scratch_cap = pack_max_record(sh->pack);
     p->scratch = malloc(p->scratch_cap ? p->scratch_cap : 1);
-    p->loc_shard = malloc(sh->cfg.batch_size * sizeof *p->loc_shard);
-    p->loc_rec = malloc(sh->cfg.batch_size * sizeof *p->loc_rec);
+    uint32_t cap = order_batch_cap(sh->order);
+    p->loc_shard = malloc(cap * sizeof *p->loc_shard);
+    p->loc_rec = malloc(cap * sizeof *p->loc_rec);
     if (p->scratch == NULL || p->loc_shard == NULL || p->loc_rec == NULL) {
         rc = st_seterr(err, ST_ENOMEM, "loader: no memory for a %zu-byte "
                        "record buffer", p->scratch_cap);

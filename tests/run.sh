@@ -2,9 +2,10 @@
 # tests/run.sh — runs every cmocka test binary (the normal build, then the
 # loader tests again under ThreadSanitizer and AddressSanitizer, then the
 # CUDA backend's tests on cuemu, the CPU emulator of tests/emu/), a short
-# bounded libFuzzer run of each fuzz target, and the CLI integration tests,
-# and the Python package's pytest suite,
-# then prints one total line: "total: N passed, N failed, N skipped".
+# bounded libFuzzer run of each fuzz target, the CLI integration tests
+# (every executable tests/cli/*.sh, dist.sh's multi-rank runs under mpirun
+# included) and the Python package's pytest suite, then prints one total
+# line: "total: N passed, N failed, N skipped".
 #
 #   tests/run.sh [BUILD_DIR]
 set -u

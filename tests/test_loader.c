@@ -265,6 +265,7 @@ static void check_ranks(uint32_t world_size, int drop_last, loader_shuffle mode)
         loader_config c = base_cfg(2, mode);
         c.world = world_size;
         c.rank = r;
+        c.batch_size = 8 * world_size; /* B: a multiple of world */
         c.drop_last = drop_last;
         c.epochs = 1;
         run_ok(W.zstd, &c, &S1);
@@ -278,13 +279,11 @@ static void check_ranks(uint32_t world_size, int drop_last, loader_shuffle mode)
         dup += count[i] > 1 ? count[i] - 1 : 0;
         missing += count[i] == 0;
     }
-    if (drop_last) {
-        assert_int_equal(dup, 0);
-        assert_int_equal(total + missing, 1000);
-    } else {
-        assert_int_equal(missing, 0);
-        assert_int_equal(dup, (world_size - 1000 % world_size) % world_size);
-    }
+    /* one stream whatever the world size: never a repeat, and only the
+     * last short global batch goes with drop_last */
+    assert_int_equal(dup, 0);
+    assert_int_equal(total + missing, 1000);
+    assert_int_equal(missing, drop_last ? 1000 % (8 * world_size) : 0);
 }
 
 static void test_ranks(void **state)
@@ -292,8 +291,28 @@ static void test_ranks(void **state)
     (void)state;
     for (int mode = LOADER_SHUFFLE_NONE; mode <= LOADER_SHUFFLE_WINDOW; mode++) {
         check_ranks(4, 0, (loader_shuffle)mode); /* disjoint, covering */
-        check_ranks(3, 1, (loader_shuffle)mode); /* disjoint, remainder dropped */
-        check_ranks(3, 0, (loader_shuffle)mode); /* covering, 2 repeats */
+        check_ranks(3, 1, (loader_shuffle)mode); /* last short batch dropped */
+        check_ranks(3, 0, (loader_shuffle)mode); /* last batch 16 = 6+5+5 */
+    }
+}
+
+/* The last global batch of 1000 = 999 + 1 has one sample for 3 ranks:
+ * ranks 1 and 2 get an empty part of it (n = 0), delivered in order. */
+static void test_rank_empty_part(void **state)
+{
+    (void)state;
+    for (uint32_t r = 0; r < 3; r++) {
+        loader_config c = base_cfg(2, LOADER_SHUFFLE_GLOBAL);
+        c.world = 3;
+        c.rank = r;
+        c.batch_size = 999;
+        c.epochs = 1;
+        run_ok(W.zstd, &c, &S1);
+        assert_int_equal(S1.batches, 2);
+        assert_int_equal(S1.batch_n[0], 333);
+        assert_int_equal(S1.batch_n[1], r == 0 ? 1 : 0);
+        assert_int_equal(S1.batch_index[1], 1);
+        assert_int_equal(S1.nids, 333 + (r == 0));
     }
 }
 
@@ -632,6 +651,7 @@ int main(void)
         cmocka_unit_test(test_png_and_raw_and_mmap),
         cmocka_unit_test(test_resume),
         cmocka_unit_test(test_ranks),
+        cmocka_unit_test(test_rank_empty_part),
         cmocka_unit_test(test_slow_consumer),
         cmocka_unit_test(test_slow_producer),
         cmocka_unit_test(test_one_slot),

@@ -214,67 +214,85 @@ static void test_batches_and_drop_last(void **state)
     assert_int_equal(order_create(&cfg, empty, 1, &o, NULL), ST_EINVAL);
 }
 
-/* Walks a rank's epoch and counts each sample id. */
-static uint64_t walk_rank(order *o, order_cursor *c, uint64_t e,
-                          uint32_t *count)
-{
-    uint64_t total = 0;
-    for (uint64_t b = 0; b < order_batches(o); b++) {
-        uint32_t len = order_batch_len(o, b);
-        for (uint32_t i = 0; i < len; i++) {
-            count[order_sample(o, c, e, order_position(o, b, i))]++;
-            total++;
-        }
-    }
-    return total;
-}
-
+/* The one-stream rule: for every global batch, the ranks' parts in rank
+ * order are exactly the positions of the 1-rank batch, each part is
+ * B/w or within one of the others, and every rank has the same count. */
 static void check_ranks(order_mode mode, uint64_t n, uint32_t world,
                         uint32_t batch, int drop_last)
 {
     uint64_t shards[3] = {n / 3, n / 3, n - 2 * (n / 3)};
-    uint32_t *count = calloc(n, sizeof *count);
-    assert_non_null(count);
-    uint64_t nb = 0, total = 0;
+    order *one = make(mode, 77, batch, drop_last, 0, 1, shards, 3, 2);
+    order *o[16];
+    assert_true(world <= 16);
+    for (uint32_t r = 0; r < world; r++)
+        o[r] = make(mode, 77, batch, drop_last, r, world, shards, 3, 2);
+    uint64_t nb = order_batches(one);
+    assert_int_equal(nb, drop_last ? n / batch : (n + batch - 1) / batch);
+    uint64_t total = 0;
+    for (uint64_t b = 0; b < nb; b++) {
+        uint32_t L = order_global_batch_len(one, b), k = 0;
+        assert_int_equal(order_batch_len(one, b), L);
+        for (uint32_t r = 0; r < world; r++) {
+            assert_int_equal(order_batches(o[r]), nb);
+            assert_int_equal(order_global_batch_len(o[r], b), L);
+            uint32_t len = order_batch_len(o[r], b);
+            assert_true(len <= order_batch_cap(o[r]));
+            assert_true(len == L / world || len == L / world + 1);
+            assert_true(len == L / world + (r < L % world));
+            for (uint32_t i = 0; i < len; i++, k++)
+                assert_int_equal(order_position(o[r], b, i),
+                                 order_position(one, b, k));
+        }
+        assert_int_equal(k, L);
+        total += L;
+    }
+    uint64_t rank_total = 0;
     for (uint32_t r = 0; r < world; r++) {
-        order *o = make(mode, 77, batch, drop_last, r, world, shards, 3, 2);
-        order_cursor *c = NULL;
-        assert_int_equal(order_cursor_create(o, &c, NULL), 0);
-        if (r == 0) nb = order_batches(o);
-        assert_int_equal(order_batches(o), nb); /* equal batch counts */
-        total += walk_rank(o, c, 1, count);
-        order_cursor_destroy(c);
-        order_destroy(o);
+        rank_total += order_rank_samples(o[r]);
+        order_destroy(o[r]);
     }
-    uint64_t dup = 0, missing = 0;
-    for (uint64_t i = 0; i < n; i++) {
-        if (count[i] == 0) missing++;
-        if (count[i] > 1) dup += count[i] - 1;
-    }
-    if (n % world == 0 && (drop_last == 0 || (n / world) % batch == 0)) {
-        assert_int_equal(dup, 0); /* disjoint */
-        assert_int_equal(missing, 0); /* covering */
-    } else if (drop_last) {
-        assert_int_equal(dup, 0);
-        assert_int_equal(total + missing, n);
-    } else {
-        assert_int_equal(missing, 0);
-        assert_true(dup < world);
-    }
-    free(count);
+    assert_int_equal(rank_total, total);
+    assert_int_equal(total, drop_last ? n - n % batch : n);
+    order_destroy(one);
 }
 
 static void test_rank_slices(void **state)
 {
     (void)state;
     for (int mode = ORDER_NONE; mode <= ORDER_WINDOW; mode++) {
-        check_ranks(mode, 1200, 4, 50, 0);  /* exact */
-        check_ranks(mode, 1200, 4, 50, 1);
-        check_ranks(mode, 1203, 4, 50, 0);  /* padded */
-        check_ranks(mode, 1203, 4, 64, 1);  /* dropped */
-        check_ranks(mode, 999, 8, 7, 0);
-        check_ranks(mode, 5, 8, 1, 0);      /* fewer samples than ranks */
+        check_ranks(mode, 1200, 4, 48, 0);  /* exact */
+        check_ranks(mode, 1200, 4, 48, 1);
+        check_ranks(mode, 1203, 4, 64, 0);  /* last batch 51: 13,13,13,12 */
+        check_ranks(mode, 1203, 4, 64, 1);  /* last 51 dropped */
+        check_ranks(mode, 999, 8, 56, 0);
+        check_ranks(mode, 1203, 8, 8, 0);   /* last batch 3 < 8 ranks */
+        check_ranks(mode, 5, 8, 8, 0);      /* fewer samples than ranks */
+        check_ranks(mode, 700, 3, 9, 0);
     }
+}
+
+/* A global batch that does not split over the ranks is refused with the
+ * numbers; the rank's part of a short last batch is as even as possible. */
+static void test_rank_refusals(void **state)
+{
+    (void)state;
+    const uint64_t shards[] = {1000};
+    order *o = NULL;
+    st_error err = {0};
+    order_config cfg = {.mode = ORDER_GLOBAL, .batch = 50, .world = 4,
+                        .rank = 1};
+    assert_int_equal(order_create(&cfg, shards, 1, &o, &err), ST_EINVAL);
+    assert_null(o);
+    assert_non_null(strstr(err.msg, "50"));
+    assert_non_null(strstr(err.msg, "4 ranks"));
+    /* 1000 = 7*128 + 104: the last batch is 52 + 52 on 2 ranks */
+    o = make(ORDER_GLOBAL, 3, 128, 0, 1, 2, shards, 1, 1);
+    assert_int_equal(order_batches(o), 8);
+    assert_int_equal(order_batch_len(o, 0), 64);
+    assert_int_equal(order_batch_len(o, 7), 52);
+    assert_int_equal(order_position(o, 7, 0), 7 * 128 + 52);
+    assert_int_equal(order_rank_samples(o), 7 * 64 + 52);
+    order_destroy(o);
 }
 
 int main(void)
@@ -288,6 +306,7 @@ int main(void)
         cmocka_unit_test(test_none_is_identity),
         cmocka_unit_test(test_batches_and_drop_last),
         cmocka_unit_test(test_rank_slices),
+        cmocka_unit_test(test_rank_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

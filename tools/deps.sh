@@ -10,7 +10,7 @@ set -eu
 PKGS="build-essential pkg-config zlib1g-dev libzstd-dev libpng-dev libjpeg62-turbo-dev libcmocka-dev \
 libopenblas-dev libxxhash-dev libstb-dev clang libclang-rt-dev dataset-fashion-mnist \
 python3-pil python3-pytest python3-numpy python3-venv \
-python3-pip python3-setuptools python3-wheel"
+python3-pip python3-setuptools python3-wheel openmpi-bin libopenmpi-dev iproute2"
 BENCH_PKGS="gnuplot-nox python3-torch python3-pil python3-numpy python3-torchvision python3-venv \
 plasma-workspace-wallpapers libturbojpeg0-dev libopencv-dev"
 

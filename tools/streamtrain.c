@@ -18,9 +18,11 @@
 #include "datasets/units.h"
 #include "gpu/prefetch.h"
 #include "loader/transform.h"
+#include "train/dist.h"
 #include "train/run.h"
 
 static volatile sig_atomic_t g_stop; /* the signal that asked to stop */
+static double g_dist_timeout = 60;   /* --dist-timeout */
 
 /* The default model and the conv models' recipe (README.md, "Conv nets",
  * says how they were chosen). */
@@ -98,8 +100,9 @@ static void usage(FILE *f)
 "                           a GPU, to check that path without one)\n"
 "      --device-mem BYTES   memory budget for the plan, e.g. 512M, or auto\n"
 "                           (free memory minus a margin) (auto)\n"
-"      --threads N          loader threads per split (max(1, cores/2))\n"
-"      --blas-threads N     CPU backend: OpenBLAS threads (cores)\n"
+"      --threads N          loader threads per split (max(1, C/2), C =\n"
+"                           cores / ranks on this host)\n"
+"      --blas-threads N     CPU backend: OpenBLAS threads (C)\n"
 "      --prefetch D         device batch buffers, 2..%d (2)\n"
 "output and checkpoints\n"
 "      --metrics FILE       JSONL: one object per log interval and epoch\n"
@@ -110,6 +113,12 @@ static void usage(FILE *f)
 "      --max-steps N        stop after N optimizer steps in all (saving\n"
 "                           with --save); --resume continues from there\n"
 "      --plan               print the memory plan and exit\n"
+"data-parallel (mpirun -np N streamtrain ...; rank 0 alone prints, writes\n"
+"metrics and checkpoints; --batch is the global batch, a multiple of N x\n"
+"the micro-batch)\n"
+"      --bucket-mb F        gradient all-reduce bucket size in MB (25)\n"
+"      --dist-timeout S     a collective that takes longer fails the job\n"
+"                           (60)\n"
 "  -q, --quiet              no progress line\n"
 "  -h, --help               this help\n"
 "\n"
@@ -144,7 +153,8 @@ enum {
     OPT_GAMMA, OPT_DEVICE, OPT_DEVICE_MEM, OPT_THREADS, OPT_BLAS, OPT_PREFETCH,
     OPT_METRICS, OPT_LOG_EVERY, OPT_SAVE, OPT_SAVE_EVERY, OPT_RESUME, OPT_PLAN,
     OPT_MAX_STEPS, OPT_MODEL, OPT_WIDTHS, OPT_NORMALIZE, OPT_SMOOTHING,
-    OPT_TTA, OPT_IMAGE_SIZE, OPT_TRAIN_TF, OPT_EVAL_TF,
+    OPT_TTA, OPT_IMAGE_SIZE, OPT_TRAIN_TF, OPT_EVAL_TF, OPT_BUCKET_MB,
+    OPT_DIST_TIMEOUT,
 };
 
 static const struct option LONG_OPTS[] = {
@@ -185,6 +195,8 @@ static const struct option LONG_OPTS[] = {
     {"image-size", required_argument, 0, OPT_IMAGE_SIZE},
     {"train-transform", required_argument, 0, OPT_TRAIN_TF},
     {"eval-transform", required_argument, 0, OPT_EVAL_TF},
+    {"bucket-mb", required_argument, 0, OPT_BUCKET_MB},
+    {"dist-timeout", required_argument, 0, OPT_DIST_TIMEOUT},
     {"quiet", no_argument, 0, 'q'},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
@@ -223,6 +235,8 @@ static const char *opt_expect(int val)
     case OPT_SMOOTHING: return "a number in [0, 1)";
     case OPT_TTA: return "flip or none";
     case OPT_IMAGE_SIZE: return "an integer 1..4096";
+    case OPT_BUCKET_MB: return "a number of MB in [0.001, 4096]";
+    case OPT_DIST_TIMEOUT: return "seconds in [1, 86400]";
     default: return "an integer >= 1";
     }
 }
@@ -425,6 +439,18 @@ static int parse_run_opt(int o, const char *a, run_config *c, pending *p)
         c->max_steps = (uint64_t)v;
         return 0;
     case 'q': p->quiet = 1; return 0;
+    case OPT_BUCKET_MB: {
+        float mb;
+        if (parse_float(a, 0.001, 4096, &mb)) return -1;
+        c->trainer.bucket_bytes = (size_t)((double)mb * 1e6);
+        return 0;
+    }
+    case OPT_DIST_TIMEOUT: {
+        float t;
+        if (parse_float(a, 1, 86400, &t)) return -1;
+        g_dist_timeout = t;
+        return 0;
+    }
     default: return 1;
     }
 }
@@ -539,6 +565,49 @@ static void tame_openblas(char **argv)
     /* exec failed: carry on with OpenBLAS's default */
 }
 
+/* The job's share of the host: each of the L ranks on this host gets
+ * cores/L OpenBLAS threads unless --blas-threads says otherwise (the
+ * loader's producers follow in train/run.c) and, on CUDA, GPU local_rank;
+ * rank 0 alone prints and shows progress (train/run writes metrics and
+ * checkpoints on rank 0 alone). @return 1 on the other ranks. */
+static int job_config(run_config *c, const dist_job *job)
+{
+    c->job = job;
+    if (job->local_world > 1) /* one process per GPU */
+        c->device.cuda_device = job->local_rank;
+    if (job->local_world > 1 && c->device.cpu_threads == 0) {
+        int n = gpu_cpu_default_threads() / job->local_world;
+        c->device.cpu_threads = n < 1 ? 1 : n;
+    }
+    if (job->rank == 0) return 0;
+    c->progress = 0; /* train/run writes metrics and checkpoints on 0 */
+    return 1;
+}
+
+/* A failed rank: one line naming it, and the whole job goes down (a
+ * collective failure is the same line on every rank that saw it). */
+static int fail(const dist_job *job, const run_config *c, int rc,
+                const st_error *err)
+{
+    const char *msg = err->msg[0] ? err->msg : st_strerror(rc);
+    if (c->progress) fprintf(stderr, "\r\033[K");
+    /* 128 + the signal, as a shell reports it: 130 SIGINT, 143 SIGTERM */
+    int code = rc == ST_ECLOSED ? 128 + (g_stop ? (int)g_stop : SIGINT) : 1;
+    if (job->world == 1) {
+        fprintf(stderr, "streamtrain: %s\n", msg);
+        return code;
+    }
+    if (rc == ST_ECLOSED) return code; /* every rank agreed to stop */
+    /* every rank finds a disagreement at once: rank 0 says it, all exit */
+    if (rc == ST_EINVAL && strncmp(msg, "ranks disagree", 14) == 0) {
+        if (job->rank == 0) fprintf(stderr, "streamtrain: %s\n", msg);
+        return code;
+    }
+    fprintf(stderr, "streamtrain: rank %d: %s\n", job->rank, msg);
+    dist_abort(job, code);
+    return code;
+}
+
 int main(int argc, char **argv)
 {
     tame_openblas(argv);
@@ -547,23 +616,32 @@ int main(int argc, char **argv)
     run_config_init(&c);
     int rc = parse_args(argc, argv, &c);
     if (rc) return rc;
+    dist_job job;
+    st_error err = {0};
+    if (dist_init(&job, &argc, &argv, &err) < 0) {
+        fprintf(stderr, "streamtrain: %s\n", err.msg);
+        return 1;
+    }
+    job.timeout_s = g_dist_timeout;
+    FILE *out = stdout;
+    if (job_config(&c, &job) && (out = fopen("/dev/null", "w")) == NULL)
+        out = stdout;
     /* SA_RESTART: the loader's preads must not see EINTR */
     struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     c.stop = &g_stop;
     run_result res;
-    st_error err = {0};
     setvbuf(stdout, NULL, _IOLBF, 0);
-    rc = run_train(&c, stdout, &res, &err);
+    rc = run_train(&c, out, &res, &err);
+    if (out != stdout) fclose(out);
     if (rc < 0) {
-        if (c.progress) fprintf(stderr, "\r\033[K");
-        fprintf(stderr, "streamtrain: %s\n", err.msg[0] ? err.msg
-                                                        : st_strerror(rc));
-        /* 128 + the signal, as a shell reports it: 130 SIGINT, 143 SIGTERM */
-        return rc == ST_ECLOSED ? 128 + (g_stop ? (int)g_stop : SIGINT) : 1;
+        rc = fail(&job, &c, rc, &err);
+        dist_finalize(&job);
+        return rc;
     }
-    if (c.plan_only) return 0;
+    dist_finalize(&job);
+    if (c.plan_only || job.rank != 0) return 0;
     printf("final epochs=%d test_acc=%.4f test_loss=%.4f samples_per_s=%.0f\n",
            res.epochs, res.test_acc, res.test_loss, res.samples_per_s);
     return 0;

@@ -65,6 +65,11 @@ int metrics_write(metrics *m, const metrics_row *r, st_error *err)
     num(f, "samples_per_s", r->samples_per_s, "%.1f");
     num(f, "loader_wait_pct", r->loader_wait_pct, "%.3f");
     num(f, "h2d_gbps", r->h2d_gbps, "%.3f");
+    if (r->world > 1) {
+        fprintf(f, ",\"world\":%d", r->world);
+        num(f, "allreduce_ms", r->allreduce_ms, "%.3f");
+        num(f, "allreduce_pct", r->allreduce_pct, "%.2f");
+    }
     fprintf(f, ",\"dev_mem_used\":%zu,\"dev_mem_peak\":%zu,\"host_rss\":%zu",
             r->dev_mem_used, r->dev_mem_peak, r->host_rss);
     if (r->has_test) {

@@ -7,7 +7,11 @@
  * Every object has: kind ("log" | "epoch"), epoch, step, elapsed_s, lr,
  * loss, acc, samples_per_s, loader_wait_pct, h2d_gbps, dev_mem_used,
  * dev_mem_peak, host_rss; epoch rows add test_loss and test_acc when an
- * evaluation ran. Lines are flushed as written, so a crashed run keeps its
+ * evaluation ran; a job of several ranks adds world, allreduce_ms (host
+ * milliseconds per step in the gradient all-reduce calls and waits, the
+ * part backward did not hide; the max over ranks) and allreduce_pct (its
+ * share of the step). loss, acc and samples_per_s are global (all ranks);
+ * loader_wait_pct is the max over ranks. Lines are flushed as written, so a crashed run keeps its
  * log.
  */
 #ifndef ST_TRAIN_METRICS_H
@@ -30,6 +34,9 @@ typedef struct metrics_row {
     double samples_per_s;
     double loader_wait_pct;    /* host time waiting for the loader, % */
     double h2d_gbps;           /* 0 on the CPU backend (no copies) */
+    int world;                 /* ranks; > 1 adds the two below */
+    double allreduce_ms;       /* per step, max over ranks */
+    double allreduce_pct;      /* of the step's wall time */
     size_t dev_mem_used, dev_mem_peak, host_rss;
     int has_test;
     double test_loss, test_acc;

@@ -402,6 +402,14 @@ int model_forward(model *m, gpu_device *d, const uint8_t *pixels, int n)
 int model_backward(model *m, gpu_device *d, const int32_t *labels, int n,
                    float grad_scale, gpu_loss_stats *stats, int accumulate)
 {
+    return model_backward_hook(m, d, labels, n, grad_scale, stats, accumulate,
+                               NULL, NULL);
+}
+
+int model_backward_hook(model *m, gpu_device *d, const int32_t *labels, int n,
+                        float grad_scale, gpu_loss_stats *stats,
+                        int accumulate, model_grad_hook hook, void *ctx)
+{
     if (n < 1 || n > m->micro_batch) return ST_EINVAL;
     float *dy = m->d0, *dx = m->d1;
     const float *logits = m->y[m->nl - 1];
@@ -417,6 +425,7 @@ int model_backward(model *m, gpu_device *d, const int32_t *labels, int n,
         const float *x = i > 0 ? m->y[i - 1] : m->x;
         ST_TRY(l->ops->backward(l, d, x, m->y[i], dy, i > 0 ? dx : NULL, n,
                                 accumulate));
+        if (hook) ST_TRY(hook(ctx, i));
         float *t = dy;
         dy = dx;
         dx = t;

@@ -4,7 +4,8 @@
  * defines: model, model_spec, model_sizes, model_mem, model_create,
  *          model_destroy, model_bind, model_bind_mem, model_sizes_of,
  *          model_init_params, model_init_state, model_forward,
- *          model_backward, model_eval, model_param_count,
+ *          model_backward, model_backward_hook, model_grad_hook,
+ *          model_eval, model_param_count,
  *          model_weight_count, model_state_count, model_act_floats,
  *          model_describe, model_arch, model_parse_hidden, MODEL_*
  *
@@ -155,6 +156,16 @@ const float *model_logits(const model *m);
  * (accumulate=1). */
 int model_backward(model *m, gpu_device *d, const int32_t *labels, int n,
                    float grad_scale, gpu_loss_stats *stats, int accumulate);
+
+/* model_backward that calls hook(ctx, i) right after layer i's backward
+ * (i = L-1 down to 0), when that layer's gradients gw/gb are final for
+ * this micro-batch: the data-parallel trainer starts the all-reduce of
+ * the layers behind it there. A negative return stops the pass and is
+ * returned. hook NULL: model_backward. */
+typedef int (*model_grad_hook)(void *ctx, int layer);
+int model_backward_hook(model *m, gpu_device *d, const int32_t *labels, int n,
+                        float grad_scale, gpu_loss_stats *stats,
+                        int accumulate, model_grad_hook hook, void *ctx);
 
 /* Forward in evaluation mode (running statistics; with tta_flip the mean
  * of the logits of the batch and of its mirror) + plain cross-entropy

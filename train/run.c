@@ -18,51 +18,7 @@
 #include "train/metrics.h"
 #include "train/plan.h"
 
-/* A batch the loader lent us, remembered until its host memory is free. */
-typedef struct held {
-    loader *l;
-    loader_batch b;
-} held;
-
-/* Sums over a log interval or an epoch. */
-typedef struct tally {
-    double loss_sum;
-    long long correct, count;
-} tally;
-
-typedef struct run {
-    const run_config *cfg;
-    FILE *out;
-    gpu_device *dev;                /* owned */
-    trainer *t;                     /* owned */
-    loader *train, *eval;           /* owned; eval may be NULL */
-    metrics *mx;                    /* owned, may be NULL */
-    ring_allocator alloc;           /* pinned (CUDA) host memory for rings */
-    held *train_held, *eval_held;   /* (slots) indexed by ring slot */
-    uint32_t slots;
-    char eval_split[MANIFEST_NAME_MAX];
-    transform_pair tf;               /* the splits' transforms */
-    uint64_t bpe;                   /* training batches per epoch */
-    uint64_t train_n;               /* samples in the train split */
-    uint64_t start_epoch, start_batch;
-    uint64_t stream_seed;           /* --seed, or the checkpoint's */
-    double t_start;
-    double train_s;                 /* seconds inside training epochs */
-    uint64_t train_samples;
-    /* log interval */
-    double iv_t, iv_wait;
-    uint64_t iv_samples;
-    tally epoch_tally;
-    size_t mem_epoch1;              /* device memory in use after epoch 1 */
-    int stopped;                    /* max_steps reached */
-} run;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "train/run_impl.h"
 
 void run_config_init(run_config *c)
 {
@@ -193,13 +149,14 @@ static int read_pack(run *r, model_spec *spec, st_error *err)
     r->train_n = pack_split_samples(p, ts);
     r->eval_split[0] = '\0';
     const char *want = c->eval_split;
-    if (want && strcmp(want, "none") == 0) goto done;
-    if (want && pack_split_find(p, want) < 0) {
+    /* --eval-split none still needs the input normalization below */
+    if (want && strcmp(want, "none") == 0) {
+        want = NULL;
+    } else if (want && pack_split_find(p, want) < 0) {
         rc = st_seterr(err, ST_ENOTFOUND, "pack %s has no eval split '%s'",
                        c->data, want);
         goto done;
-    }
-    if (want == NULL)
+    } else if (want == NULL)
         want = pack_split_find(p, "test") >= 0  ? "test"
                : pack_split_find(p, "val") >= 0 ? "val"
                                                 : NULL;
@@ -296,6 +253,9 @@ static int make_trainer(run *r, const model_spec *spec, st_error *err)
     tc.model.in_h = spec->in_h;
     tc.model.in_w = spec->in_w;
     tc.model.classes = spec->classes;
+    tc.rank = r->job->rank;
+    tc.world = r->job->world;
+    tc.dist_timeout_s = r->job->timeout_s;
     tc.model.norm_ch = spec->norm_ch;
     tc.model.in_scale = spec->in_scale;
     tc.model.in_shift = spec->in_shift;
@@ -321,8 +281,13 @@ static int make_trainer(run *r, const model_spec *spec, st_error *err)
         fprintf(r->out, "memory plan: micro-batch %d does not fit the budget; "
                 "using micro-batch %d with %d accumulation steps (effective "
                 "batch still %d)\n", p->requested_micro, p->micro_batch,
-                p->batch / p->micro_batch, p->batch);
-    if (p->micro_batch < p->batch && model_has_bn(m))
+                p->batch / p->micro_batch, c->trainer.batch);
+    if (r->job->world > 1 && model_has_bn(m))
+        fprintf(r->out, "note: batch norm normalizes each rank's micro-batch "
+                "of %d with its own statistics (as DDP does without "
+                "SyncBatchNorm); running statistics are averaged over the "
+                "ranks at each epoch end\n", p->micro_batch);
+    else if (p->micro_batch < p->batch && model_has_bn(m))
         fprintf(r->out, "note: batch norm normalizes each micro-batch of %d "
                 "with its own statistics (as PyTorch does under "
                 "accumulation)\n", p->micro_batch);
@@ -364,10 +329,12 @@ static int resume(run *r, st_error *err)
     return 0;
 }
 
-static int loader_threads(const run_config *c)
+/* max(1, C/2) producers, C the cores of this rank's share: the online
+ * cores over the ranks on this host. */
+static int loader_threads(const run *r)
 {
-    if (c->loader_threads > 0) return c->loader_threads;
-    int n = gpu_cpu_default_threads() / 2;
+    if (r->cfg->loader_threads > 0) return r->cfg->loader_threads;
+    int n = gpu_cpu_default_threads() / r->job->local_world / 2;
     return n < 1 ? 1 : n;
 }
 
@@ -378,7 +345,9 @@ static int open_loaders(run *r, uint64_t seed, st_error *err)
     loader_config_default(&lc);
     lc.split = c->train_split;
     lc.batch_size = (uint32_t)c->trainer.batch;
-    lc.threads = (uint32_t)loader_threads(c);
+    lc.threads = (uint32_t)loader_threads(r);
+    lc.rank = (uint32_t)r->job->rank;
+    lc.world = (uint32_t)r->job->world;
     /* producers fill ahead while the prefetcher holds up to D batches */
     r->slots = lc.threads + (uint32_t)c->trainer.depth + 2;
     lc.slots = r->slots;
@@ -408,269 +377,6 @@ static int open_loaders(run *r, uint64_t seed, st_error *err)
     lc.epochs = 0; /* one pass per call of eval_pass, until closed */
     lc.transform = r->tf.has_eval ? &r->tf.eval : NULL;
     return loader_open(c->data, &lc, &r->eval, err);
-}
-
-/* ---- the data path ------------------------------------------------------ */
-
-/* Gives back to the loaders every host batch whose copy has completed. */
-static int release_ready(run *r, int wait, st_error *err)
-{
-    prefetch *pf = trainer_prefetch(r->t);
-    void *tag;
-    int rc;
-    while ((rc = prefetch_poll(pf, wait, &tag, err)) == 1) {
-        held *h = tag;
-        ST_TRY(loader_release(h->l, &h->b, err));
-    }
-    return rc;
-}
-
-/* Next batch of l on the device, or ST_EEND at the end of its epoch. */
-static int fetch(run *r, loader *l, held *slots, prefetch_batch *db,
-                 st_error *err)
-{
-    loader_batch b;
-    st_error e = {0};
-    int rc = loader_next_batch(l, &b, &e);
-    if (rc == ST_EEND) return ST_EEND;
-    if (rc < 0) return st_seterr(err, e.code, "%s", e.msg);
-    held *h = &slots[b.slot];
-    h->l = l;
-    h->b = b;
-    return prefetch_submit(trainer_prefetch(r->t), b.pixels, b.labels,
-                           (int)b.n, h, db, err);
-}
-
-static int consumed(run *r, const prefetch_batch *db, st_error *err)
-{
-    ST_TRY(prefetch_consumed(trainer_prefetch(r->t), db, err));
-    return release_ready(r, 0, err);
-}
-
-/* Waits until every host batch is back with its loader. */
-static int drain(run *r, st_error *err)
-{
-    while (prefetch_pending(trainer_prefetch(r->t)) > 0) {
-        int rc = release_ready(r, 1, err);
-        if (rc < 0) return rc;
-        if (rc == 0 && prefetch_pending(trainer_prefetch(r->t)) > 0)
-            return st_seterr(err, ST_EINTERNAL, "run: a batch is still "
-                             "held by the prefetcher at the end of a pass");
-    }
-    return 0;
-}
-
-/* ---- logging ------------------------------------------------------------ */
-
-static double wait_s(const run *r)
-{
-    loader_stats ls;
-    loader_get_stats(r->train, &ls);
-    return ls.wait_s;
-}
-
-static double h2d_gbps(run *r)
-{
-    prefetch_stats ps;
-    prefetch_get_stats(trainer_prefetch(r->t), &ps);
-    return ps.copy_s > 0 ? ps.bytes / ps.copy_s / 1e9 : 0.0;
-}
-
-static void fill_row(run *r, metrics_row *row, const char *kind,
-                     uint64_t epoch)
-{
-    gpu_mem_stats ms;
-    memset(row, 0, sizeof *row);
-    gpu_device_mem(r->dev, &ms);
-    row->kind = kind;
-    row->epoch = epoch;
-    row->step = trainer_step(r->t);
-    row->elapsed_s = now_s() - r->t_start;
-    row->lr = trainer_lr(r->t);
-    row->h2d_gbps = h2d_gbps(r);
-    row->dev_mem_used = ms.used;
-    row->dev_mem_peak = ms.peak;
-    row->host_rss = metrics_host_rss();
-}
-
-/* Reads and resets the device's train statistics into t and *iv. */
-static int take_stats(run *r, tally *iv, st_error *err)
-{
-    gpu_loss_stats st;
-    ST_TRY(trainer_read_stats(r->t, 0, 1, &st, err));
-    iv->loss_sum = st.loss_sum;
-    iv->correct = st.correct;
-    iv->count = st.count;
-    r->epoch_tally.loss_sum += st.loss_sum;
-    r->epoch_tally.correct += st.correct;
-    r->epoch_tally.count += st.count;
-    return 0;
-}
-
-static int log_interval(run *r, uint64_t epoch, uint64_t batch,
-                        st_error *err)
-{
-    tally iv;
-    ST_TRY(take_stats(r, &iv, err));
-    double t = now_s(), w = wait_s(r), dt = t - r->iv_t;
-    metrics_row row;
-    fill_row(r, &row, "log", epoch + 1);
-    row.loss = iv.count ? iv.loss_sum / iv.count : NAN;
-    row.acc = iv.count ? (double)iv.correct / iv.count : NAN;
-    row.samples_per_s = dt > 0 ? r->iv_samples / dt : 0;
-    row.loader_wait_pct = dt > 0 ? 100.0 * (w - r->iv_wait) / dt : 0;
-    r->iv_t = t;
-    r->iv_wait = w;
-    r->iv_samples = 0;
-    if (r->cfg->progress)
-        fprintf(stderr, "\r\033[Kepoch %llu/%d  step %llu/%llu  loss %.4f  "
-                "acc %.3f  %.0f samples/s  loader wait %.1f%%",
-                (unsigned long long)epoch + 1, r->cfg->epochs,
-                (unsigned long long)batch, (unsigned long long)r->bpe,
-                row.loss, row.acc, row.samples_per_s, row.loader_wait_pct);
-    return metrics_write(r->mx, &row, err);
-}
-
-/* ---- epochs --------------------------------------------------------------- */
-
-static int save(run *r, st_error *err)
-{
-    if (r->cfg->save == NULL) return 0;
-    loader_state s = loader_get_state(r->train);
-    trainer_stream ts = {.seed = s.seed, .epoch = s.epoch,
-                         .next_batch = s.batch, .samples = r->train_n};
-    return trainer_save(r->t, r->cfg->save, &ts, err);
-}
-
-/* ST_ECLOSED when the run must stop now (a signal, or --max-steps
- * reached), else 0. */
-static int should_stop(run *r, uint64_t epoch, st_error *err)
-{
-    const run_config *c = r->cfg;
-    uint64_t step = trainer_step(r->t);
-    if (c->stop && *c->stop)
-        return st_seterr(err, ST_ECLOSED, "interrupted at epoch %llu, step "
-                         "%llu", (unsigned long long)epoch + 1,
-                         (unsigned long long)step);
-    if (c->max_steps && step >= c->max_steps) {
-        r->stopped = 1;
-        return ST_ECLOSED;
-    }
-    return 0;
-}
-
-/* One training epoch; *samples receives how many were trained on. A stop
- * is honoured before the first step and after any step but the epoch's
- * last: that one is followed by the epoch's evaluation and checkpoint
- * first, so that a stopped run never skips an evaluation. */
-static int train_epoch(run *r, uint64_t epoch, uint64_t *samples,
-                       st_error *err)
-{
-    const run_config *c = r->cfg;
-    uint64_t batch = epoch == r->start_epoch ? r->start_batch : 0;
-    prefetch_batch db;
-    int rc;
-    *samples = 0;
-    ST_TRY(should_stop(r, epoch, err));
-    while ((rc = fetch(r, r->train, r->train_held, &db, err)) == 0) {
-        ST_TRY(trainer_train_batch(r->t, &db, err));
-        ST_TRY(consumed(r, &db, err));
-        batch++;
-        *samples += (uint64_t)db.n;
-        r->iv_samples += (uint64_t)db.n;
-        uint64_t step = trainer_step(r->t);
-        if (c->log_every > 0 && step % (uint64_t)c->log_every == 0)
-            ST_TRY(log_interval(r, epoch, batch, err));
-        if (c->save_every && step % c->save_every == 0) ST_TRY(save(r, err));
-        if (batch < r->bpe) ST_TRY(should_stop(r, epoch, err));
-    }
-    if (rc != ST_EEND) return rc;
-    return drain(r, err);
-}
-
-/* One pass over the eval split. */
-static int eval_pass(run *r, double *loss, double *acc, st_error *err)
-{
-    prefetch_batch db;
-    int rc;
-    while ((rc = fetch(r, r->eval, r->eval_held, &db, err)) == 0) {
-        ST_TRY(trainer_eval_batch(r->t, &db, err));
-        ST_TRY(consumed(r, &db, err));
-    }
-    if (rc != ST_EEND) return rc;
-    ST_TRY(drain(r, err));
-    gpu_loss_stats st;
-    ST_TRY(trainer_read_stats(r->t, 1, 1, &st, err));
-    *loss = st.count ? st.loss_sum / st.count : NAN;
-    *acc = st.count ? (double)st.correct / st.count : NAN;
-    return 0;
-}
-
-static void print_epoch(run *r, const metrics_row *row, double secs)
-{
-    char mem[32], peak[32];
-    fprintf(r->out, "epoch %llu/%d: loss %.4f acc %.4f", (unsigned long long)
-            row->epoch, r->cfg->epochs, row->loss, row->acc);
-    if (row->has_test)
-        fprintf(r->out, " | test_loss %.4f test_acc %.4f", row->test_loss,
-                row->test_acc);
-    fprintf(r->out, " | %.2f s, %.0f samples/s, loader wait %.1f%%", secs,
-            row->samples_per_s, row->loader_wait_pct);
-    /* a unified device copies nothing: no H2D figure to show */
-    if (!gpu_device_unified(r->dev))
-        fprintf(r->out, ", h2d %.2f GB/s", row->h2d_gbps);
-    fprintf(r->out, ", device mem %s (peak %s)\n",
-            plan_fmt_bytes(row->dev_mem_used, mem, sizeof mem),
-            plan_fmt_bytes(row->dev_mem_peak, peak, sizeof peak));
-    fflush(r->out);
-}
-
-static int run_epoch(run *r, uint64_t epoch, run_result *res, st_error *err)
-{
-    double t0 = now_s(), w0 = wait_s(r);
-    uint64_t n;
-    r->epoch_tally = (tally){0};
-    r->iv_t = t0, r->iv_wait = w0, r->iv_samples = 0;
-    int rc = train_epoch(r, epoch, &n, err);
-    if (rc == ST_ECLOSED) { /* stopped mid-epoch: its samples still count */
-        r->train_s += now_s() - t0;
-        r->train_samples += n;
-    }
-    if (rc < 0) return rc;
-    tally rest;
-    ST_TRY(take_stats(r, &rest, err));
-    double secs = now_s() - t0;
-    r->train_s += secs;
-    r->train_samples += n;
-    metrics_row row;
-    fill_row(r, &row, "epoch", epoch + 1);
-    const tally *et = &r->epoch_tally;
-    row.loss = et->count ? et->loss_sum / et->count : NAN;
-    row.acc = et->count ? (double)et->correct / et->count : NAN;
-    row.samples_per_s = secs > 0 ? n / secs : 0;
-    row.loader_wait_pct = secs > 0 ? 100.0 * (wait_s(r) - w0) / secs : 0;
-    if (r->eval) {
-        ST_TRY(eval_pass(r, &row.test_loss, &row.test_acc, err));
-        row.has_test = 1;
-        res->has_test = 1;
-        res->test_loss = row.test_loss;
-        res->test_acc = row.test_acc;
-        /* read again after eval: CUDA loads kernels lazily, and the eval
-         * pass may load some (its last, short batch) on first use; read
-         * before it, epoch 1 would look smaller than epoch 2 */
-        gpu_mem_stats ms;
-        gpu_device_mem(r->dev, &ms);
-        row.dev_mem_used = ms.used;
-        row.dev_mem_peak = ms.peak;
-    }
-    if (r->cfg->progress) fprintf(stderr, "\r\033[K");
-    print_epoch(r, &row, secs);
-    if (epoch == r->start_epoch) r->mem_epoch1 = row.dev_mem_used;
-    else if (row.dev_mem_used != r->mem_epoch1)
-        fprintf(r->out, "warning: device memory in use changed from %zu to "
-                "%zu bytes\n", r->mem_epoch1, row.dev_mem_used);
-    ST_TRY(metrics_write(r->mx, &row, err));
-    return save(r, err);
 }
 
 /* ---- the run ------------------------------------------------------------ */
@@ -710,13 +416,14 @@ static int check_save_path(const char *path, st_error *err)
 static int setup(run *r, st_error *err)
 {
     model_spec spec = {0};
-    ST_TRY(check_save_path(r->cfg->save, err));
+    if (r->job->rank == 0) ST_TRY(check_save_path(r->cfg->save, err));
     ST_TRY(read_pack(r, &spec, err));
     ST_TRY(open_device(r, err));
     ST_TRY(make_trainer(r, &spec, err));
+    ST_TRY(run__check_job(r, &spec, err));
     if (r->cfg->plan_only) return 0;
     ST_TRY(resume(r, err));
-    if (r->cfg->metrics) /* a resumed run continues its log */
+    if (r->cfg->metrics && r->job->rank == 0) /* a resumed run continues */
         ST_TRY(metrics_open(&r->mx, r->cfg->metrics, r->cfg->resume != NULL,
                             err));
     return open_loaders(r, r->stream_seed, err);
@@ -731,7 +438,7 @@ static int eval_only(run *r, run_result *res, st_error *err)
             (unsigned long long)r->start_epoch,
             r->eval ? "; evaluating its weights" : "");
     if (r->eval == NULL) return 0;
-    ST_TRY(eval_pass(r, &res->test_loss, &res->test_acc, err));
+    ST_TRY(run__eval_pass(r, &res->test_loss, &res->test_acc, err));
     res->has_test = 1;
     fprintf(r->out, "eval: test_loss %.4f test_acc %.4f\n", res->test_loss,
             res->test_acc);
@@ -743,8 +450,8 @@ static int stop_early(run *r, run_result *res, int rc, st_error *err)
 {
     if (r->cfg->progress) fprintf(stderr, "\r\033[K");
     st_error e2 = {0};
-    int sr = drain(r, &e2);
-    if (sr == 0 && r->cfg->save) sr = save(r, &e2);
+    int sr = run__drain(r, &e2);
+    if (sr == 0 && r->cfg->save) sr = run__save(r, &e2);
     if (sr == 0 && r->cfg->save) fprintf(r->out, "saved %s\n", r->cfg->save);
     if (!r->stopped) return rc;
     fprintf(r->out, "stopped after %llu steps (--max-steps)\n",
@@ -757,7 +464,10 @@ static int stop_early(run *r, run_result *res, int rc, st_error *err)
 int run_train(const run_config *cfg, FILE *out, run_result *res,
               st_error *err)
 {
-    run r = {.cfg = cfg, .out = out, .t_start = now_s()};
+    run r = {.cfg = cfg, .out = out, .t_start = run__now_s()};
+    r.solo = (dist_job){.world = 1, .local_world = 1, .timeout_s = 60};
+    r.job = cfg->job ? cfg->job : &r.solo;
+    r.synced_step = UINT64_MAX;
     memset(res, 0, sizeof *res);
     res->test_acc = res->test_loss = NAN;
     if (cfg->epochs < 1)
@@ -770,7 +480,7 @@ int run_train(const run_config *cfg, FILE *out, run_result *res,
             rc = eval_only(&r, res, err);
         for (uint64_t e = r.start_epoch; rc == 0 && e < (uint64_t)cfg->epochs;
              e++) {
-            rc = run_epoch(&r, e, res, err);
+            rc = run__epoch(&r, e, res, err);
             if (rc == 0) res->epochs = (int)e + 1;
         }
         if (rc == ST_ECLOSED) rc = stop_early(&r, res, rc, err);

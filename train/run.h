@@ -16,6 +16,13 @@
  *
  * Output: the plan and one plain line per epoch on `out`; with
  * cfg->progress a live line on stderr at every log interval.
+ *
+ * Several ranks (cfg->job): global batch k of an epoch is split over the
+ * ranks (loader/order.h), gradients are summed every step
+ * (train/grad_sync.h), BN running statistics averaged at each epoch end,
+ * evaluation sharded and its sums added in rank order, statistics global
+ * (loader wait: the max over ranks). Checkpoints hold global counters
+ * only, so a run resumes at another world size when B allows.
  */
 #ifndef ST_TRAIN_RUN_H
 #define ST_TRAIN_RUN_H
@@ -26,6 +33,7 @@
 
 #include "datasets/error.h"
 #include "gpu/device.h"
+#include "train/dist.h"
 #include "train/trainer.h"
 
 /* Input normalization (--normalize). */
@@ -75,7 +83,16 @@ typedef struct run_config {
     int progress;                /* live progress line on stderr */
     uint64_t max_steps;          /* stop after this many optimizer steps
                                     in all, saving a checkpoint (0: none) */
-    volatile sig_atomic_t *stop; /* set (SIGINT) to stop after this step */
+    volatile sig_atomic_t *stop; /* set (SIGINT) to stop after this step;
+                                    with several ranks, every rank stops
+                                    after the step where any saw it */
+    const dist_job *job;         /* the ranks (train/dist.h); NULL: one.
+                                    With world > 1 every rank runs the
+                                    same config on its part of each global
+                                    batch; metrics and checkpoints are
+                                    written by rank 0 alone, and the
+                                    caller gives the others a mute `out`
+                                    and no progress */
 } run_config;
 
 typedef struct run_result {
@@ -84,7 +101,7 @@ typedef struct run_result {
     int has_test;
     double test_acc, test_loss;  /* the last evaluation */
     double samples_per_s;        /* training samples / training seconds,
-                                    this process only */
+                                    all ranks */
     int micro_batch;             /* the plan's (maybe lowered) micro-batch */
     int stopped;                 /* ended early by max_steps */
 } run_result;

@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "train/dist.h"
+#include "train/grad_sync.h"
+
 struct trainer {
     gpu_device *d;             /* borrowed */
     trainer_config cfg;
@@ -20,7 +23,25 @@ struct trainer {
     float *host_ps;            /* (P + S + R) host staging, owned */
     uint8_t *ckpt_buf;         /* (ckpt_file_bytes) host staging, owned */
     size_t ckpt_cap;
+    int local_batch;           /* B / world */
+    grad_sync *gs;             /* owned */
+    uint64_t init_hash;        /* of the initial weights */
 };
+
+/* The backward hook of the step's last micro-batch. */
+typedef struct hook_ctx {
+    grad_sync *gs;
+    st_error *err;
+    int failed;         /* the all-reduce failed (err filled) */
+} hook_ctx;
+
+static int on_layer_done(void *ctx, int layer)
+{
+    hook_ctx *h = ctx;
+    int rc = grad_sync_layer_done(h->gs, layer, h->err);
+    if (rc < 0) h->failed = 1;
+    return rc;
+}
 
 void trainer_config_init(trainer_config *c)
 {
@@ -28,6 +49,9 @@ void trainer_config_init(trainer_config *c)
     optim_config_init(&c->optim, OPTIM_SGD);
     sched_config_init(&c->sched);
     c->batch = 128;
+    c->world = 1;
+    c->bucket_bytes = (size_t)25 << 20;
+    c->dist_timeout_s = 60;
     c->depth = 2;
     c->seed = 1;
     c->model.in_scale = 1.0f / 255.0f;
@@ -60,7 +84,7 @@ static int bind_arena(trainer *t, st_error *err)
         gpu_device_set_workspace(t->d, a + it[PLAN_WORKSPACE].offset,
                                  it[PLAN_WORKSPACE].bytes) < 0)
         return gpu_device_check(t->d, err);
-    return prefetch_create(&t->pf, t->d, t->cfg.depth, t->cfg.batch,
+    return prefetch_create(&t->pf, t->d, t->cfg.depth, t->local_batch,
                            (size_t)model_in_size(t->m),
                            a + it[PLAN_BATCHES].offset,
                            it[PLAN_BATCHES].bytes, err);
@@ -72,6 +96,7 @@ static int init_weights(trainer *t, st_error *err)
     float *hr = t->host_ps + np + t->nstate;
     model_init_params(t->m, t->cfg.seed, t->host_ps);
     model_init_state(t->m, hr);
+    t->init_hash = dist_hash(t->host_ps, np * sizeof(float));
     /* the arena starts zeroed: gradients and optimizer state are 0 */
     if (gpu_to_device(t->d, model_params(t->m), t->host_ps,
                       np * sizeof(float)) < 0 ||
@@ -87,10 +112,22 @@ static int setup(trainer *t, st_error *err)
     ST_TRY(optim_validate(&c->optim, err));
     ST_TRY(sched_validate(&c->sched, err));
     ST_TRY(model_create(&t->m, &c->model, err));
+    if (c->world < 1 || c->rank < 0 || c->rank >= c->world ||
+        c->batch % c->world != 0)
+        return st_seterr(err, ST_EINVAL, "trainer: --batch %d over %d ranks "
+                         "(rank %d): the batch must be a multiple of the "
+                         "ranks", c->batch, c->world, c->rank);
+    t->local_batch = c->batch / c->world;
+    if (c->micro_batch && t->local_batch % c->micro_batch)
+        return st_seterr(err, ST_EINVAL, "--batch %d over %d ranks is %d a "
+                         "rank, not a multiple of --micro-batch %d: --batch "
+                         "must be a multiple of %d x %d = %d", c->batch,
+                         c->world, t->local_batch, c->micro_batch, c->world,
+                         c->micro_batch, c->world * c->micro_batch);
     plan_env env = {.unified = gpu_device_unified(t->d),
                     .workspace = gpu_device_workspace_bytes(t->d),
                     .depth = c->depth};
-    ST_TRY(plan_choose(&t->pl, t->m, c->optim.kind, &env, c->batch,
+    ST_TRY(plan_choose(&t->pl, t->m, c->optim.kind, &env, t->local_batch,
                        c->micro_batch, c->budget, err));
     size_t np = model_param_count(t->m), nr = model_state_count(t->m);
     t->nstate = optim_state_floats(c->optim.kind, np);
@@ -104,6 +141,8 @@ static int setup(trainer *t, st_error *err)
                          t->ckpt_cap);
     ST_TRY(gpu_arena_alloc(t->d, t->pl.total, &t->arena, err));
     ST_TRY(bind_arena(t, err));
+    ST_TRY(grad_sync_create(&t->gs, t->d, t->m, c->rank, c->world,
+                            c->bucket_bytes, c->dist_timeout_s, err));
     return init_weights(t, err);
 }
 
@@ -127,6 +166,7 @@ int trainer_create(trainer **out, gpu_device *d, const trainer_config *cfg,
 void trainer_destroy(trainer *t)
 {
     if (t == NULL) return;
+    grad_sync_destroy(t->gs);
     prefetch_destroy(t->pf);
     free(t->ckpt_buf);
     free(t->host_ps);
@@ -136,18 +176,35 @@ void trainer_destroy(trainer *t)
 
 int trainer_train_batch(trainer *t, const prefetch_batch *b, st_error *err)
 {
-    int n = b->n, mb = t->pl.micro_batch, in = model_in_size(t->m);
-    if (n < 1 || n > t->cfg.batch)
-        return st_seterr(err, ST_EINVAL, "train batch of %d outside 1..%d", n,
-                         t->cfg.batch);
-    float scale = 1.0f / (float)n;
-    for (int off = 0; off < n; off += mb) {
-        int rows = n - off < mb ? n - off : mb;
-        if (model_forward(t->m, t->d, b->pixels + (size_t)off * in, rows) < 0 ||
-            model_backward(t->m, t->d, b->labels + off, rows, scale,
-                           &t->stats[0], off > 0) < 0)
+    return trainer_train_step(t, b, b->n, err);
+}
+
+int trainer_train_step(trainer *t, const prefetch_batch *b, int global_n,
+                       st_error *err)
+{
+    int n = b ? b->n : 0, mb = t->pl.micro_batch, in = model_in_size(t->m);
+    if (n < 0 || n > t->local_batch || global_n < 1 || global_n < n ||
+        (n == 0 && t->cfg.world == 1))
+        return st_seterr(err, ST_EINVAL, "train batch of %d (of %d) outside "
+                         "1..%d", n, global_n, t->local_batch);
+    float scale = 1.0f / (float)global_n;
+    hook_ctx h = {t->gs, err, 0};
+    int rc = 0;
+    for (int off = 0; off < n && rc == 0; off += mb) {
+        int rows = n - off < mb ? n - off : mb, last = off + rows >= n;
+        if (model_forward(t->m, t->d, b->pixels + (size_t)off * in, rows) < 0)
             break;
+        rc = model_backward_hook(t->m, t->d, b->labels + off, rows, scale,
+                                 &t->stats[0], off > 0,
+                                 last ? on_layer_done : NULL, &h);
     }
+    if (h.failed) return rc;
+    if (n == 0 && gpu_zero(t->d, model_grads(t->m),
+                           model_param_count(t->m) * sizeof(float)) < 0)
+        return gpu_device_check(t->d, err);
+    ST_TRY(gpu_device_check(t->d, err));
+    ST_TRY(grad_sync_all(t->gs, err));
+    ST_TRY(grad_sync_finish(t->gs, err));
     float lr = sched_lr(&t->cfg.sched, t->step);
     optim_step(&t->cfg.optim, t->d, model_params(t->m), model_grads(t->m),
                t->state, model_param_count(t->m), model_weight_count(t->m), lr,
@@ -157,12 +214,25 @@ int trainer_train_batch(trainer *t, const prefetch_batch *b, st_error *err)
     return 0;
 }
 
+int trainer_sync_state(trainer *t, st_error *err)
+{
+    return grad_sync_state(t->gs, model_state(t->m), model_state_count(t->m),
+                           err);
+}
+
+uint64_t trainer_init_hash(const trainer *t) { return t->init_hash; }
+int trainer_comm_buckets(const trainer *t) { return grad_sync_buckets(t->gs); }
+double trainer_comm_seconds(const trainer *t)
+{
+    return grad_sync_seconds(t->gs);
+}
+
 int trainer_eval_batch(trainer *t, const prefetch_batch *b, st_error *err)
 {
     int n = b->n, mb = t->pl.micro_batch, in = model_in_size(t->m);
-    if (n < 1 || n > t->cfg.batch)
+    if (n < 1 || n > t->local_batch)
         return st_seterr(err, ST_EINVAL, "eval batch of %d outside 1..%d", n,
-                         t->cfg.batch);
+                         t->local_batch);
     for (int off = 0; off < n; off += mb) {
         int rows = n - off < mb ? n - off : mb;
         if (model_eval(t->m, t->d, b->pixels + (size_t)off * in,
@@ -176,6 +246,7 @@ int trainer_read_stats(trainer *t, int eval, int reset, gpu_loss_stats *out,
                        st_error *err)
 {
     gpu_loss_stats *s = &t->stats[eval ? 1 : 0];
+    ST_TRY(grad_sync_wait(t->gs, err)); /* a dead rank fails, not hangs */
     if (gpu_to_host(t->d, out, s, sizeof *out) < 0 ||
         (reset && gpu_zero(t->d, s, sizeof *s) < 0))
         return gpu_device_check(t->d, err);
@@ -190,6 +261,7 @@ int trainer_read_stats(trainer *t, int eval, int reset, gpu_loss_stats *out,
 int trainer_get_params(trainer *t, float *params, float *state, st_error *err)
 {
     size_t np = model_param_count(t->m);
+    ST_TRY(grad_sync_wait(t->gs, err));
     if ((params && gpu_to_host(t->d, params, model_params(t->m),
                                np * sizeof(float)) < 0) ||
         (state && gpu_to_host(t->d, state, t->state,

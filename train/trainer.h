@@ -12,13 +12,16 @@
  * prefetcher over the plan's batch buffers. After that nothing is
  * allocated, on the device or the host, until trainer_destroy.
  *
- * A training step (trainer_train_batch) on a batch of n <= B samples runs
- * ceil(n/m) micro-batches of m: forward, softmax cross-entropy with its
- * gradient scaled by 1/n, backward with the gradients of micro-batch k > 0
- * added to those of the earlier ones; then one optimizer step at the
- * schedule's learning rate. The sum of the micro-batch gradients is the
- * full batch's mean gradient, so the step equals the full-batch step up to
- * float rounding.
+ * A training step (trainer_train_step) on this rank's n <= B/w samples of
+ * a global batch of N samples runs ceil(n/m) micro-batches of m: forward,
+ * softmax cross-entropy with its gradient scaled by 1/N, backward with the
+ * gradients of micro-batch k > 0 added to those of the earlier ones; on
+ * the last micro-batch the gradient buckets are summed over the ranks as
+ * backward reaches them (train/grad_sync.h); then one optimizer step at
+ * the schedule's learning rate. The sum of all micro-batch gradients of
+ * all ranks is the global batch's mean gradient, so the step equals one
+ * process's full-batch step up to float rounding (and batch norm's
+ * per-micro-batch statistics, train/model.h).
  *
  * On CUDA the calls queue work and return; trainer_read_stats and the
  * checkpoint functions synchronize.
@@ -43,8 +46,11 @@ typedef struct trainer_config {
     model_spec model;
     optim_config optim;
     sched_config sched;
-    int batch;          /* B, effective batch (128) */
-    int micro_batch;    /* m, 0 = B */
+    int batch;          /* B, effective (global) batch (128) */
+    int micro_batch;    /* m, 0 = B/world; B/world must be a multiple */
+    int rank, world;    /* the job (train/dist.h); world 1: alone */
+    size_t bucket_bytes;/* gradient bucket size (25 MB, as DDP) */
+    double dist_timeout_s; /* deadline of a step's all-reduce (60) */
     int depth;          /* D device batch buffers (2) */
     size_t budget;      /* device bytes for the plan, 0 = no limit */
     uint64_t seed;      /* weight init */
@@ -67,9 +73,24 @@ gpu_device *trainer_device(trainer *t);
 uint64_t trainer_step(const trainer *t);     /* optimizer steps taken */
 float trainer_lr(const trainer *t);          /* lr of the next step */
 
-/* One optimizer step over batch b (pixels (n, in) uint8, labels (n)).
+/* One optimizer step over batch b (pixels (n, in) uint8, labels (n)) of a
+ * 1-rank job: trainer_train_step(t, b, b->n).
  * @return 0 or the device error. */
 int trainer_train_batch(trainer *t, const prefetch_batch *b, st_error *err);
+/* One optimizer step over this rank's part b of a global batch of
+ * global_n samples (b NULL or b->n 0: this rank has none of them, and
+ * still takes part in the gradient sum with zeros).
+ * @return 0, the device error, or the all-reduce's (ST_ETIMEDOUT). */
+int trainer_train_step(trainer *t, const prefetch_batch *b, int global_n,
+                       st_error *err);
+/* Averages the model state (BN running statistics) over the ranks. */
+int trainer_sync_state(trainer *t, st_error *err);
+/* Hash of the initial weights (host copy, at create): the ranks check
+ * that they agree. */
+uint64_t trainer_init_hash(const trainer *t);
+/* Gradient buckets, and host seconds spent in the all-reduce so far. */
+int trainer_comm_buckets(const trainer *t);
+double trainer_comm_seconds(const trainer *t);
 /* Loss/accuracy statistics of b, no gradients, no step. */
 int trainer_eval_batch(trainer *t, const prefetch_batch *b, st_error *err);
 

@@ -1,0 +1,236 @@
+/* train/dist.c — the job's identity and host-side collectives (contract in
+ * train/dist.h): MPI under mpirun, nothing at all without it.
+ */
+#include "train/dist.h"
+
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <xxhash.h>
+
+#ifdef ST_HAVE_MPI
+#include <mpi.h>
+#endif
+
+uint64_t dist_hash(const void *p, size_t n)
+{
+    return (uint64_t)XXH64(p, n, 0x5354524e ^ n);
+}
+
+/* Was this process started by mpirun (or another PMI launcher)? */
+static int launched_by_mpi(void)
+{
+    static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK",
+                                 "PMI_SIZE", "PMI_RANK"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (getenv(vars[i]) != NULL) return 1;
+    return 0;
+}
+
+#ifdef ST_HAVE_MPI
+static int mpi_fail(st_error *err, int rc, const char *what, const char *file,
+                    int line)
+{
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) len = 0;
+    msg[len] = '\0';
+    return st_seterr(err, ST_EIO, "%s:%d: %s: %s", file, line, what,
+                     len ? msg : "unknown MPI error");
+}
+#define MPI_TRY(call, err)                                                   \
+    do {                                                                     \
+        int mpi_rc_ = (call);                                                \
+        if (mpi_rc_ != MPI_SUCCESS)                                          \
+            return mpi_fail(err, mpi_rc_, #call, __FILE__, __LINE__);        \
+    } while (0)
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Polls a started collective until it completes or the deadline passes. */
+static int wait_req(const dist_job *job, MPI_Request *req, const char *what,
+                    st_error *err)
+{
+    double deadline = mono_s() + job->timeout_s;
+    unsigned spin = 0;
+    for (;;) {
+        int done = 0;
+        MPI_TRY(MPI_Test(req, &done, MPI_STATUS_IGNORE), err);
+        if (done) return 0;
+        if (mono_s() > deadline)
+            return st_seterr(err, ST_ETIMEDOUT, "%s: the collective did not "
+                             "finish within %g s (--dist-timeout): another "
+                             "rank died or hangs", what, job->timeout_s);
+        if ((++spin & 63) == 0) sched_yield(); /* see gpu/comm.c */
+    }
+}
+
+static int find_job(dist_job *job, st_error *err)
+{
+    MPI_TRY(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN), err);
+    MPI_TRY(MPI_Comm_rank(MPI_COMM_WORLD, &job->rank), err);
+    MPI_TRY(MPI_Comm_size(MPI_COMM_WORLD, &job->world), err);
+    MPI_Comm local;
+    MPI_TRY(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED,
+                                job->rank, MPI_INFO_NULL, &local), err);
+    MPI_TRY(MPI_Comm_rank(local, &job->local_rank), err);
+    MPI_TRY(MPI_Comm_size(local, &job->local_world), err);
+    MPI_TRY(MPI_Comm_free(&local), err);
+    job->gather = malloc((size_t)DIST_SUM_MAX * job->world * sizeof(double));
+    if (job->gather == NULL)
+        return st_seterr(err, ST_ENOMEM, "dist: out of memory");
+    return 0;
+}
+#endif
+
+int dist_init(dist_job *job, int *argc, char ***argv, st_error *err)
+{
+    memset(job, 0, sizeof *job);
+    job->world = job->local_world = 1;
+    job->timeout_s = 60;
+    if (!launched_by_mpi()) return 0;
+#ifdef ST_HAVE_MPI
+    int provided = 0;
+    MPI_TRY(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), err);
+    job->mpi = 1;
+    return find_job(job, err);
+#else
+    (void)argc, (void)argv;
+    const char *w = getenv("OMPI_COMM_WORLD_SIZE");
+    if (w && strcmp(w, "1") != 0)
+        return st_seterr(err, ST_EINVAL, "launched by mpirun with %s ranks, "
+                         "but streamtrain was built without MPI (make "
+                         "MPI=0): rebuild with MPI", w);
+    return 0;
+#endif
+}
+
+void dist_finalize(dist_job *job)
+{
+#ifdef ST_HAVE_MPI
+    if (job->mpi) {
+        int fin = 0;
+        if (MPI_Finalized(&fin) == MPI_SUCCESS && !fin) MPI_Finalize();
+        job->mpi = 0;
+    }
+#endif
+    free(job->gather);
+    job->gather = NULL;
+}
+
+void dist_abort(const dist_job *job, int code)
+{
+    fflush(stdout);
+#ifdef ST_HAVE_MPI
+    if (job->mpi) MPI_Abort(MPI_COMM_WORLD, code);
+#endif
+    (void)job;
+    exit(code);
+}
+
+#ifdef ST_HAVE_MPI
+/* DIST_SUM of doubles in rank order: gather, then add 0, 1, ... w-1. */
+static int sum_f64_ordered(const dist_job *job, double *buf, int n,
+                           const char *what, st_error *err)
+{
+    if (n > DIST_SUM_MAX)
+        return st_seterr(err, ST_EINTERNAL, "%s: %d doubles in a fixed-order "
+                         "sum (at most %d)", what, n, DIST_SUM_MAX);
+    MPI_Request req;
+    MPI_TRY(MPI_Iallgather(buf, n, MPI_DOUBLE, job->gather, n, MPI_DOUBLE,
+                           MPI_COMM_WORLD, &req), err);
+    ST_TRY(wait_req(job, &req, what, err));
+    for (int i = 0; i < n; i++) {
+        double s = 0;
+        for (int r = 0; r < job->world; r++) s += job->gather[r * n + i];
+        buf[i] = s;
+    }
+    return 0;
+}
+#endif
+
+int dist_allreduce(const dist_job *job, void *buf, int n, dist_type type,
+                   dist_op op, const char *what, st_error *err)
+{
+    if (job->world == 1 || n == 0) return 0;
+#ifdef ST_HAVE_MPI
+    if (type == DIST_F64 && op == DIST_SUM)
+        return sum_f64_ordered(job, buf, n, what, err);
+    MPI_Datatype t = type == DIST_F64   ? MPI_DOUBLE
+                     : type == DIST_F32 ? MPI_FLOAT
+                     : type == DIST_U64 ? MPI_UINT64_T
+                                        : MPI_INT64_T;
+    MPI_Op o = op == DIST_SUM ? MPI_SUM : op == DIST_MIN ? MPI_MIN : MPI_MAX;
+    MPI_Request req;
+    MPI_TRY(MPI_Iallreduce(MPI_IN_PLACE, buf, n, t, o, MPI_COMM_WORLD, &req),
+            err);
+    return wait_req(job, &req, what, err);
+#else
+    (void)buf, (void)type, (void)op, (void)what;
+    return st_seterr(err, ST_EINTERNAL, "dist: %d ranks without MPI",
+                     job->world);
+#endif
+}
+
+#ifdef ST_HAVE_MPI
+/* Broadcasts root's text of field f (DIST_FIELD_TEXT bytes) into out. */
+static int bcast_text(const dist_job *job, const dist_field *f, int root,
+                      char *out, st_error *err)
+{
+    memcpy(out, f->value, DIST_FIELD_TEXT);
+    out[DIST_FIELD_TEXT - 1] = '\0';
+    MPI_Request req;
+    MPI_TRY(MPI_Ibcast(out, DIST_FIELD_TEXT, MPI_CHAR, root, MPI_COMM_WORLD,
+                       &req), err);
+    return wait_req(job, &req, "configuration check", err);
+}
+
+/* Names the mismatch of field f: rank 0's value and the first other. */
+static int name_mismatch(const dist_job *job, const dist_field *f,
+                         st_error *err)
+{
+    char v0[DIST_FIELD_TEXT], vr[DIST_FIELD_TEXT];
+    ST_TRY(bcast_text(job, f, 0, v0, err));
+    int64_t first = strcmp(v0, f->value) != 0 ? job->rank : job->world;
+    ST_TRY(dist_allreduce(job, &first, 1, DIST_I64, DIST_MIN,
+                          "configuration check", err));
+    if (first >= job->world) first = 0; /* a hash collision: unreachable */
+    ST_TRY(bcast_text(job, f, (int)first, vr, err));
+    return st_seterr(err, ST_EINVAL, "ranks disagree: rank %d has %s %s, "
+                     "rank 0 has %s", (int)first, f->name, vr, v0);
+}
+#endif
+
+int dist_check_fields(const dist_job *job, const dist_field *f, int n,
+                      st_error *err)
+{
+    if (job->world == 1) return 0;
+#ifdef ST_HAVE_MPI
+    uint64_t *h = malloc(2 * (size_t)n * sizeof *h);
+    if (h == NULL) return st_seterr(err, ST_ENOMEM, "dist: out of memory");
+    for (int i = 0; i < n; i++)
+        h[i] = h[n + i] = dist_hash(f[i].value, strlen(f[i].value));
+    int rc = dist_allreduce(job, h, n, DIST_U64, DIST_MIN,
+                            "configuration check", err);
+    if (rc == 0)
+        rc = dist_allreduce(job, h + n, n, DIST_U64, DIST_MAX,
+                            "configuration check", err);
+    int bad = -1;
+    for (int i = 0; rc == 0 && i < n && bad < 0; i++)
+        if (h[i] != h[n + i]) bad = i;
+    free(h);
+    if (rc < 0) return rc;
+    return bad < 0 ? 0 : name_mismatch(job, &f[bad], err);
+#else
+    (void)f, (void)n, (void)err;
+    return 0;
+#endif
+}

@@ -1,0 +1,90 @@
+/* train/dist.h — the job: this process's identity among the ranks of a
+ * data-parallel run, and the host-side collectives the run needs (the
+ * start-up agreement check, the stop flag, summed statistics).
+ *
+ * defines: dist_job, dist_op, dist_type, dist_field, dist_init,
+ *          dist_finalize, dist_abort, dist_allreduce, dist_check_fields,
+ *          dist_hash, DIST_FIELD_TEXT
+ *
+ * Launch: under mpirun (the environment holds OMPI_COMM_WORLD_SIZE,
+ * PMIX_RANK or PMI_SIZE) dist_init calls MPI_Init_thread (FUNNELED: only
+ * the main thread calls MPI), sets MPI_ERRORS_RETURN so that errors come
+ * back as codes (reported with file:line and MPI_Error_string's text),
+ * and finds rank, world, and the local rank and count among the ranks on
+ * this host (MPI_Comm_split_type, MPI_COMM_TYPE_SHARED). Without mpirun,
+ * or built with MPI=0, the job is one rank and no MPI call is made.
+ *
+ * Collectives never hang: each is started nonblocking and polled until
+ * job->timeout_s (--dist-timeout), after which it fails with ST_ETIMEDOUT
+ * naming the collective; the caller then aborts the job (dist_abort).
+ * Every rank must call the same collectives in the same order. With one
+ * rank every collective is a copy-free no-op.
+ */
+#ifndef ST_TRAIN_DIST_H
+#define ST_TRAIN_DIST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "datasets/error.h"
+
+typedef struct dist_job {
+    int rank, world;             /* 0 <= rank < world */
+    int local_rank, local_world; /* among the ranks on this host */
+    int mpi;                     /* 1: MPI was initialized by dist_init */
+    double timeout_s;            /* deadline of each collective (60) */
+    double *gather;              /* (DIST_SUM_MAX * world) fixed-order sums'
+                                    scratch, made by dist_init */
+} dist_job;
+
+/* Most doubles one fixed-order DIST_SUM takes. */
+#define DIST_SUM_MAX 64
+
+typedef enum dist_op { DIST_SUM = 0, DIST_MIN = 1, DIST_MAX = 2 } dist_op;
+typedef enum dist_type {
+    DIST_F64 = 0, DIST_F32 = 1, DIST_U64 = 2, DIST_I64 = 3,
+} dist_type;
+
+/* Room for one field's value as text. */
+#define DIST_FIELD_TEXT 200
+
+/* One configuration field every rank must agree on: its name as the
+ * user wrote it ("--batch") and its value as text ("128"). */
+typedef struct dist_field {
+    const char *name;
+    char value[DIST_FIELD_TEXT];
+} dist_field;
+
+/* Finds the job (see above); job->timeout_s is set to 60.
+ * @return 0, or ST_EIO (an MPI call failed: its message), ST_EINVAL
+ *         (launched by mpirun, but built with MPI=0). */
+int dist_init(dist_job *job, int *argc, char ***argv, st_error *err);
+
+/* MPI_Finalize when dist_init initialized MPI. */
+void dist_finalize(dist_job *job);
+
+/* Ends the whole job now with exit status code: MPI_Abort under MPI (the
+ * other ranks are killed by mpirun), else exit. */
+void dist_abort(const dist_job *job, int code);
+
+/* In place: buf[0..n) = op over the ranks. DIST_SUM of DIST_F64 adds in
+ * rank order (a gather and a fixed-order sum; n <= DIST_SUM_MAX), so the
+ * result does not depend on the MPI algorithm or the world's shape.
+ * @return 0, ST_ETIMEDOUT ("<what>: ... did not finish within N s"),
+ *         ST_EIO (MPI's message). */
+int dist_allreduce(const dist_job *job, void *buf, int n, dist_type type,
+                   dist_op op, const char *what, st_error *err);
+
+/* Checks that every rank has the same value for each of the n fields (a
+ * MIN and MAX all-reduce of their hashes); on a mismatch the first such
+ * field is named with rank 0's value and the first differing rank's:
+ * "rank 1 has --batch 64, rank 0 has 128". Every rank returns the same
+ * result. @return 0, ST_EINVAL (mismatch), or a collective's error. */
+int dist_check_fields(const dist_job *job, const dist_field *f, int n,
+                      st_error *err);
+
+/* A 64-bit hash of n bytes (for fields too large to send as text, e.g.
+ * the initial weights). */
+uint64_t dist_hash(const void *p, size_t n);
+
+#endif

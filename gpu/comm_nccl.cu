@@ -168,6 +168,8 @@ extern "C" int gpu__nccl_wait(void *impl, double timeout_s, st_error *err)
 {
     nccl_impl *c = (nccl_impl *)impl;
     ST_TRY(usable(c, err));
+    if (!(timeout_s >= 0))
+        return st_seterr(err, ST_EINVAL, "nccl: timeout %g s", timeout_s);
     if (c->last == nullptr) return 0;
     double t0 = now_s();
     for (;;) {
@@ -186,7 +188,7 @@ extern "C" int gpu__nccl_wait(void *impl, double timeout_s, st_error *err)
             abort_comm(c);
             return rc;
         }
-        if (now_s() - t0 >= timeout_s) {
+        if (timeout_s > 0 && now_s() - t0 >= timeout_s) {
             abort_comm(c);
             return st_seterr(err, ST_ETIMEDOUT, "all-reduce did not finish "
                              "within %g s (rank %d of %d; NCCL communicator "

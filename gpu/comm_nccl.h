@@ -24,7 +24,8 @@
  *   event (cudaStreamWaitEvent; no host wait): work queued after it reads
  *   the sums.
  * - gpu__nccl_wait: the host polls the latest completion event and
- *   ncclCommGetAsyncError until done (0) or timeout_s seconds have passed:
+ *   ncclCommGetAsyncError until done (0) or timeout_s seconds have passed
+ *   (timeout_s 0: no deadline, as gpu/comm.c's CPU path; < 0: ST_EINVAL):
  *   then ncclCommAbort and ST_ETIMEDOUT "all-reduce did not finish within
  *   N s"; an asynchronous NCCL error aborts too (ST_EDEVICE). After either,
  *   every call fails (ST_EDEVICE) and the caller ends the job.

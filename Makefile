@@ -77,6 +77,17 @@ ifeq ($(HAVE_CUDA),1)
   LDLIBS  += -L$(CUDA_LIBDIR) -lcudart_static -lcublas -lcublasLt -ldl -lrt -lstdc++ \
              -Wl,-rpath,$(abspath $(CUDA_LIBDIR))
   CU_SRCS := $(wildcard gpu/*.cu)
+  # NCCL (gpu/comm_nccl.cu) with the toolkit's nccl.h and libnccl; its id
+  # goes over MPI, so MPI's flags come along
+  NCCL_MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
+  NCCL_MPI_LIBS := $(shell mpicc --showme:link 2>/dev/null)
+  ifneq ($(and $(wildcard $(CUDA_HOME)/include/nccl.h),$(wildcard $(CUDA_LIBDIR)/libnccl.so*),$(NCCL_MPI_LIBS)),)
+    CFLAGS += -DST_HAVE_NCCL=1 $(NCCL_MPI_CFLAGS)
+    LDLIBS += -lnccl $(NCCL_MPI_LIBS)
+  else
+    CU_SRCS := $(filter-out gpu/comm_nccl.cu,$(CU_SRCS))
+    $(info streamtrain: no NCCL (nccl.h, libnccl.so, mpicc): CUDA without the multi-GPU all-reduce)
+  endif
 else ifeq ($(HAVE_CUDA),2)
   # the .cu files as C++ against tests/emu/'s cuda_runtime.h and cublas_v2.h;
   # each <<<...>>> launch becomes emu_launch(...)(...)
@@ -86,6 +97,18 @@ else ifeq ($(HAVE_CUDA),2)
   LDLIBS  += -lstdc++
   CU_SRCS := $(wildcard gpu/*.cu)
   EMU_SRCS := $(wildcard tests/emu/*.cpp)
+  # cuemu's NCCL (tests/emu/nccl.h, cuemu_nccl.cpp) runs over MPI
+  NCCL_MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
+  NCCL_MPI_LIBS := $(shell mpicc --showme:link 2>/dev/null)
+  ifneq ($(NCCL_MPI_LIBS),)
+    CFLAGS += -DST_HAVE_NCCL=1 $(NCCL_MPI_CFLAGS)
+    EMU_CXXFLAGS += -DOMPI_SKIP_MPICXX=1 $(NCCL_MPI_CFLAGS)
+    LDLIBS += $(NCCL_MPI_LIBS)
+  else
+    CU_SRCS := $(filter-out gpu/comm_nccl.cu,$(CU_SRCS))
+    EMU_SRCS := $(filter-out tests/emu/cuemu_nccl.cpp,$(EMU_SRCS))
+    $(info streamtrain: no mpicc: cuemu without NCCL)
+  endif
 else
   CU_SRCS :=
 endif
@@ -246,7 +269,8 @@ san-tests: $(SAN_TESTS)
 
 # The CUDA backend's tests again, on cuemu (make EMU=1 emu-tests), and
 # cuemu's own; streamtrain for test_run's CLI checks.
-EMU_TESTS := $(addprefix $(BUILD)/tests/,test_cuemu test_gpu test_gpu_model test_noalloc test_run) \
+EMU_TESTS := $(addprefix $(BUILD)/tests/,test_cuemu test_gpu test_gpu_model test_noalloc test_run \
+                 test_comm_nccl) \
              $(BUILD)/streamtrain
 emu-tests: $(EMU_TESTS)
 

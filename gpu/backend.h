@@ -1,7 +1,7 @@
 /* gpu/backend.h — internal: the table each backend fills in.
  *
  * defines: gpu_backend_ops, gpu__cpu_ops, gpu__cpu_staged_ops,
- *          gpu__cuda_ops (ST_HAVE_CUDA only)
+ *          gpu__cuda_ops (ST_HAVE_CUDA only), gpu__device_impl
  *
  * gpu/device.c owns the gpu_device handle and the sticky error and calls
  * through this table; gpu/cpu_backend.c and gpu/cuda_backend.cu implement
@@ -125,6 +125,10 @@ typedef struct gpu_backend_ops {
 } gpu_backend_ops;
 
 extern const gpu_backend_ops gpu__cpu_ops;
+/* The backend state behind d (gpu/device.c), for code beside a backend
+ * that needs its handles: gpu/comm_nccl.cu takes the CUDA backend's
+ * compute stream from it (gpu__cuda_stream in gpu/cuda_util.cuh). */
+void *gpu__device_impl(gpu_device *d);
 /* gpu/cpu_staged.c: the CPU's arithmetic behind a discrete GPU's ordering
  * rules (deferred copies, events), for gpu_device_config.cpu_staged. */
 extern const gpu_backend_ops gpu__cpu_staged_ops;

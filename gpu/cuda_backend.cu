@@ -1,7 +1,7 @@
 // gpu/cuda_backend.cu — the CUDA backend: context, two streams (compute,
 // copy), events, memory, cuBLAS, and the table gpu/device.c calls.
 //
-// defines: gpu__cuda_ops, gpu__cuda_probe
+// defines: gpu__cuda_ops, gpu__cuda_probe, gpu__cuda_stream, gpu__cuda_ordinal
 //
 // Both streams are non-blocking, so the legacy default stream never orders
 // them; the synchronous transfers (setup, checkpoints, stats) go on the
@@ -486,6 +486,13 @@ gpu_backend_ops make_ops()
 } // namespace
 
 extern "C" const gpu_backend_ops gpu__cuda_ops = make_ops();
+
+cudaStream_t gpu__cuda_stream(void *impl, int q)
+{
+    return stream_of((cuda_impl *)impl, q);
+}
+
+int gpu__cuda_ordinal(void *impl) { return ((cuda_impl *)impl)->dev; }
 
 extern "C" int gpu__cuda_probe(char *why, size_t why_len)
 {

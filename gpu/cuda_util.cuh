@@ -1,6 +1,7 @@
 /* gpu/cuda_util.cuh — internal to the CUDA backend (.cu files only).
  *
- * defines: CUDA_TRY, CUBLAS_TRY, LAUNCH_TRY, kern_blocks, kern_* launchers
+ * defines: CUDA_TRY, CUBLAS_TRY, LAUNCH_TRY, kern_blocks, kern_* launchers,
+ *          gpu__cuda_stream, gpu__cuda_ordinal
  *
  * Every CUDA runtime and cuBLAS call goes through CUDA_TRY / CUBLAS_TRY,
  * which record file:line, the expression and the library's own message in
@@ -45,6 +46,12 @@
                              __FILE__, __LINE__, name,                       \
                              cudaGetErrorString(cu__e));                     \
     } while (0)
+
+/* The CUDA backend's handles, from gpu__device_impl of a CUDA device
+ * (gpu/cuda_backend.cu): the stream of queue q (GPU_Q_COMPUTE, GPU_Q_COPY)
+ * and the device's CUDA ordinal. */
+cudaStream_t gpu__cuda_stream(void *impl, int q);
+int gpu__cuda_ordinal(void *impl);
 
 /* Elementwise kernels run kKernThreads threads a block in grid-stride
  * loops over at most kKernMaxBlocks blocks: kern_blocks(n) for n items. */

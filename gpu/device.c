@@ -125,6 +125,7 @@ void gpu_device_destroy(gpu_device *d)
 }
 
 gpu_kind gpu_device_kind(const gpu_device *d) { return d->kind; }
+void *gpu__device_impl(gpu_device *d) { return d->impl; }
 const char *gpu_device_name(const gpu_device *d) { return d->name; }
 int gpu_device_unified(const gpu_device *d) { return d->ops->unified; }
 const st_error *gpu_device_err(const gpu_device *d) { return &d->err; }

@@ -11,7 +11,10 @@
 // forces it: cudaStreamSynchronize, cudaEventSynchronize, a full queue, a
 // stream reaching a cudaStreamWaitEvent (which runs the other stream up to
 // the record), and every second cudaEventQuery of a pending event (the
-// first answers cudaErrorNotReady). Copies from pinned memory read their
+// first answers cudaErrorNotReady). A host operation (OP_HOST: an emulated
+// NCCL reduction) may answer "not done yet": its stream stops there, a
+// query says not ready, and a synchronize polls it until it is done.
+// Copies from pinned memory read their
 // source when they run, not when they are queued; copies from pageable
 // memory run at once after the stream drains, as cudart's do.
 // Environment: CUEMU_DEVICES (default 1), CUEMU_MEM (bytes, default 16 GiB),
@@ -190,9 +193,11 @@ event *event_of(cudaEvent_t e)
     return ev;
 }
 
-void run_until(queue *q, uint64_t seq);
+bool run_some(queue *q, uint64_t seq);
 
-void exec(queue *q, const cuemu_op *op)
+// Runs one op; false when it cannot complete yet (an OP_HOST answering
+// "not done", or a wait on a stream stopped at one).
+bool exec(queue *q, cuemu_op *op)
 {
     switch (op->kind) {
     case OP_KERNEL: cuemu_grid_run(op); break;
@@ -203,23 +208,45 @@ void exec(queue *q, const cuemu_op *op)
         if (ev->used && ev->s == q && ev->seq == op->seq) ev->t = now_s();
         break;
     }
-    case OP_WAIT: run_until((queue *)op->wait_stream, op->wait_seq); break;
+    case OP_WAIT: return run_some((queue *)op->wait_stream, op->wait_seq);
     case OP_GEMM: cuemu_gemm_run(&op->gemm); break;
+    case OP_HOST: return op->host_poll(op->args) != 0;
     }
+    return true;
 }
 
-// Run q's ops in order until the op numbered seq has run.
-void run_until(queue *q, uint64_t seq)
+// Runs q's ops in order until the op numbered seq has run, or until one
+// that cannot complete yet. @return whether seq has run.
+bool run_some(queue *q, uint64_t seq)
 {
     device_enter();
     while (q->done_seq <= seq && q->count > 0) {
         cuemu_op *op = &q->ring[q->head];
-        exec(q, op);
+        if (!exec(q, op)) break;
         q->head = (q->head + 1) % RING;
         q->count--;
         q->done_seq = op->seq + 1;
     }
     device_leave();
+    return q->done_seq > seq;
+}
+
+// run_some until seq has run: the host blocks, as in a synchronize. Only
+// an OP_HOST can hold it up (another process's part of a reduction); past
+// CUEMU_HOST_WAIT seconds (default 120) that is a hang, and cuemu says so.
+void run_until(queue *q, uint64_t seq)
+{
+    if (run_some(q, seq)) return;
+    double t0 = now_s(), limit = (double)env_size("CUEMU_HOST_WAIT", 120);
+    while (!run_some(q, seq)) {
+        if (now_s() - t0 > limit)
+            cuemu_fatal("a stream waited %.0f s for a host operation (an "
+                        "emulated NCCL reduction whose peers never issued "
+                        "it, or are blocked elsewhere: cuemu runs their "
+                        "streams only when their host forces them)", limit);
+        struct timespec ts = {0, 20000};
+        nanosleep(&ts, nullptr);
+    }
 }
 
 void drain(queue *q) { run_until(q, q->next_seq - 1); }
@@ -644,8 +671,8 @@ cudaError_t cudaEventQuery(cudaEvent_t e)
     if (ev == nullptr) return fail(cudaErrorInvalidResourceHandle);
     if (event_done(ev)) return cudaSuccess;
     if (ev->queries++ % 2 == 0) return cudaErrorNotReady; // not sticky
-    run_until(ev->s, ev->seq);
-    return cudaSuccess;
+    // as far as it can go: an OP_HOST not done yet leaves it pending
+    return run_some(ev->s, ev->seq) ? cudaSuccess : cudaErrorNotReady;
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t e)

@@ -1,7 +1,8 @@
 /* tests/emu/cuemu_internal.h — what the three parts of cuemu share:
  * the queued operation, the lock, and the memory checks.
  *
- * defines: cuemu_op, cuemu_gemm_args, cuemu_lock/unlock, cuemu_op_push,
+ * defines: cuemu_op, cuemu_gemm_args, cuemu_host_poll, cuemu_lock/unlock,
+ *          cuemu_op_push,
  *          cuemu_range_kind, cuemu_set_last_error, cuemu_fatal, cuemu_grid_run, cuemu_gemm_run
  *
  * Every public call takes the one process-wide lock (cuemu_lock); queued
@@ -13,7 +14,15 @@
 #include "cublas_v2.h"
 #include "cuda_runtime.h"
 
-enum cuemu_op_kind { OP_KERNEL, OP_COPY, OP_SET, OP_RECORD, OP_WAIT, OP_GEMM };
+enum cuemu_op_kind { OP_KERNEL, OP_COPY, OP_SET, OP_RECORD, OP_WAIT, OP_GEMM,
+                     OP_HOST };
+
+/* OP_HOST: host_poll(op->args) runs when the op reaches the head of its
+ * stream, and again at each later forcing while it answers 0 ("not done"):
+ * the stream stops there meanwhile, as behind a kernel spinning on a flag
+ * (tests/emu/cuemu_nccl.cpp's reductions). Device memory is readable while
+ * it runs. */
+typedef int (*cuemu_host_poll)(void *state);
 
 struct cuemu_gemm_args {
     int ta, tb, m, n, k;
@@ -43,6 +52,8 @@ struct cuemu_op {
     uint64_t wait_seq;
     /* OP_GEMM */
     cuemu_gemm_args gemm;
+    /* OP_HOST: its state lives in args */
+    cuemu_host_poll host_poll;
 };
 
 enum cuemu_mem { CUEMU_HOST = 0, CUEMU_DEVICE = 1, CUEMU_PINNED = 2 };

@@ -10,6 +10,9 @@
 //                from pageable memory, at the call
 //   events       a query of pending work first says "not ready"; a stream
 //                waiting on an event runs the other stream up to it
+//   host ops     an OP_HOST that answers "not done" stops its stream (and
+//                a stream waiting on it); queries say not ready, a
+//                synchronize polls it until done (cuemu_nccl.cpp's basis)
 //   memory       host code touching device memory faults, with a message;
 //                copies of the wrong kind are refused
 //   gemm         column-major, transposes and leading dimensions as cuBLAS
@@ -23,6 +26,8 @@ extern "C" { // cmocka.h has no C++ guard
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+
+#include "cuemu_internal.h"
 #include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -168,6 +173,60 @@ void test_copies(void **state)
     CK(cudaFreeHost(pinned));
 }
 
+// OP_HOST state: done at the third poll; what the poll saw in d[0]
+struct host_op {
+    int polls;
+    const float *d;
+    float seen;
+};
+
+int host_poll(void *state)
+{
+    host_op *h = *(host_op **)state;
+    h->seen = h->d[0]; // device memory is readable while it runs
+    return ++h->polls >= 3;
+}
+
+void test_host_ops(void **state)
+{
+    (void)state;
+    cudaStream_t a, b;
+    cudaEvent_t e;
+    CK(cudaStreamCreateWithFlags(&a, cudaStreamNonBlocking));
+    CK(cudaStreamCreateWithFlags(&b, cudaStreamNonBlocking));
+    CK(cudaEventCreate(&e));
+    float *d, *pinned, back[4];
+    CK(cudaMalloc((void **)&d, 16));
+    CK(cudaHostAlloc((void **)&pinned, 16, 0));
+    for (int i = 0; i < 4; i++) pinned[i] = 5;
+    CK(cudaMemcpyAsync(d, pinned, 16, cudaMemcpyHostToDevice, a));
+    host_op h = {0, d, 0.0f};
+    host_op *hp = &h;
+    cuemu_lock();
+    cuemu_op *op = cuemu_op_push(a, OP_HOST);
+    op->host_poll = host_poll;
+    memcpy(op->args, &hp, sizeof hp);
+    cuemu_unlock();
+    CK(cudaEventRecord(e, a));
+    CK(cudaStreamWaitEvent(b, e, 0));
+    k_add<<<1, 32, 0, b>>>(d, 1.0f, 4);
+    for (int q = 0; q < 4; q++) // every second query polls: twice, not done
+        assert_int_equal(cudaEventQuery(e), cudaErrorNotReady);
+    assert_int_equal(h.polls, 2);
+    assert_true(h.seen == 5.0f); // after the copy before it
+    assert_int_equal(cudaGetLastError(), cudaSuccess);
+    CK(cudaStreamSynchronize(b)); // b waits on a, a polls until done
+    assert_int_equal(h.polls, 3);
+    assert_int_equal(cudaEventQuery(e), cudaSuccess);
+    CK(cudaMemcpyAsync(back, d, 16, cudaMemcpyDeviceToHost, b));
+    assert_true(back[0] == 6.0f);
+    CK(cudaEventDestroy(e));
+    CK(cudaStreamDestroy(b));
+    CK(cudaStreamDestroy(a));
+    CK(cudaFree(d));
+    CK(cudaFreeHost(pinned));
+}
+
 void test_events(void **state)
 {
     (void)state;
@@ -280,7 +339,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_barriers), cmocka_unit_test(test_shuffles),
         cmocka_unit_test(test_launches), cmocka_unit_test(test_copies),
-        cmocka_unit_test(test_events),   cmocka_unit_test(test_memory),
+        cmocka_unit_test(test_events),   cmocka_unit_test(test_host_ops),
+        cmocka_unit_test(test_memory),
         cmocka_unit_test(test_gemm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,10 +1,12 @@
 #!/bin/bash
 # tests/gpu/check.sh — the GPU check, for a lent GPU machine (< 5 minutes):
 # runs the GPU tests (CUDA vs CPU agreement, prefetch stream, device memory
-# flat across epochs, H2D reference) and test_noalloc (no host allocation
-# in the training loop, on CUDA too), then trains Fashion-MNIST for 3
-# epochs on the device and prints samples/s, loader wait %, H2D GB/s and
-# device memory per epoch as a table, and a verdict as the last line.
+# flat across epochs, H2D reference), test_noalloc (no host allocation
+# in the training loop, on CUDA too) and test_comm_nccl (the NCCL
+# all-reduce on a real 1-rank communicator: one GPU cannot host two), then
+# trains Fashion-MNIST for 3 epochs on the device and prints samples/s,
+# loader wait %, H2D GB/s and device memory per epoch as a table, and a
+# verdict as the last line.
 #
 #   tests/gpu/check.sh                 on the GPU machine
 #   tests/gpu/check.sh --bundle        here, when the GPU machine lacks the
@@ -51,10 +53,12 @@ bundle() (
         exit 1
     fi
     make --no-print-directory BUILD=$b -j2 $b/streamtrain $b/packdata \
-        $b/synthpack $b/tests/test_gpu $b/tests/test_noalloc >/dev/null
+        $b/synthpack $b/tests/test_gpu $b/tests/test_noalloc $b/tests/test_comm_nccl >/dev/null
     rm -rf $BUNDLE/stage && mkdir -p $BUNDLE/stage/lib
-    cp $b/streamtrain $b/synthpack $b/tests/test_gpu $b/tests/test_noalloc $BUNDLE/stage/
-    copy_libs $BUNDLE/stage/lib $b/streamtrain $b/synthpack $b/tests/test_gpu $b/tests/test_noalloc
+    cp $b/streamtrain $b/synthpack $b/tests/test_gpu $b/tests/test_noalloc \
+        $b/tests/test_comm_nccl $BUNDLE/stage/
+    copy_libs $BUNDLE/stage/lib $b/streamtrain $b/synthpack $b/tests/test_gpu \
+        $b/tests/test_noalloc $b/tests/test_comm_nccl
     $b/packdata "$FM_SRC" -o $BUNDLE/stage/fm -q --force >/dev/null
     tar -C $BUNDLE/stage -cJf $BUNDLE/bundle.tar.xz .
     rm -rf $BUNDLE/stage
@@ -116,7 +120,8 @@ pick_binaries() {
     if [ "$EMU" = 1 ]; then
         b=build/emu
         make --no-print-directory EMU=1 -j"$(nproc)" $b/streamtrain $b/synthpack \
-            $b/tests/test_gpu $b/tests/test_noalloc >/tmp/gpu-check-build.log 2>&1 ||
+            $b/tests/test_gpu $b/tests/test_noalloc $b/tests/test_comm_nccl \
+            >/tmp/gpu-check-build.log 2>&1 ||
             { tail -20 /tmp/gpu-check-build.log; return 1; }
         ST=$b/streamtrain TEST=$b/tests/test_gpu DATA=/tmp/gpucheck-emu/pack
         SYN=$b/synthpack
@@ -126,7 +131,7 @@ pick_binaries() {
     fi
     if make --no-print-directory BUILD=$b -j"$(nproc)" $b/streamtrain \
             $b/packdata $b/synthpack $b/tests/test_gpu $b/tests/test_noalloc \
-            >/tmp/gpu-check-build.log 2>&1; then
+            $b/tests/test_comm_nccl >/tmp/gpu-check-build.log 2>&1; then
         ST=$b/streamtrain TEST=$b/tests/test_gpu how="built here"
         SYN=$b/synthpack
         DATA=data/fashion-mnist
@@ -198,7 +203,7 @@ main() {
         return 1
     fi
 
-    local tests_ok=FAIL noalloc_ok=FAIL train_ok=FAIL mem_ok=FAIL rc
+    local tests_ok=FAIL noalloc_ok=FAIL nccl_ok=FAIL train_ok=FAIL mem_ok=FAIL rc
     resnet_ok=FAIL
     echo
     echo "== GPU tests (ST_REQUIRE_GPU=1: no GPU is a failure)"
@@ -212,6 +217,20 @@ main() {
     env LD_LIBRARY_PATH="$LIBPATH" timeout "$(tmo 60 60)" "${TEST%test_gpu}test_noalloc"
     rc=$?
     if [ "$rc" -eq 0 ]; then noalloc_ok=PASS; elif [ "$rc" -eq 124 ]; then noalloc_ok="FAIL (timed out)"; fi
+
+    echo
+    echo "== NCCL all-reduce, a 1-rank communicator (test_comm_nccl)"
+    local nt=${TEST%test_gpu}test_comm_nccl nlog=/tmp/gpu-check-nccl.log
+    if [ ! -x "$nt" ]; then
+        nccl_ok="SKIP (no test_comm_nccl)"
+    elif env LD_LIBRARY_PATH="$LIBPATH" ldd "$nt" | grep -q 'not found'; then
+        nccl_ok="SKIP (libraries missing: $(env LD_LIBRARY_PATH="$LIBPATH" ldd "$nt" | awk '/not found/ {print $1}' | paste -sd' ' -))"
+    else
+        env LD_LIBRARY_PATH="$LIBPATH" ST_REQUIRE_GPU=1 timeout "$(tmo 60 60)" "$nt" 2>&1 | tee "$nlog"
+        rc=${PIPESTATUS[0]}
+        if grep -q 'skipped: built without NCCL' "$nlog"; then nccl_ok="SKIP (built without NCCL)"
+        elif [ "$rc" -eq 0 ]; then nccl_ok=PASS; elif [ "$rc" -eq 124 ]; then nccl_ok="FAIL (timed out)"; fi
+    fi
 
     echo
     local m=${OUT:-/tmp}/metrics.jsonl
@@ -241,11 +260,15 @@ main() {
     [ "$EMU" = 1 ] && echo "(cuemu: the figures below are the CPU's, not a GPU's)"
     targets "$m" "$tlog"
     printf '%-28s %s\n' "GPU tests:" "$tests_ok" "no allocations in the loop:" "$noalloc_ok" \
+        "NCCL 1-rank all-reduce:" "$nccl_ok" \
         "streamtrain 3 epochs:" "$train_ok" "resnet preset:" "$resnet_ok" \
         "device memory flat:" "$mem_ok" "time:" "${SECONDS} s"
     local what=""
     [ "$EMU" = 1 ] && what=" (cuemu rehearsal: no GPU was used)"
-    if [ "$tests_ok$noalloc_ok$train_ok$mem_ok$resnet_ok" = PASSPASSPASSPASSPASS ]; then
+    # a skipped NCCL check (no NCCL, or its libraries absent here) is said
+    # above, not a failure
+    if [ "$tests_ok$noalloc_ok$train_ok$mem_ok$resnet_ok" = PASSPASSPASSPASSPASS ] &&
+        [ "${nccl_ok%% *}" != FAIL ]; then
         echo "RESULT: PASS$what"
         return 0
     fi

@@ -106,7 +106,10 @@ class Loader:
     epoch (each new iter() is the next epoch; one broken off early goes on
     where it stopped). Arguments as loader_config: shuffle "global" |
     "window" | "none"; transform a text form of loader/transform.h, e.g.
-    "random-resized-crop 224 flip"; state a dict from state_dict()."""
+    "random-resized-crop 224 flip"; state a dict from state_dict().
+    batch_size is the global batch: with world w ranks (a multiple of w),
+    rank r's batches hold its r-th slice of batch_size / w samples of each
+    global batch, so the stream is the same at any world size."""
 
     def __init__(self, path, split="train", batch_size=256, shuffle="global",
                  seed=1, threads=2, drop_last=False, rank=0, world=1,
@@ -169,7 +172,7 @@ class Loader:
         hh, ww, cc = _lib.u32(), _lib.u32(), _lib.u32()
         L.loader_sample_shape(h, ctypes.byref(hh), ctypes.byref(ww), ctypes.byref(cc))
         self.shape = (hh.value, ww.value, cc.value)   # of one sample
-        self.batch_size = batch_size
+        self.batch_size, self.world = batch_size, max(1, world)
         self._views = {}   # pixels address -> (B, H, W, C) view of the slot
 
     def _resume(self, cfg, state):
@@ -195,9 +198,10 @@ class Loader:
         key = (addr, dtype)
         v = self._views.get(key)
         if v is None:
-            count = self.batch_size * int(np.prod(shape))
+            cap = self.batch_size // self.world  # a slot's samples (order.h)
+            count = cap * int(np.prod(shape))
             buf = (ctype * count).from_address(addr)
-            v = np.frombuffer(buf, dtype=dtype).reshape((self.batch_size,) + shape)
+            v = np.frombuffer(buf, dtype=dtype).reshape((cap,) + shape)
             self._views[key] = v
         return v[:n]
 

@@ -137,12 +137,15 @@ def test_len_drop_last_rank_world(small_pack):
         assert len(ld) == 15 and sum(b.n for b in ld) == 960
     seen = []
     for r in range(3):
-        with st.Loader(small_pack, batch_size=50, rank=r, world=3, seed=2) as ld:
+        with st.Loader(small_pack, batch_size=51, rank=r, world=3, seed=2) as ld:
             seen.append(np.concatenate([b.ids.copy() for b in ld]))
     allids = np.concatenate(seen)
-    # equal slices of ceil(1000 / 3), padded by wrapping around (order.h)
-    assert [s.size for s in seen] == [334] * 3
-    assert np.array_equal(np.unique(allids), np.arange(1000))
+    # batch_size is the global batch: each rank takes 17 of every 51, and
+    # the last 31 split as evenly as possible (11, 10, 10; loader/order.h)
+    assert [s.size for s in seen] == [19 * 17 + 11, 19 * 17 + 10, 19 * 17 + 10]
+    assert allids.size == 1000 and np.array_equal(np.unique(allids), np.arange(1000))
+    with pytest.raises(st.InvalidArgumentError, match="does not split over 3 ranks"):
+        st.Loader(small_pack, batch_size=50, rank=0, world=3)
 
 
 def test_transform_and_split(small_pack):

@@ -540,9 +540,9 @@ python_section() {
     for r in $(seq $RUNS); do
         say "python: repetition $r/$RUNS"
         "$BUILD/loadbench" --data data/bench/fm-zstd --threads 2 --batch 256 \
-            --epochs 2 --shuffle global | tag "rep=$r" >>"$RAW/python.log"
+            --epochs 5 --shuffle global | tag "rep=$r" >>"$RAW/python.log"
         STREAMTRAIN_LIB=$lib $PY bench/python/bench.py iter --data data/bench/fm-zstd \
-            --threads 2 --batch 256 --epochs 2 | tag "rep=$r" >>"$RAW/python.log"
+            --threads 2 --batch 256 --epochs 5 | tag "rep=$r" >>"$RAW/python.log"
         $PY bench/torch_peer.py loader --pngdir data/bench/fm-pngdir --workers 2 \
             --epochs 2 --limit $PNG_LIMIT | tag "rep=$r" >>"$RAW/python.log"
         $PY bench/torch_peer.py loader --tensor "$FM" --workers 0 --epochs 2 |

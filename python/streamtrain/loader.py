@@ -100,7 +100,24 @@ class Batch:
         return f"<streamtrain.Batch epoch {self.epoch} index {self.index} n {self.n} {st}>"
 
 
-class Loader:
+class _Closing:
+    """with-statement and garbage-collection closing, for classes with a
+    close() that may be called more than once."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class Loader(_Closing):
     """Streams batches of a pack split; see the module docstring and
     loader/loader.h. `for batch in loader:` runs to the end of the current
     epoch (each new iter() is the next epoch; one broken off early goes on
@@ -294,15 +311,3 @@ class Loader:
     @property
     def closed(self):
         return self._h is None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass

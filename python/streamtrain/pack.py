@@ -3,6 +3,7 @@ source dataset into a pack (pack), with the same code as packdata.
 
 defines: PackInfo, open_pack, pack, verify
 """
+import contextlib
 import ctypes
 import os
 from dataclasses import dataclass, field
@@ -44,16 +45,25 @@ def _path(p):
     return os.fsencode(os.fspath(p))
 
 
-def open_pack(path):
-    """Opens and checks the pack directory path (manifest, dictionary,
-    every shard's header and index) and describes it.
-    @raise NotFoundError, PackFormatError, CorruptRecordError, ..."""
+@contextlib.contextmanager
+def _opened(path):
+    """(handle, st_error) of the pack at path, closed on the way out."""
     err = _lib.st_error()
     h = ctypes.c_void_p()
     rc = L.pack_open(_path(path), ctypes.byref(h), ctypes.byref(err))
     if rc != 0:
         raise_for(rc, err)
     try:
+        yield h, err
+    finally:
+        L.pack_close(h)
+
+
+def open_pack(path):
+    """Opens and checks the pack directory path (manifest, dictionary,
+    every shard's header and index) and describes it.
+    @raise NotFoundError, PackFormatError, CorruptRecordError, ..."""
+    with _opened(path) as (h, _):
         m = L.pack_manifest(h).contents
         splits, shards = {}, {}
         for i in range(m.nsplits):
@@ -71,27 +81,18 @@ def open_pack(path):
             std=tuple(m.std[:c]) if m.has_stats else None,
             stats_split=m.stats_split.decode() if m.has_stats else None,
             dict_bytes=int(m.dict_bytes), max_record=int(m.max_record))
-    finally:
-        L.pack_close(h)
 
 
 def verify(path):
     """Checks every file's checksum and decodes every record.
     @return {"files", "records", "bytes"} checked.
     @raise CorruptRecordError naming split, shard and record, ..."""
-    err = _lib.st_error()
-    h = ctypes.c_void_p()
-    rc = L.pack_open(_path(path), ctypes.byref(h), ctypes.byref(err))
-    if rc != 0:
-        raise_for(rc, err)
-    try:
+    with _opened(path) as (h, err):
         vs = (_lib.u64 * 3)()  # pack_verify_stats: files, records, bytes
         rc = L.pack_verify(h, vs, ctypes.byref(err))
         if rc != 0:
             raise_for(rc, err)
         return {"files": vs[0], "records": vs[1], "bytes": vs[2]}
-    finally:
-        L.pack_close(h)
 
 
 _FORMATS = {"auto": 0, "idx": 1, "folder": 2, "cifar10": 3}

@@ -24,7 +24,7 @@ import weakref
 import torch
 
 from . import _lib
-from .loader import Loader as _NumpyLoader
+from .loader import Loader as _NumpyLoader, _Closing
 
 __all__ = ["Loader", "pinned_allocator"]
 
@@ -116,7 +116,7 @@ import atexit  # noqa: E402
 atexit.register(_close_all)
 
 
-class Loader:
+class Loader(_Closing):
     """streamtrain.Loader's arguments, plus: device (None: CPU tensors;
     "cuda": the loader copies each batch there, non_blocking, and yields
     CUDA tensors), pin (None: when CUDA is available), label_dtype (the
@@ -217,15 +217,3 @@ class Loader:
     @property
     def shape(self):
         return self._np.shape
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass

@@ -455,11 +455,11 @@ static void test_conv_spec_errors(void **state)
     assert_int_equal(model_create(&m, &s, &err), 0);
     assert_string_equal(model_arch(m), "cnn: conv32k3s1p1,bn,relu,maxpool2s2p0,"
                         "conv64k3s1p1,bn,relu,maxpool2s2p0,conv128k3s1p1,bn,"
-                        "relu,maxpool2s2p0,dense10");
+                        "relu,dense10");
     /* weights first: the three conv kernels and the dense matrix on the
-     * flattened 3x3x128 map */
+     * flattened 7x7x128 map */
     assert_int_equal(model_weight_count(m),
-                     9 * 32 + 9 * 32 * 64 + 9 * 64 * 128 + 9 * 128 * 10);
+                     9 * 32 + 9 * 32 * 64 + 9 * 64 * 128 + 49 * 128 * 10);
     assert_int_equal(model_param_count(m) - model_weight_count(m),
                      2 * (32 + 64 + 128) + 10);
     assert_int_equal(model_state_count(m), 2 * (32 + 64 + 128));

@@ -56,11 +56,13 @@ static size_t put(char *out, size_t len, size_t k, const char *fmt, ...)
 }
 
 /* cnn:C1,..,Cn (n = 2..4): conv3x3-bn-relu per width, a maxpool2 after
- * each but the last, then the classifier on the flattened map (28x28 ->
- * 7x7 with three widths, 32x32 -> 8x8). A flattened map keeps where
- * things are, which Fashion-MNIST needs: global average pooling there
- * cost 0.6 points at equal cost, and a last pool (7x7 -> 3x3) 0.24
- * (README.md, "Conv nets"). */
+ * each but the last, then on the flattened map (28x28 -> 7x7 with three
+ * widths, 32x32 -> 8x8) a hidden dense layer of CNN_HEAD with ReLU and
+ * the classifier. A flattened map keeps where things are, which
+ * Fashion-MNIST needs: global average pooling there cost 0.6 points at
+ * equal cost, a last pool (7x7 -> 3x3) 0.24, and the classifier without
+ * the hidden layer 0.6 (bench/results/recipes-2026-12-01.md). */
+#define CNN_HEAD 128
 static void cnn_text(const int *w, int n, char *out, size_t len)
 {
     size_t k = 0;
@@ -68,7 +70,7 @@ static void cnn_text(const int *w, int n, char *out, size_t len)
     for (int i = 0; i < n; i++)
         k = put(out, len, k, "conv%dk3,bn,relu,%s", w[i],
                 i < n - 1 ? "maxpool2," : "");
-    put(out, len, k, "dense");
+    put(out, len, k, "dense%d,relu,dense", CNN_HEAD);
 }
 
 /* resnet:C1,C2,C3,C4, after Page's DAWNBench ResNet-9: prep conv C1;

@@ -392,7 +392,7 @@ CONV_RECIPE="--lr 0.05 --momentum 0.9 --weight-decay 5e-4 --label-smoothing 0"
 # is streamtrain with no flags (the cnn preset, its batch and lr, 5
 # epochs); the best recipe is README.md's (its "20 epochs" line), or
 # BENCH_CONV_BEST's flags.
-CONV_BEST=${BENCH_CONV_BEST:---model cnn:32,64,128 --epochs 20 --label-smoothing 0.1}
+CONV_BEST=${BENCH_CONV_BEST:---model conv32k3,bn,relu,maxpool2,conv64k3,bn,relu,maxpool2,conv128k3,bn,relu,dense --epochs 20 --label-smoothing 0.1}
 CONV_ACC=${BENCH_CONV_ACC:-1}
 CONV_PEER_ACC=${BENCH_CONV_PEER_ACC:-0}
 [ $QUICK = 0 ] || CONV_ACC=0

@@ -45,8 +45,8 @@ Run with Debian's /usr/bin/python3 (python3-torch 1.13, CPU build).
       default is the issue's reference net conv(1->32)-BN-ReLU-pool,
       conv(32->64)-BN-ReLU-pool, conv(64->128)-BN-ReLU, global average
       pool, linear; streamtrain's default cnn is
-      "conv16k3s1p1,bn,relu,maxpool2s2p0,conv32k3s1p1,bn,relu,maxpool2s2p0,
-      conv64k3s1p1,bn,relu,maxpool2s2p0,dense10" with --batch 64. Batch 128
+      "conv32k3s1p1,bn,relu,maxpool2s2p0,conv32k3s1p1,bn,relu,maxpool2s2p0,
+      conv64k3s1p1,bn,relu,dense128,relu,dense10" with --batch 64. Batch 128
       by default (the issue's reference measurement). Output as for train,
       with torch_final also naming the layout:
         torch_final epochs=5 test_acc=0.9012 secs_per_epoch=55.1

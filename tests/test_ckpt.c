@@ -221,7 +221,7 @@ static void test_conv_arch_and_state(void **state)
     ckpt_meta meta, got;
     ckpt_meta_from_model(&meta, m, OPTIM_SGD, ns);
     assert_string_equal(meta.arch, "cnn: conv4k3s1p1,bn,relu,maxpool2s2p0,"
-                        "conv6k3s1p1,bn,relu,maxpool2s2p0,dense3");
+                        "conv6k3s1p1,bn,relu,dense128,relu,dense3");
     size_t cap = ckpt_file_bytes(&meta);
     uint8_t *buf = malloc(cap);
     float *p = malloc(np * 4), *st = malloc(ns * 4), *r = malloc(nr * 4);
@@ -240,13 +240,13 @@ static void test_conv_arch_and_state(void **state)
     /* the same network as a spec string: the same canonical part loads */
     ckpt_meta same = meta;
     snprintf(same.arch, sizeof same.arch, "conv4k3s1p1,bn,relu,maxpool2s2p0,"
-             "conv6k3s1p1,bn,relu,maxpool2s2p0,dense3");
+             "conv6k3s1p1,bn,relu,dense128,relu,dense3");
     assert_int_equal(ckpt_load(f->path, &same, &got, p2, st2, r2, buf, cap,
                                &err), 0);
     /* another architecture with the very same counts: refused by name */
     ckpt_meta other = meta;
     snprintf(other.arch, sizeof other.arch, "cnn: conv4k3s1p1,bn,gelu,"
-             "maxpool2s2p0,conv6k3s1p1,bn,relu,maxpool2s2p0,dense3");
+             "maxpool2s2p0,conv6k3s1p1,bn,relu,dense128,relu,dense3");
     assert_int_equal(ckpt_load(f->path, &other, &got, p2, st2, r2, buf, cap,
                                &err), ST_EINVAL);
     assert_non_null(strstr(err.msg, "is model 'cnn: conv4k3s1p1,bn,relu,"));

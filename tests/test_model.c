@@ -455,13 +455,14 @@ static void test_conv_spec_errors(void **state)
     assert_int_equal(model_create(&m, &s, &err), 0);
     assert_string_equal(model_arch(m), "cnn: conv32k3s1p1,bn,relu,maxpool2s2p0,"
                         "conv64k3s1p1,bn,relu,maxpool2s2p0,conv128k3s1p1,bn,"
-                        "relu,maxpool2s2p0,dense10");
-    /* weights first: the three conv kernels and the dense matrix on the
-     * flattened 3x3x128 map */
+                        "relu,dense128,relu,dense10");
+    /* weights first: the three conv kernels, the hidden dense matrix on
+     * the flattened 7x7x128 map and the classifier's */
     assert_int_equal(model_weight_count(m),
-                     9 * 32 + 9 * 32 * 64 + 9 * 64 * 128 + 9 * 128 * 10);
+                     9 * 32 + 9 * 32 * 64 + 9 * 64 * 128 + 49 * 128 * 128 +
+                     128 * 10);
     assert_int_equal(model_param_count(m) - model_weight_count(m),
-                     2 * (32 + 64 + 128) + 10);
+                     2 * (32 + 64 + 128) + 128 + 10);
     assert_int_equal(model_state_count(m), 2 * (32 + 64 + 128));
     assert_int_equal(model_has_bn(m), 1);
     model_destroy(m);

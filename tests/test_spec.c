@@ -15,8 +15,8 @@
 #include "train/spec.h"
 
 #define CNN_DEFAULT_CANON                                                    \
-    "conv16k3s1p1,bn,relu,maxpool2s2p0,conv32k3s1p1,bn,relu,maxpool2s2p0,"  \
-    "conv64k3s1p1,bn,relu,maxpool2s2p0,dense10"
+    "conv32k3s1p1,bn,relu,maxpool2s2p0,conv32k3s1p1,bn,relu,maxpool2s2p0,"  \
+    "conv64k3s1p1,bn,relu,dense128,relu,dense10"
 
 /* Parses and shapes text on (c, h, w) with 10 classes; returns the code
  * and the canonical form or the error line in out. */
@@ -93,15 +93,19 @@ static void test_presets(void **state)
     assert_int_equal(spec_expand("mlp", hidden, 0, text, sizeof text, preset,
                                  &err), 0);
     assert_string_equal(text, "dense");
-    /* cnn: conv-bn-relu-pool per width, the classifier on the flat map */
+    /* cnn: conv-bn-relu per width, pooled after each but the last, a
+     * hidden dense layer and the classifier on the flat map */
     assert_int_equal(spec_expand("cnn", hidden, 2, text, sizeof text, preset,
                                  &err), 0);
     assert_int_equal(shape(text, 1, 28, 28, &net, out, sizeof out), 0);
     assert_string_equal(out, CNN_DEFAULT_CANON);
-    assert_int_equal(net.items[net.n - 1].in_h, 3);  /* 28 -> 14 -> 7 -> 3 */
+    assert_int_equal(net.items[net.n - 3].in_h, 7);  /* 28 -> 14 -> 7 */
     assert_int_equal(spec_expand("cnn:8,16", hidden, 2, text, sizeof text,
                                  preset, &err), 0);
     assert_int_equal(shape(text, 3, 32, 32, &net, out, sizeof out), 0);
+    assert_string_equal(out, "conv8k3s1p1,bn,relu,maxpool2s2p0,conv16k3s1p1,"
+                        "bn,relu,dense128,relu,dense10");
+    assert_int_equal(net.items[net.n - 3].in_h, 16);  /* 32 -> 16 */
     /* resnet on 28x28 and 32x32: 28 -> 14 -> 7 -> 3, 32 -> 16 -> 8 -> 4 */
     assert_int_equal(spec_expand("resnet:16,32,64,128", hidden, 2, text,
                                  sizeof text, preset, &err), 0);

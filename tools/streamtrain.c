@@ -47,7 +47,7 @@ static void usage(FILE *f)
 "      --data DIR           pack directory (required)\n"
 "      --model M            mlp | cnn | resnet | SPEC (%s; --hidden alone\n"
 "                           means mlp). Presets take widths: mlp:512,256,\n"
-"                           cnn:C1,..,Cn (2..4, default 16,32,64), resnet:\n"
+"                           cnn:C1,..,Cn (2..4, default 32,32,64), resnet:\n"
 "                           C1,C2,C3,C4 (ResNet-9, default 64,128,256,512)\n"
 "      --widths LIST        the preset's widths, as after the colon\n"
 "      --epochs N           epochs in all, resumed ones included (5)\n"

@@ -33,8 +33,9 @@
  * ("conv32k3s1p1", "maxpool2s2p0", "dense10").
  *
  * Presets (spec_expand): mlp[:W1,W2..] (dense layers with ReLU; the
- * hidden widths, default 512,256), cnn[:C1,..,Cn] (conv-bn-relu-maxpool2
- * per width, then the classifier on the flat map; default 16,32,64),
+ * hidden widths, default 512,256), cnn[:C1,..,Cn] (conv-bn-relu per
+ * width, a maxpool2 after each but the last, then on the flat map a
+ * dense 128 with ReLU and the classifier; default 32,32,64),
  * resnet[:C1,C2,C3,C4] (ResNet-9 in the manner of David Page's DAWNBench
  * entry, default 64,128,256,512). See spec.c for their layers.
  *

@@ -94,8 +94,20 @@ def kv(line):
     return dict(re.findall(r"(\w+)=(\S+)", line))
 
 
+def _median(v):
+    v = sorted(v)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+def _rate(v):
+    """median [min, max] of rates"""
+    return f"{_median(v):.0f} [{min(v):.0f}, {max(v):.0f}]"
+
+
 def cmd_summary(a):
-    """Best (max) warm-epoch rate of each line kind over the repetitions."""
+    """Median (with the range) of each line kind over the repetitions; the
+    Python iterator's first epoch of each run (warm-up) is left out."""
     c_rate, py, torch_dl, train = [], {}, {}, {}
     for path in a.logs:
         for line in open(path):
@@ -103,7 +115,8 @@ def cmd_summary(a):
                 c_rate.append(float(kv(line)["samples_per_s"]))
             elif "py_iter " in line:
                 d = kv(line)
-                py.setdefault(d["api"], []).append(float(d["samples_per_s"]))
+                if d.get("epoch") != "0":
+                    py.setdefault(d["api"], []).append(float(d["samples_per_s"]))
             elif "torch_loader " in line:
                 d = kv(line)
                 key = f"{d['source']} workers={d['workers']}"
@@ -112,28 +125,33 @@ def cmd_summary(a):
                 d = kv(line)
                 train.setdefault(d["feed"], []).append(
                     (float(d["last_epoch_secs"]), float(d["test_acc"])))
-    out = ["| measurement | samples/s (best) | vs loadbench (C) |", "|---|---|---|"]
-    c = max(c_rate) if c_rate else 0
-    out.append(f"| loadbench (C), 2 threads, batch 256 | {c:.0f} | 1.00 |")
+    out = ["| measurement | samples/s, median [min, max] | median vs loadbench (C) |",
+           "|---|---|---|"]
+    c = _median(c_rate) if c_rate else 0
+    if c:
+        out.append(f"| loadbench (C), 2 threads, batch 256 | {_rate(c_rate)} | 1.00 |")
     for api, v in py.items():
-        out.append(f"| streamtrain Python iterator ({api}) | {max(v):.0f} | "
-                   f"{max(v) / c:.2f} |" if c else f"| {api} | {max(v):.0f} | - |")
+        out.append(f"| streamtrain Python iterator ({api}) | {_rate(v)} | "
+                   + (f"{_median(v) / c:.2f} |" if c else "- |"))
     for k, v in torch_dl.items():
-        out.append(f"| PyTorch DataLoader, {k} | {max(v):.0f} | {max(v) / c:.3f} |"
-                   if c else f"| {k} | {max(v):.0f} | - |")
-    out += ["", "| training loop fed by | epoch s (best) | test acc |", "|---|---|---|"]
+        out.append(f"| PyTorch DataLoader, {k} | {_rate(v)} | "
+                   + (f"{_median(v) / c:.3f} |" if c else "- |"))
+    out += ["", "| training loop fed by | last epoch s, median [min, max] | test acc (median) |",
+            "|---|---|---|"]
     for k, v in train.items():
-        out.append(f"| {k} | {min(s for s, _ in v):.2f} | {v[-1][1]:.4f} |")
+        secs = [x for x, _ in v]
+        out.append(f"| {k} | {_median(secs):.2f} [{min(secs):.2f}, {max(secs):.2f}] | "
+                   f"{_median([y for _, y in v]):.4f} |")
     tgt = []
     if c and "numpy" in py:
-        tgt.append(f"Python iterator / C: {max(py['numpy']) / c:.2f} (target >= 0.90)")
-    png = [max(v) for k, v in torch_dl.items() if k.startswith("pngdir workers=2")]
+        tgt.append(f"Python iterator / C: {_median(py['numpy']) / c:.2f} (target >= 0.90)")
+    png = [_median(v) for k, v in torch_dl.items() if k.startswith("pngdir workers=2")]
     if png and "numpy" in py:
         tgt.append(f"Python iterator / PNG-folder DataLoader (2 workers): "
-                   f"{max(py['numpy']) / png[0]:.1f}x (target >= 20x)")
+                   f"{_median(py['numpy']) / png[0]:.1f}x (target >= 20x)")
     if "streamtrain" in train and "tensor" in train:
-        s = min(x for x, _ in train["streamtrain"])
-        t = min(x for x, _ in train["tensor"])
+        s = _median([x for x, _ in train["streamtrain"]])
+        t = _median([x for x, _ in train["tensor"]])
         tgt.append(f"training epoch, streamtrain / TensorDataset: {s / t:.2f} "
                    "(target <= 1.00)")
     print("\n".join(out + [""] + tgt))

@@ -154,9 +154,9 @@ def section(r, h):
                     % small}.get(p, p)
     if st:
         r.w("| pack | transform | threads | images/s | per core | "
-            "× torchvision (Debian) | × torchvision (PyPI) | × FFCV | "
-            "stages, % of producer time | JPEG rows skipped % | RssAnon | RssFile |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|")
+            + "".join("× %s | " % label for _, label in PEERS)
+            + "stages, % of producer time | JPEG rows skipped % | RssAnon | RssFile |",
+            "|" + "---|" * (9 + len(PEERS)))
         for p in (jp, zs, jps):
             for tf, tl in TRANSFORMS:
                 for th in (1, 2):

@@ -6,14 +6,10 @@
 #include "gpu/comm.h"
 
 #include <limits.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#ifdef ST_HAVE_MPI
-#include <mpi.h>
-#endif
+#include "gpu/mpi_util.h"
 #ifdef ST_HAVE_NCCL
 #include "gpu/comm_nccl.h"
 #endif
@@ -32,24 +28,6 @@ struct gpu_comm {
 };
 
 #ifdef ST_HAVE_MPI
-/* MPI's own message for rc, with where it came from. */
-static int mpi_fail(st_error *err, int rc, const char *what, const char *file,
-                    int line)
-{
-    char msg[MPI_MAX_ERROR_STRING];
-    int len = 0;
-    if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) len = 0;
-    msg[len] = '\0';
-    return st_seterr(err, ST_EIO, "%s:%d: %s: %s", file, line, what,
-                     len ? msg : "unknown MPI error");
-}
-#define MPI_TRY(call, err)                                                   \
-    do {                                                                     \
-        int mpi_rc_ = (call);                                                \
-        if (mpi_rc_ != MPI_SUCCESS)                                          \
-            return mpi_fail(err, mpi_rc_, #call, __FILE__, __LINE__);        \
-    } while (0)
-
 static int cpu_create(gpu_comm *c, st_error *err)
 {
     int init = 0;
@@ -79,7 +57,8 @@ static int nccl_create(gpu_comm *c, gpu_device *d, st_error *err)
     if (rc == 0) {
         int mrc = MPI_Bcast(id, (int)nb, MPI_BYTE, 0, MPI_COMM_WORLD);
         if (mrc != MPI_SUCCESS)
-            rc = mpi_fail(err, mrc, "MPI_Bcast(nccl id)", __FILE__, __LINE__);
+            rc = st_mpi_fail(err, mrc, "MPI_Bcast(nccl id)", __FILE__,
+                             __LINE__);
     }
     if (rc == 0)
         rc = gpu__nccl_create(d, id, c->rank, c->world, c->max_inflight,
@@ -89,13 +68,6 @@ static int nccl_create(gpu_comm *c, gpu_device *d, st_error *err)
 }
 #endif
 #endif /* ST_HAVE_MPI */
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 int gpu_comm_create(gpu_device *d, int rank, int world, size_t max_inflight,
                     gpu_comm **out, st_error *err)
@@ -209,27 +181,19 @@ int gpu_comm_wait(gpu_comm *c, double timeout_s, st_error *err)
 #ifdef ST_HAVE_MPI
     /* timeout 0 (join): the deadline the job was given at create is not
      * known here; wait without one only when asked to */
-    double deadline = timeout_s > 0 ? mono_s() + timeout_s : 0;
-    unsigned spin = 0;
-    while (c->inflight) {
-        int done = 0;
-        MPI_TRY(MPI_Testall((int)c->inflight, c->req, &done,
-                            MPI_STATUSES_IGNORE), err);
-        if (done) break;
-        if (deadline > 0 && mono_s() > deadline) {
+    if (c->inflight) {
+        int rc = st_mpi_poll(c->req, (int)c->inflight, timeout_s, err);
+        if (rc < 0) return rc;
+        if (rc == 0) {
             c->broken = 1;
             return st_seterr(err, ST_ETIMEDOUT, "all-reduce did not finish "
                              "within %g s", timeout_s);
         }
-        /* MPI moves a large sum one fragment per progress call: poll
-         * without sleeping (a sleep per fragment made a 2 MB sum take
-         * 20 ms), but let an oversubscribed core run the other rank */
-        if ((++spin & 63) == 0) sched_yield();
     }
     c->inflight = 0;
     return 0;
 #else
-    (void)timeout_s, (void)err, (void)mono_s;
+    (void)timeout_s, (void)err;
     return 0;
 #endif
 }

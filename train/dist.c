@@ -3,17 +3,13 @@
  */
 #include "train/dist.h"
 
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <xxhash.h>
 
-#ifdef ST_HAVE_MPI
-#include <mpi.h>
-#endif
+#include "gpu/mpi_util.h"
 
 uint64_t dist_hash(const void *p, size_t n)
 {
@@ -31,46 +27,17 @@ static int launched_by_mpi(void)
 }
 
 #ifdef ST_HAVE_MPI
-static int mpi_fail(st_error *err, int rc, const char *what, const char *file,
-                    int line)
-{
-    char msg[MPI_MAX_ERROR_STRING];
-    int len = 0;
-    if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) len = 0;
-    msg[len] = '\0';
-    return st_seterr(err, ST_EIO, "%s:%d: %s: %s", file, line, what,
-                     len ? msg : "unknown MPI error");
-}
-#define MPI_TRY(call, err)                                                   \
-    do {                                                                     \
-        int mpi_rc_ = (call);                                                \
-        if (mpi_rc_ != MPI_SUCCESS)                                          \
-            return mpi_fail(err, mpi_rc_, #call, __FILE__, __LINE__);        \
-    } while (0)
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Polls a started collective until it completes or the deadline passes. */
 static int wait_req(const dist_job *job, MPI_Request *req, const char *what,
                     st_error *err)
 {
-    double deadline = mono_s() + job->timeout_s;
-    unsigned spin = 0;
-    for (;;) {
-        int done = 0;
-        MPI_TRY(MPI_Test(req, &done, MPI_STATUS_IGNORE), err);
-        if (done) return 0;
-        if (mono_s() > deadline)
-            return st_seterr(err, ST_ETIMEDOUT, "%s: the collective did not "
-                             "finish within %g s (--dist-timeout): another "
-                             "rank died or hangs", what, job->timeout_s);
-        if ((++spin & 63) == 0) sched_yield(); /* see gpu/comm.c */
-    }
+    int rc = st_mpi_poll(req, 1, job->timeout_s, err);
+    if (rc < 0) return rc;
+    if (rc == 0)
+        return st_seterr(err, ST_ETIMEDOUT, "%s: the collective did not "
+                         "finish within %g s (--dist-timeout): another "
+                         "rank died or hangs", what, job->timeout_s);
+    return 0;
 }
 
 static int find_job(dist_job *job, st_error *err)

@@ -185,7 +185,10 @@ echo "[ RUN      ] sigterm_saves"
 t0=$(date +%s)
 $MPI -np 2 "$ST" $LONG --save "$T/t.ckpt" >"$T/f.out" 2>&1 &
 job=$!
-sleep 2
+# signal only once the ranks have their handlers (installed before the
+# "job:" line; a fixed sleep raced a slow start), then let it train a bit
+for _ in $(seq 300); do grep -q '^job: ' "$T/f.out" 2>/dev/null && break; sleep 0.1; done
+sleep 1
 kill -TERM $job
 wait $job; rc=$?
 if grep -q "^saved $T/t.ckpt" "$T/f.out" && [ -s "$T/t.ckpt" ] &&

@@ -32,6 +32,7 @@
 #include <time.h>
 
 #include "gpu/device.h"
+#include "device_fixture.h"
 
 #ifdef ST_HAVE_NCCL
 #include <mpi.h>
@@ -113,17 +114,6 @@ static void check_bad(void)
     }
 }
 
-static int need_gpu(void)
-{
-    char why[256];
-    if (gpu_cuda_probe(why, sizeof why)) return 1;
-    const char *req = getenv("ST_REQUIRE_GPU");
-    if (req && req[0] && strcmp(req, "0") != 0)
-        fail_msg("ST_REQUIRE_GPU is set but %s", why);
-    print_message("skipped: %s\n", why);
-    return 0;
-}
-
 static int setup(void **state)
 {
     (void)state;
@@ -174,7 +164,7 @@ static int teardown(void **state)
 static void test_sums(void **state)
 {
     (void)state;
-    if (!need_gpu()) skip();
+    if (!need_cuda()) skip();
     const size_t sizes[] = {1, 1001, BIG};
     st_error err = {0};
     for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
@@ -192,7 +182,7 @@ static void test_sums(void **state)
 static void test_buckets(void **state)
 {
     (void)state;
-    if (!need_gpu()) skip();
+    if (!need_cuda()) skip();
     const size_t sizes[NBUF] = {3, 1000, 4097, BIG / 2};
     st_error err = {0};
     for (int b = 0; b < NBUF; b++) put(g_buf[b], sizes[b], -5.0f);
@@ -212,7 +202,7 @@ static void test_buckets(void **state)
 static void test_ordering(void **state)
 {
     (void)state;
-    if (!need_gpu()) skip();
+    if (!need_cuda()) skip();
     const size_t n = 70001;
     st_error err = {0};
     put(g_src, n, -9.0f);
@@ -244,7 +234,7 @@ static void test_ordering(void **state)
 static void test_timeout(void **state)
 {
     (void)state;
-    if (!need_gpu()) skip();
+    if (!need_cuda()) skip();
     if (g_world < 2) {
         print_message("skipped: the timeout case needs 2 ranks (mpirun -np 2; "
                       "tests/cli/nccl_emu.sh)\n");

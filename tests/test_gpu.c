@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "gpu/device.h"
+#include "device_fixture.h"
 #include "gpu/prefetch.h"
 #include "train/layer.h"
 #include "train/trainer.h"
@@ -46,14 +47,7 @@
 
 static int need_gpu(void)
 {
-    char why[256];
-    if (GPU_UNDER_TEST == GPU_KIND_CPU) return 1;
-    if (gpu_cuda_probe(why, sizeof why)) return 1;
-    const char *req = getenv("ST_REQUIRE_GPU");
-    if (req && req[0] && strcmp(req, "0") != 0)
-        fail_msg("ST_REQUIRE_GPU is set but %s", why);
-    print_message("skipped: %s\n", why);
-    return 0;
+    return GPU_UNDER_TEST == GPU_KIND_CPU || need_cuda();
 }
 
 static gpu_device *dev(gpu_kind kind)

@@ -125,10 +125,11 @@ LIB       := $(BUILD)/libstreamtrain.a
 TOOLS     := $(TOOL_SRCS:tools/%.c=$(BUILD)/%)
 TESTS     := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 # Tests run again under TSan and ASan: everything that exercises threads
-# (the loader, the trainer's run, the packer's encoder pool).
+# (the loader, the trainer's run, the packer's encoder pool, the CPU
+# backend's worker threads).
 SAN_TESTS := $(BUILD)/tests/test_loader $(BUILD)/tests/test_order $(BUILD)/tests/test_ring \
              $(BUILD)/tests/test_run $(BUILD)/tests/test_train $(BUILD)/tests/test_pack \
-             $(BUILD)/tests/test_fused
+             $(BUILD)/tests/test_fused $(BUILD)/tests/test_cpu_pool
 
 .PHONY: all tools tests test demo fuzz bench deps clean san-tests emu-tests
 all: tools tests

@@ -21,9 +21,16 @@
 
 #include "gpu/cpu_ops.h"
 
-typedef struct cpu_impl {
-    int threads; /* OpenBLAS threads */
-} cpu_impl;
+typedef gpu__cpu_impl cpu_impl;
+
+static void cpu_destroy(void *impl)
+{
+    cpu_impl *c = impl;
+    if (c == NULL) return;
+    cpu_pool_destroy(c->pool);
+    free(c->bn_part);
+    free(c);
+}
 
 static int cpu_create(void **impl, const gpu_device_config *cfg, char *name,
                       size_t name_len, st_error *err)
@@ -32,7 +39,19 @@ static int cpu_create(void **impl, const gpu_device_config *cfg, char *name,
     if (c == NULL) return st_seterr(err, ST_ENOMEM, "cpu backend: out of memory");
     c->threads = cfg->cpu_threads > 0 ? cfg->cpu_threads
                                       : gpu_cpu_default_threads();
-    /* Process-wide: OpenBLAS keeps one thread pool. */
+    c->bn_part = malloc(2 * GPU__CPU_BN_PARTS * GPU__CPU_BN_CHUNK *
+                        sizeof *c->bn_part);
+    if (c->bn_part == NULL) {
+        cpu_destroy(c);
+        return st_seterr(err, ST_ENOMEM, "cpu backend: out of memory");
+    }
+    int rc = cpu_pool_create(c->threads, &c->pool, err);
+    if (rc < 0) {
+        cpu_destroy(c);
+        return rc;
+    }
+    /* Process-wide: OpenBLAS keeps one thread pool. The ops between the
+     * GEMMs run on c->pool's, as many; they take turns, never both. */
     openblas_set_num_threads(c->threads);
     snprintf(name, name_len, "cpu (OpenBLAS, %d thread%s)", c->threads,
              c->threads == 1 ? "" : "s");
@@ -40,7 +59,6 @@ static int cpu_create(void **impl, const gpu_device_config *cfg, char *name,
     return 0;
 }
 
-static void cpu_destroy(void *impl) { free(impl); }
 
 /* The kB figure after `key` in /proc/meminfo's text, in bytes; 0 if none. */
 static size_t meminfo_field(const char *text, const char *key)
@@ -305,38 +323,55 @@ static int cpu_softmax_xent(void *impl, const float *logits,
                                     0.0f, grad_scale, dlogits, stats, err);
 }
 
-CPU_VEC static int cpu_sgd_update(void *impl, float *restrict w,
-                          const float *restrict g, float *restrict v,
-                          size_t n, float lr, float mu, int nesterov,
-                          float wd, st_error *err)
+/* The optimizer updates are element-wise: any split gives the same bits. */
+typedef struct opt_job {
+    float *w, *m, *v;
+    const float *g;
+    float lr, mu, wd, b1, b2, eps, bc1, bc2;
+    int nesterov;
+} opt_job;
+
+CPU_VEC static void sgd_range(void *ctx, size_t lo, size_t hi)
 {
-    (void)impl, (void)err;
-    if (nesterov)
-        for (size_t i = 0; i < n; i++) {
+    const opt_job *j = ctx;
+    float *restrict w = j->w, *restrict v = j->v;
+    const float *restrict g = j->g;
+    const float lr = j->lr, mu = j->mu, wd = j->wd;
+    if (j->nesterov)
+        for (size_t i = lo; i < hi; i++) {
             float gi = g[i] + wd * w[i];
             float vi = mu * v[i] + gi;
             v[i] = vi;
             w[i] -= lr * (gi + mu * vi);
         }
     else
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = lo; i < hi; i++) {
             float gi = g[i] + wd * w[i];
             float vi = mu * v[i] + gi;
             v[i] = vi;
             w[i] -= lr * vi;
         }
-    return 0;
 }
 
-CPU_VEC static int cpu_adamw_update(void *impl, float *restrict w,
-                            const float *restrict g, float *restrict m,
-                            float *restrict v, size_t n, float lr, float b1,
-                            float b2, float eps, float wd, float bc1,
-                            float bc2, st_error *err)
+static int cpu_sgd_update(void *impl, float *w, const float *g, float *v,
+                          size_t n, float lr, float mu, int nesterov,
+                          float wd, st_error *err)
 {
-    (void)impl, (void)err;
-    float decay = 1.0f - lr * wd, step = lr / bc1, ibc2 = 1.0f / bc2;
-    for (size_t i = 0; i < n; i++) {
+    opt_job j = {.w = w, .g = g, .v = v, .lr = lr, .mu = mu, .wd = wd,
+                 .nesterov = nesterov};
+    return cpu_pool_for(((cpu_impl *)impl)->pool, n, 1 << 14, sgd_range, &j,
+                        err);
+}
+
+CPU_VEC static void adamw_range(void *ctx, size_t lo, size_t hi)
+{
+    const opt_job *j = ctx;
+    float *restrict w = j->w, *restrict m = j->m, *restrict v = j->v;
+    const float *restrict g = j->g;
+    const float b1 = j->b1, b2 = j->b2, eps = j->eps;
+    float decay = 1.0f - j->lr * j->wd, step = j->lr / j->bc1,
+          ibc2 = 1.0f / j->bc2;
+    for (size_t i = lo; i < hi; i++) {
         float gi = g[i];
         float mi = b1 * m[i] + (1.0f - b1) * gi;
         float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
@@ -344,7 +379,17 @@ CPU_VEC static int cpu_adamw_update(void *impl, float *restrict w,
         v[i] = vi;
         w[i] = w[i] * decay - step * mi / (sqrtf(vi * ibc2) + eps);
     }
-    return 0;
+}
+
+static int cpu_adamw_update(void *impl, float *w, const float *g, float *m,
+                            float *v, size_t n, float lr, float b1, float b2,
+                            float eps, float wd, float bc1, float bc2,
+                            st_error *err)
+{
+    opt_job j = {.w = w, .g = g, .m = m, .v = v, .lr = lr, .wd = wd,
+                 .b1 = b1, .b2 = b2, .eps = eps, .bc1 = bc1, .bc2 = bc2};
+    return cpu_pool_for(((cpu_impl *)impl)->pool, n, 1 << 14, adamw_range, &j,
+                        err);
 }
 
 static int cpu_zero(void *impl, void *p, size_t bytes, st_error *err)

@@ -2,15 +2,18 @@
  * lowering and its adjoint, pooling, batch norm, activations, axpby,
  * per-channel input normalization and the mirror for TTA.
  *
- * Single-threaded plain loops: the parallelism of a CPU step is
- * OpenBLAS's, inside the GEMMs that these ops feed (no OpenMP here).
+ * Plain loops, run on the backend's worker threads (gpu/cpu_pool.h, as
+ * many as OpenBLAS's; no OpenMP): lowering and pooling split by image,
+ * element-wise ops by range, batch norm's sums by fixed row chunks whose
+ * partial sums are added in chunk order, so that every result is bit for
+ * bit the same at any thread count.
  * NHWC makes the lowering copy-shaped: for one output pixel and one kernel
  * row, the taps are kw*c contiguous floats of x, so im2col is a memcpy per
  * (pixel, ky) and col2im a vectorized add per (pixel, ky).
  *
  * Batch norm accumulates its column sums in double, two passes (mean, then
- * squared deviations), in column chunks of BN_CHUNK so the accumulators
- * live on the stack: nothing is allocated here.
+ * squared deviations), in column chunks of BN_CHUNK and row chunks of
+ * bn_parts(rows), into the impl's scratch: nothing is allocated here.
  *
  * Exact float formulas (the CUDA backend matches them within tolerance):
  *   BN train/eval   y = (x - mean)*scale + beta, scale = gamma*invstd,
@@ -28,7 +31,26 @@
 
 #include "gpu/cpu_ops.h"
 
-enum { BN_CHUNK = 256 };
+enum { BN_CHUNK = GPU__CPU_BN_CHUNK, BN_PARTS = GPU__CPU_BN_PARTS };
+
+/* Items per block below which an op stays on one thread: a block must
+ * outweigh the ~10 us of waking a worker. */
+enum { GRAIN_ELEMS = 1 << 15, GRAIN_ROWS = 256 };
+
+static cpu_pool *pool_of(void *impl) { return ((gpu__cpu_impl *)impl)->pool; }
+
+/* The jobs' arguments, one struct for the ops of this file. */
+typedef struct conv_job {
+    const gpu_conv_geom *g;
+    const float *x, *dy, *mean, *scale, *shift, *a, *b, *cc;
+    const int32_t *cidx;
+    float *y, *dx;
+    int32_t *idx;
+    int accumulate, kind, c, m, parts;
+    size_t rows, ld, n;
+    const double *dmean;
+    double *s1, *s2;  /* (parts, BN_CHUNK) partial sums */
+} conv_job;
 
 /* ---- lowering ----------------------------------------------------------- */
 
@@ -41,16 +63,19 @@ static void valid_taps(int ix0, int k, int w, int *k0, int *k1)
     if (*k1 < *k0) *k1 = *k0;
 }
 
-int gpu__cpu_im2col(void *impl, const gpu_conv_geom *g, const float *x,
-                    float *col, st_error *err)
+/* im2col of images [b0, b1). A run of taps is kw*c contiguous floats;
+ * short runs (the first layer's c = 1) are copied inline, since a memcpy
+ * call per 3 floats costs more than the copy. */
+static void im2col_images(void *ctx, size_t b0, size_t b1)
 {
-    (void)impl, (void)err;
+    const conv_job *j = ctx;
+    const gpu_conv_geom *g = j->g;
     const int c = g->c, kw = g->kw;
     const size_t run = (size_t)kw * c, K = (size_t)g->kh * run;
     const size_t img = (size_t)g->h * g->w * c;
-    float *out = col;
-    for (int b = 0; b < g->n; b++) {
-        const float *xb = x + (size_t)b * img;
+    float *out = j->y + b0 * (size_t)g->oh * g->ow * K;
+    for (size_t b = b0; b < b1; b++) {
+        const float *xb = j->x + b * img;
         for (int oy = 0; oy < g->oh; oy++) {
             int iy0 = oy * g->sh - g->ph;
             for (int ox = 0; ox < g->ow; ox++, out += K) {
@@ -63,9 +88,13 @@ int gpu__cpu_im2col(void *impl, const gpu_conv_geom *g, const float *x,
                         memset(o, 0, run * sizeof *o);
                         continue;
                     }
+                    const float *src = xb + ((size_t)iy * g->w + ix0) * c;
+                    if (run <= 16 && k0 == 0 && k1 == kw) {
+                        for (size_t i = 0; i < run; i++) o[i] = src[i];
+                        continue;
+                    }
                     if (k0) memset(o, 0, (size_t)k0 * c * sizeof *o);
-                    memcpy(o + (size_t)k0 * c,
-                           xb + ((size_t)iy * g->w + ix0 + k0) * c,
+                    memcpy(o + (size_t)k0 * c, src + (size_t)k0 * c,
                            (size_t)(k1 - k0) * c * sizeof *o);
                     if (k1 < kw)
                         memset(o + (size_t)k1 * c, 0,
@@ -74,7 +103,14 @@ int gpu__cpu_im2col(void *impl, const gpu_conv_geom *g, const float *x,
             }
         }
     }
-    return 0;
+}
+
+int gpu__cpu_im2col(void *impl, const gpu_conv_geom *g, const float *x,
+                    float *col, st_error *err)
+{
+    conv_job j = {.g = g, .x = x, .y = col};
+    return cpu_pool_for(pool_of(impl), (size_t)g->n, 1, im2col_images, &j,
+                        err);
 }
 
 CPU_VEC static void add_run(float *restrict dst, const float *restrict src,
@@ -83,17 +119,19 @@ CPU_VEC static void add_run(float *restrict dst, const float *restrict src,
     for (size_t i = 0; i < n; i++) dst[i] += src[i];
 }
 
-int gpu__cpu_col2im(void *impl, const gpu_conv_geom *g, const float *col,
-                    float *dx, int accumulate, st_error *err)
+/* col2im of images [b0, b1): each image's windows add into its own dx. */
+static void col2im_images(void *ctx, size_t b0, size_t b1)
 {
-    (void)impl, (void)err;
+    const conv_job *j = ctx;
+    const gpu_conv_geom *g = j->g;
     const int c = g->c, kw = g->kw;
     const size_t run = (size_t)kw * c, K = (size_t)g->kh * run;
     const size_t img = (size_t)g->h * g->w * c;
-    if (!accumulate) memset(dx, 0, (size_t)g->n * img * sizeof *dx);
-    const float *in = col;
-    for (int b = 0; b < g->n; b++) {
-        float *db = dx + (size_t)b * img;
+    if (!j->accumulate)
+        memset(j->dx + b0 * img, 0, (b1 - b0) * img * sizeof *j->dx);
+    const float *in = j->x + b0 * (size_t)g->oh * g->ow * K;
+    for (size_t b = b0; b < b1; b++) {
+        float *db = j->dx + b * img;
         for (int oy = 0; oy < g->oh; oy++) {
             int iy0 = oy * g->sh - g->ph;
             for (int ox = 0; ox < g->ow; ox++, in += K) {
@@ -110,7 +148,14 @@ int gpu__cpu_col2im(void *impl, const gpu_conv_geom *g, const float *col,
             }
         }
     }
-    return 0;
+}
+
+int gpu__cpu_col2im(void *impl, const gpu_conv_geom *g, const float *col,
+                    float *dx, int accumulate, st_error *err)
+{
+    conv_job j = {.g = g, .x = col, .dx = dx, .accumulate = accumulate};
+    return cpu_pool_for(pool_of(impl), (size_t)g->n, 1, col2im_images, &j,
+                        err);
 }
 
 /* ---- pooling ------------------------------------------------------------ */
@@ -126,14 +171,17 @@ CPU_VEC static void max_tap(float *restrict y, int32_t *restrict idx,
         }
 }
 
-int gpu__cpu_maxpool_fwd(void *impl, const gpu_conv_geom *g, const float *x,
-                         float *y, int32_t *idx, st_error *err)
+static void maxpool_fwd_images(void *ctx, size_t b0, size_t b1)
 {
-    (void)impl, (void)err;
+    const conv_job *j = ctx;
+    const gpu_conv_geom *g = j->g;
     const int c = g->c;
     const size_t img = (size_t)g->h * g->w * c;
-    for (int b = 0; b < g->n; b++) {
-        const float *xb = x + (size_t)b * img;
+    const size_t per = (size_t)g->oh * g->ow * c;
+    float *y = j->y + b0 * per;
+    int32_t *idx = j->idx + b0 * per;
+    for (size_t b = b0; b < b1; b++) {
+        const float *xb = j->x + b * img;
         for (int oy = 0; oy < g->oh; oy++) {
             int iy0 = oy * g->sh - g->ph, ky0, ky1;
             valid_taps(iy0, g->kh, g->h, &ky0, &ky1);
@@ -156,55 +204,81 @@ int gpu__cpu_maxpool_fwd(void *impl, const gpu_conv_geom *g, const float *x,
             }
         }
     }
-    return 0;
+}
+
+int gpu__cpu_maxpool_fwd(void *impl, const gpu_conv_geom *g, const float *x,
+                         float *y, int32_t *idx, st_error *err)
+{
+    conv_job j = {.g = g, .x = x, .y = y, .idx = idx};
+    return cpu_pool_for(pool_of(impl), (size_t)g->n, 1, maxpool_fwd_images,
+                        &j, err);
+}
+
+static void maxpool_bwd_images(void *ctx, size_t b0, size_t b1)
+{
+    const conv_job *j = ctx;
+    const gpu_conv_geom *g = j->g;
+    const size_t img = (size_t)g->h * g->w * g->c;
+    const size_t per = (size_t)g->oh * g->ow * g->c;
+    memset(j->dx + b0 * img, 0, (b1 - b0) * img * sizeof *j->dx);
+    for (size_t b = b0; b < b1; b++) {
+        float *db = j->dx + b * img;
+        const float *dyb = j->dy + b * per;
+        const int32_t *ib = j->cidx + b * per;
+        for (size_t i = 0; i < per; i++) db[ib[i]] += dyb[i];
+    }
 }
 
 int gpu__cpu_maxpool_bwd(void *impl, const gpu_conv_geom *g, const float *dy,
                          const int32_t *idx, float *dx, st_error *err)
 {
-    (void)impl, (void)err;
-    const size_t img = (size_t)g->h * g->w * g->c;
-    const size_t per = (size_t)g->oh * g->ow * g->c;
-    memset(dx, 0, (size_t)g->n * img * sizeof *dx);
-    for (int b = 0; b < g->n; b++) {
-        float *db = dx + (size_t)b * img;
-        const float *dyb = dy + (size_t)b * per;
-        const int32_t *ib = idx + (size_t)b * per;
-        for (size_t i = 0; i < per; i++) db[ib[i]] += dyb[i];
-    }
-    return 0;
+    conv_job j = {.g = g, .dy = dy, .cidx = idx, .dx = dx};
+    return cpu_pool_for(pool_of(impl), (size_t)g->n, 1, maxpool_bwd_images,
+                        &j, err);
 }
 
-CPU_VEC int gpu__cpu_avgpool_fwd(void *impl, const float *restrict x, int n,
-                                 int hw, int c, float *restrict y,
-                                 st_error *err)
+CPU_VEC static void avgpool_fwd_images(void *ctx, size_t b0, size_t b1)
 {
-    (void)impl, (void)err;
+    const conv_job *j = ctx;
+    const int hw = (int)j->rows, c = j->c;
     float inv = 1.0f / (float)hw;
-    for (int b = 0; b < n; b++) {
-        float *restrict yb = y + (size_t)b * c;
-        const float *restrict xb = x + (size_t)b * hw * c;
+    for (size_t b = b0; b < b1; b++) {
+        float *restrict yb = j->y + b * c;
+        const float *restrict xb = j->x + b * hw * c;
         for (int k = 0; k < c; k++) yb[k] = 0.0f;
         for (int p = 0; p < hw; p++)
             for (int k = 0; k < c; k++) yb[k] += xb[(size_t)p * c + k];
         for (int k = 0; k < c; k++) yb[k] *= inv;
     }
-    return 0;
 }
 
-CPU_VEC int gpu__cpu_avgpool_bwd(void *impl, const float *restrict dy, int n,
-                                 int hw, int c, float *restrict dx,
-                                 st_error *err)
+int gpu__cpu_avgpool_fwd(void *impl, const float *x, int n, int hw, int c,
+                         float *y, st_error *err)
 {
-    (void)impl, (void)err;
+    conv_job j = {.x = x, .y = y, .rows = (size_t)hw, .c = c};
+    return cpu_pool_for(pool_of(impl), (size_t)n, 8, avgpool_fwd_images, &j,
+                        err);
+}
+
+CPU_VEC static void avgpool_bwd_images(void *ctx, size_t b0, size_t b1)
+{
+    const conv_job *j = ctx;
+    const int hw = (int)j->rows, c = j->c;
     float inv = 1.0f / (float)hw;
-    for (int b = 0; b < n; b++) {
-        const float *restrict db = dy + (size_t)b * c;
-        float *restrict xb = dx + (size_t)b * hw * c;
+    for (size_t b = b0; b < b1; b++) {
+        const float *restrict db = j->dy + b * c;
+        float *restrict xb = j->dx + b * hw * c;
         for (int p = 0; p < hw; p++)
             for (int k = 0; k < c; k++) xb[(size_t)p * c + k] = db[k] * inv;
     }
-    return 0;
+}
+
+int gpu__cpu_avgpool_bwd(void *impl, const float *dy, int n, int hw, int c,
+                         float *dx, st_error *err)
+{
+    conv_job j = {.dy = dy, .dx = dx, .rows = (size_t)hw, .c = c};
+    return cpu_pool_for(pool_of(impl), (size_t)n, 8, avgpool_bwd_images, &j,
+                        err);
 }
 
 /* ---- batch norm --------------------------------------------------------- */
@@ -242,60 +316,6 @@ CPU_VEC static void col_affine(const float *x, size_t rows, size_t ld, int m,
             y[r * ld + k] = (x[r * ld + k] - mean[k]) * scale[k] + shift[k];
 }
 
-int gpu__cpu_bn_fwd_train(void *impl, const float *x, int rows, int c,
-                          const float *gamma, const float *beta, float eps,
-                          float momentum, float *run_mean, float *run_var,
-                          float *save_mean, float *save_invstd, float *y,
-                          st_error *err)
-{
-    (void)impl, (void)err;
-    double mean[BN_CHUNK], ss[BN_CHUNK];
-    float scale[BN_CHUNK];
-    const size_t nr = (size_t)rows, ld = (size_t)c;
-    const double unbias = (double)rows / (double)(rows - 1);
-    for (int k0 = 0; k0 < c; k0 += BN_CHUNK) {
-        int m = c - k0 < BN_CHUNK ? c - k0 : BN_CHUNK;
-        col_sums(x + k0, nr, ld, m, mean);
-        for (int k = 0; k < m; k++) mean[k] /= (double)rows;
-        col_sqdev(x + k0, nr, ld, m, mean, ss);
-        for (int k = 0; k < m; k++) {
-            int j = k0 + k;
-            double var = ss[k] / (double)rows;
-            double inv = 1.0 / sqrt(var + (double)eps);
-            save_mean[j] = (float)mean[k];
-            save_invstd[j] = (float)inv;
-            run_mean[j] = (float)((1.0 - momentum) * run_mean[j] +
-                                  (double)momentum * mean[k]);
-            run_var[j] = (float)((1.0 - momentum) * run_var[j] +
-                                 (double)momentum * var * unbias);
-            scale[k] = (float)((double)gamma[j] * inv);
-        }
-        col_affine(x + k0, nr, ld, m, save_mean + k0, scale, beta + k0,
-                   y + k0);
-    }
-    return 0;
-}
-
-int gpu__cpu_bn_fwd_eval(void *impl, const float *x, int rows, int c,
-                         const float *gamma, const float *beta, float eps,
-                         const float *run_mean, const float *run_var,
-                         float *y, st_error *err)
-{
-    (void)impl, (void)err;
-    float scale[BN_CHUNK];
-    for (int k0 = 0; k0 < c; k0 += BN_CHUNK) {
-        int m = c - k0 < BN_CHUNK ? c - k0 : BN_CHUNK;
-        for (int k = 0; k < m; k++) {
-            int j = k0 + k;
-            double inv = 1.0 / sqrt((double)run_var[j] + (double)eps);
-            scale[k] = (float)((double)gamma[j] * inv);
-        }
-        col_affine(x + k0, (size_t)rows, (size_t)c, m, run_mean + k0, scale,
-                   beta + k0, y + k0);
-    }
-    return 0;
-}
-
 /* sdy[k] = sum dy, sdx[k] = sum dy * (x - mean[k]), in double. */
 CPU_VEC static void bn_grad_sums(const float *restrict x,
                                  const float *restrict dy, size_t rows,
@@ -324,6 +344,139 @@ CPU_VEC static void bn_dx(const float *restrict x, const float *dy,
                              b[k] * (x[r * ld + k] - mean[k]) + cc[k];
 }
 
+/* Batch norm's row chunks: as many as rows allow, at most BN_PARTS, and
+ * a function of rows alone, so that the sums do not depend on the thread
+ * count. Chunk p is rows [p*rows/P, (p+1)*rows/P). */
+static int bn_parts(size_t rows)
+{
+    size_t p = rows / 1024;
+    return p < 1 ? 1 : p > BN_PARTS ? BN_PARTS : (int)p;
+}
+
+static void part_rows(const conv_job *j, size_t p, size_t *lo, size_t *hi)
+{
+    *lo = j->rows * p / (size_t)j->parts;
+    *hi = j->rows * (p + 1) / (size_t)j->parts;
+}
+
+static void sums_parts(void *ctx, size_t p0, size_t p1)
+{
+    const conv_job *j = ctx;
+    for (size_t p = p0; p < p1; p++) {
+        size_t lo, hi;
+        part_rows(j, p, &lo, &hi);
+        col_sums(j->x + lo * j->ld, hi - lo, j->ld, j->m,
+                 j->s1 + p * BN_CHUNK);
+    }
+}
+
+static void sqdev_parts(void *ctx, size_t p0, size_t p1)
+{
+    const conv_job *j = ctx;
+    for (size_t p = p0; p < p1; p++) {
+        size_t lo, hi;
+        part_rows(j, p, &lo, &hi);
+        col_sqdev(j->x + lo * j->ld, hi - lo, j->ld, j->m, j->dmean,
+                  j->s1 + p * BN_CHUNK);
+    }
+}
+
+static void grad_parts(void *ctx, size_t p0, size_t p1)
+{
+    const conv_job *j = ctx;
+    for (size_t p = p0; p < p1; p++) {
+        size_t lo, hi;
+        part_rows(j, p, &lo, &hi);
+        bn_grad_sums(j->x + lo * j->ld, j->dy + lo * j->ld, hi - lo, j->ld,
+                     j->m, j->mean, j->s1 + p * BN_CHUNK,
+                     j->s2 + p * BN_CHUNK);
+    }
+}
+
+static void affine_rows(void *ctx, size_t r0, size_t r1)
+{
+    const conv_job *j = ctx;
+    col_affine(j->x + r0 * j->ld, r1 - r0, j->ld, j->m, j->mean, j->scale,
+               j->shift, j->y + r0 * j->ld);
+}
+
+static void dx_rows(void *ctx, size_t r0, size_t r1)
+{
+    const conv_job *j = ctx;
+    bn_dx(j->x + r0 * j->ld, j->dy + r0 * j->ld, r1 - r0, j->ld, j->m,
+          j->mean, j->a, j->b, j->cc, j->dx + r0 * j->ld);
+}
+
+/* out[k] = sum over the job's parts of part[p][k], in part order. */
+static void add_parts(const conv_job *j, const double *part, double *out)
+{
+    for (int k = 0; k < j->m; k++) out[k] = 0.0;
+    for (int p = 0; p < j->parts; p++)
+        for (int k = 0; k < j->m; k++) out[k] += part[(size_t)p * BN_CHUNK + k];
+}
+
+int gpu__cpu_bn_fwd_train(void *impl, const float *x, int rows, int c,
+                          const float *gamma, const float *beta, float eps,
+                          float momentum, float *run_mean, float *run_var,
+                          float *save_mean, float *save_invstd, float *y,
+                          st_error *err)
+{
+    cpu_pool *pool = pool_of(impl);
+    double mean[BN_CHUNK], ss[BN_CHUNK];
+    float scale[BN_CHUNK];
+    const double unbias = (double)rows / (double)(rows - 1);
+    conv_job j = {.rows = (size_t)rows, .ld = (size_t)c,
+                  .parts = bn_parts((size_t)rows), .dmean = mean,
+                  .s1 = ((gpu__cpu_impl *)impl)->bn_part};
+    for (int k0 = 0; k0 < c; k0 += BN_CHUNK) {
+        j.m = c - k0 < BN_CHUNK ? c - k0 : BN_CHUNK;
+        j.x = x + k0;
+        ST_TRY(cpu_pool_for(pool, (size_t)j.parts, 1, sums_parts, &j, err));
+        add_parts(&j, j.s1, mean);
+        for (int k = 0; k < j.m; k++) mean[k] /= (double)rows;
+        ST_TRY(cpu_pool_for(pool, (size_t)j.parts, 1, sqdev_parts, &j, err));
+        add_parts(&j, j.s1, ss);
+        for (int k = 0; k < j.m; k++) {
+            int i = k0 + k;
+            double var = ss[k] / (double)rows;
+            double inv = 1.0 / sqrt(var + (double)eps);
+            save_mean[i] = (float)mean[k];
+            save_invstd[i] = (float)inv;
+            run_mean[i] = (float)((1.0 - momentum) * run_mean[i] +
+                                  (double)momentum * mean[k]);
+            run_var[i] = (float)((1.0 - momentum) * run_var[i] +
+                                 (double)momentum * var * unbias);
+            scale[k] = (float)((double)gamma[i] * inv);
+        }
+        j.mean = save_mean + k0, j.scale = scale, j.shift = beta + k0;
+        j.y = y + k0;
+        ST_TRY(cpu_pool_for(pool, (size_t)rows, GRAIN_ROWS, affine_rows, &j,
+                            err));
+    }
+    return 0;
+}
+
+int gpu__cpu_bn_fwd_eval(void *impl, const float *x, int rows, int c,
+                         const float *gamma, const float *beta, float eps,
+                         const float *run_mean, const float *run_var,
+                         float *y, st_error *err)
+{
+    float scale[BN_CHUNK];
+    conv_job j = {.rows = (size_t)rows, .ld = (size_t)c, .scale = scale};
+    for (int k0 = 0; k0 < c; k0 += BN_CHUNK) {
+        j.m = c - k0 < BN_CHUNK ? c - k0 : BN_CHUNK;
+        for (int k = 0; k < j.m; k++) {
+            int i = k0 + k;
+            double inv = 1.0 / sqrt((double)run_var[i] + (double)eps);
+            scale[k] = (float)((double)gamma[i] * inv);
+        }
+        j.x = x + k0, j.y = y + k0;
+        j.mean = run_mean + k0, j.shift = beta + k0;
+        ST_TRY(cpu_pool_for(pool_of(impl), (size_t)rows, GRAIN_ROWS,
+                            affine_rows, &j, err));
+    }
+    return 0;
+}
 /* With xhat = (x - mean)*invstd, N = rows:
  *   dbeta = sum dy,  dgamma = sum dy*xhat,
  *   dx = gamma*invstd * (dy - dbeta/N - xhat*dgamma/N),
@@ -333,25 +486,32 @@ int gpu__cpu_bn_bwd(void *impl, const float *x, const float *dy, int rows,
                     const float *save_invstd, float *dgamma, float *dbeta,
                     float *dx, int accumulate, st_error *err)
 {
-    (void)impl, (void)err;
+    cpu_pool *pool = pool_of(impl);
     double sdy[BN_CHUNK], sdx[BN_CHUNK];
     float a[BN_CHUNK], b[BN_CHUNK], cc[BN_CHUNK];
-    const size_t nr = (size_t)rows, ld = (size_t)c;
+    double *part = ((gpu__cpu_impl *)impl)->bn_part;
+    conv_job j = {.rows = (size_t)rows, .ld = (size_t)c,
+                  .parts = bn_parts((size_t)rows), .s1 = part,
+                  .s2 = part + BN_PARTS * BN_CHUNK, .a = a, .b = b, .cc = cc};
     for (int k0 = 0; k0 < c; k0 += BN_CHUNK) {
-        int m = c - k0 < BN_CHUNK ? c - k0 : BN_CHUNK;
-        bn_grad_sums(x + k0, dy + k0, nr, ld, m, save_mean + k0, sdy, sdx);
-        for (int k = 0; k < m; k++) {
-            int j = k0 + k;
-            double inv = save_invstd[j];
+        j.m = c - k0 < BN_CHUNK ? c - k0 : BN_CHUNK;
+        j.x = x + k0, j.dy = dy + k0, j.mean = save_mean + k0;
+        ST_TRY(cpu_pool_for(pool, (size_t)j.parts, 1, grad_parts, &j, err));
+        add_parts(&j, j.s1, sdy);
+        add_parts(&j, j.s2, sdx);
+        for (int k = 0; k < j.m; k++) {
+            int i = k0 + k;
+            double inv = save_invstd[i];
             double dg = sdx[k] * inv, db = sdy[k];
-            dgamma[j] = (float)(accumulate ? dgamma[j] + dg : dg);
-            dbeta[j] = (float)(accumulate ? dbeta[j] + db : db);
-            double gi = (double)gamma[j] * inv;
+            dgamma[i] = (float)(accumulate ? dgamma[i] + dg : dg);
+            dbeta[i] = (float)(accumulate ? dbeta[i] + db : db);
+            double gi = (double)gamma[i] * inv;
             a[k] = (float)gi;
             b[k] = (float)(-gi * inv * dg / (double)rows);
             cc[k] = (float)(-gi * db / (double)rows);
         }
-        bn_dx(x + k0, dy + k0, nr, ld, m, save_mean + k0, a, b, cc, dx + k0);
+        j.dx = dx + k0;
+        ST_TRY(cpu_pool_for(pool, (size_t)rows, GRAIN_ROWS, dx_rows, &j, err));
     }
     return 0;
 }
@@ -443,35 +603,60 @@ GELU_VEC static void gelu_bwd(const float *restrict x, const float *dy,
     }
 }
 
+static void act_fwd_range(void *ctx, size_t lo, size_t hi)
+{
+    const conv_job *j = ctx;
+    if (j->kind == GPU_ACT_RELU) relu_fwd(j->x + lo, j->y + lo, hi - lo);
+    else gelu_fwd(j->x + lo, j->y + lo, hi - lo);
+}
+
+static void act_bwd_range(void *ctx, size_t lo, size_t hi)
+{
+    const conv_job *j = ctx;
+    if (j->kind == GPU_ACT_RELU)
+        relu_bwd(j->x + lo, j->dy + lo, j->dx + lo, hi - lo);
+    else
+        gelu_bwd(j->x + lo, j->dy + lo, j->dx + lo, hi - lo);
+}
+
 int gpu__cpu_act_fwd(void *impl, int kind, const float *x, float *y,
                      size_t n, st_error *err)
 {
-    (void)impl;
-    if (kind == GPU_ACT_RELU) relu_fwd(x, y, n);
-    else if (kind == GPU_ACT_GELU) gelu_fwd(x, y, n);
-    else return st_seterr(err, ST_EINVAL, "act_fwd: kind %d", kind);
-    return 0;
+    if (kind != GPU_ACT_RELU && kind != GPU_ACT_GELU)
+        return st_seterr(err, ST_EINVAL, "act_fwd: kind %d", kind);
+    conv_job j = {.kind = kind, .x = x, .y = y};
+    return cpu_pool_for(pool_of(impl), n, GRAIN_ELEMS, act_fwd_range, &j,
+                        err);
 }
 
 int gpu__cpu_act_bwd(void *impl, int kind, const float *x, const float *dy,
                      float *dx, size_t n, st_error *err)
 {
-    (void)impl;
-    if (kind == GPU_ACT_RELU) relu_bwd(x, dy, dx, n);
-    else if (kind == GPU_ACT_GELU) gelu_bwd(x, dy, dx, n);
-    else return st_seterr(err, ST_EINVAL, "act_bwd: kind %d", kind);
-    return 0;
+    if (kind != GPU_ACT_RELU && kind != GPU_ACT_GELU)
+        return st_seterr(err, ST_EINVAL, "act_bwd: kind %d", kind);
+    conv_job j = {.kind = kind, .x = x, .dy = dy, .dx = dx};
+    return cpu_pool_for(pool_of(impl), n, GRAIN_ELEMS, act_bwd_range, &j,
+                        err);
 }
 
-CPU_VEC int gpu__cpu_axpby(void *impl, size_t n, float alpha, const float *x,
-                           float beta, float *y, st_error *err)
+CPU_VEC static void axpby_range(void *ctx, size_t lo, size_t hi)
 {
-    (void)impl, (void)err;
+    const conv_job *j = ctx;
+    const float alpha = j->scale[0], beta = j->scale[1];
+    const float *restrict x = j->x;
+    float *restrict y = j->y;
     if (beta == 0.0f)
-        for (size_t i = 0; i < n; i++) y[i] = alpha * x[i];
+        for (size_t i = lo; i < hi; i++) y[i] = alpha * x[i];
     else
-        for (size_t i = 0; i < n; i++) y[i] = alpha * x[i] + beta * y[i];
-    return 0;
+        for (size_t i = lo; i < hi; i++) y[i] = alpha * x[i] + beta * y[i];
+}
+
+int gpu__cpu_axpby(void *impl, size_t n, float alpha, const float *x,
+                   float beta, float *y, st_error *err)
+{
+    const float ab[2] = {alpha, beta};
+    conv_job j = {.x = x, .y = y, .scale = ab};
+    return cpu_pool_for(pool_of(impl), n, GRAIN_ELEMS, axpby_range, &j, err);
 }
 
 /* Pixels go in blocks of NORM_PIX so that the channel pattern repeats in

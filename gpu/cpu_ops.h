@@ -1,6 +1,6 @@
 /* gpu/cpu_ops.h — internal: shared by the CPU backend's two files.
  *
- * defines: CPU_VEC, gpu__cpu_softmax_xent_ls, GPU__CPU_CONV_OPS, gpu__cpu_* ops
+ * defines: CPU_VEC, gpu__cpu_impl, gpu__cpu_softmax_xent_ls, GPU__CPU_CONV_OPS, gpu__cpu_* ops
  *
  * gpu/cpu_backend.c holds the device basics, the dense-net math and the
  * softmax; gpu/cpu_conv.c the conv-net ops (gpu/device.h's NHWC section),
@@ -10,6 +10,16 @@
 #define ST_GPU_CPU_OPS_H
 
 #include "gpu/backend.h"
+#include "gpu/cpu_pool.h"
+
+/* The CPU backend's impl (the void *impl of its ops). */
+enum { GPU__CPU_BN_CHUNK = 256, GPU__CPU_BN_PARTS = 16 };
+typedef struct gpu__cpu_impl {
+    int threads;      /* OpenBLAS threads, and the pool's */
+    cpu_pool *pool;   /* the other ops' threads (NULL-safe: 1 thread) */
+    double *bn_part;  /* (2, GPU__CPU_BN_PARTS, GPU__CPU_BN_CHUNK) batch-norm
+                         partial sums, scratch of one op at a time */
+} gpu__cpu_impl;
 
 /* GCC 12 at -O2 vectorizes loops only under the "very cheap" cost model,
  * which rejects any loop needing a scalar epilogue: all of ours. The hot

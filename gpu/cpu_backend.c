@@ -29,6 +29,7 @@ static void cpu_destroy(void *impl)
     if (c == NULL) return;
     cpu_pool_destroy(c->pool);
     free(c->bn_part);
+    free(c->thin_part);
     free(c);
 }
 
@@ -41,7 +42,8 @@ static int cpu_create(void **impl, const gpu_device_config *cfg, char *name,
                                       : gpu_cpu_default_threads();
     c->bn_part = malloc(2 * GPU__CPU_BN_PARTS * GPU__CPU_BN_CHUNK *
                         sizeof *c->bn_part);
-    if (c->bn_part == NULL) {
+    c->thin_part = malloc(gpu__cpu_thin_part_floats() * sizeof *c->thin_part);
+    if (c->bn_part == NULL || c->thin_part == NULL) {
         cpu_destroy(c);
         return st_seterr(err, ST_ENOMEM, "cpu backend: out of memory");
     }
@@ -197,10 +199,12 @@ static int cpu_gemm(void *impl, int tA, int tB, int M, int N, int K,
                     float alpha, const float *A, int lda, const float *B,
                     int ldb, float beta, float *C, int ldc, st_error *err)
 {
-    (void)impl;
     if (M < 0 || N < 0 || K < 0)
         return st_seterr(err, ST_EINVAL, "gemm: negative size %dx%dx%d", M, N, K);
     if (M == 0 || N == 0) return 0;
+    int thin = gpu__cpu_gemm_thin(impl, tA, tB, M, N, K, alpha, A, lda, B,
+                                  ldb, beta, C, ldc, err);
+    if (thin != 0) return thin < 0 ? thin : 0;
     cblas_sgemm(CblasRowMajor, tA ? CblasTrans : CblasNoTrans,
                 tB ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb,
                 beta, C, ldc);

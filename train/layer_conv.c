@@ -36,8 +36,9 @@
  * per-channel input normalization are per-column ops on (rows, c), and
  * the loader's uint8 batches are NHWC already. It loses on the 1-channel
  * first layer (K = 9: thin GEMMs and 12-byte copies), by ~4 ms a batch,
- * of which the first layer skips backward-data (dx NULL); a direct small-c
- * kernel for that layer is the known remaining gap. The 2-thread figures
+ * of which the first layer skips backward-data (dx NULL). The CPU backend
+ * now runs that layer's thin GEMMs (K <= 32) with its own kernels
+ * (gpu/cpu_gemm.c) rather than OpenBLAS's. The 2-thread figures
  * swing by 2-10x between runs under this load (a 2-thread GEMM waits for
  * its slower thread); the 1-thread ones are the steadier comparison.
  */

@@ -270,8 +270,8 @@ san-tests: $(SAN_TESTS)
 
 # The CUDA backend's tests again, on cuemu (make EMU=1 emu-tests), and
 # cuemu's own; streamtrain for test_run's CLI checks.
-EMU_TESTS := $(addprefix $(BUILD)/tests/,test_cuemu test_gpu test_gpu_model test_noalloc test_run \
-                 test_comm_nccl) \
+EMU_TESTS := $(addprefix $(BUILD)/tests/,test_cuemu test_gpu test_gpu_conv test_gpu_model test_noalloc \
+                 test_run test_comm_nccl) \
              $(BUILD)/streamtrain
 emu-tests: $(EMU_TESTS)
 

@@ -1,7 +1,8 @@
 /* tests/jpeg_fixture.h — test-only JPEG fixtures, written with libjpeg
  * directly (not through datasets/jpegio, which is what is under test), and
- * a bridge to PIL for reference decodes. Shared by test_jpegio.c,
- * test_folder.c and test_source.c. Include it after <cmocka.h>.
+ * a bridge to PIL for reference decodes. Shared by test_jpegio.c and
+ * test_jpegio_robust.c (through jpegio_fixture.h), test_folder.c and
+ * test_source.c. Include it after <cmocka.h>.
  *
  * defines: jfx_opt, jfx_encode, jfx_pattern, jfx_exif, jfx_python,
  *          jfx_pil, jfx_mae, jfx_psnr

@@ -8,7 +8,7 @@
 //          kern_axpby, kern_normalize_u8_ch, kern_flip_w
 //
 // Semantics are gpu/device.h's, with the CPU backend's exact formulas
-// (gpu/cpu_conv.c); tests/test_gpu.c holds them to the CPU's results.
+// (gpu/cpu_conv.c); tests/test_gpu_conv.c holds them to the CPU's results.
 // Determinism: nothing here uses float atomics, so every result is the
 // same from run to run. col2im and max pool backward are gathers: one
 // thread per input element sums, in ascending output order, the window

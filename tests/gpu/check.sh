@@ -55,11 +55,12 @@ bundle() (
     # MPI=0: a 1-rank check, and neither libmpi nor the 218 MB libnccl is
     # on the GPU machine or fits in the bundle
     make --no-print-directory BUILD=$b MPI=0 -j2 $b/streamtrain $b/packdata \
-        $b/synthpack $b/tests/test_gpu $b/tests/test_noalloc $b/tests/test_comm_nccl >/dev/null
+        $b/synthpack $b/tests/test_gpu $b/tests/test_gpu_conv $b/tests/test_noalloc \
+        $b/tests/test_comm_nccl >/dev/null
     rm -rf $BUNDLE/stage && mkdir -p $BUNDLE/stage/lib
-    cp $b/streamtrain $b/synthpack $b/tests/test_gpu $b/tests/test_noalloc \
+    cp $b/streamtrain $b/synthpack $b/tests/test_gpu $b/tests/test_gpu_conv $b/tests/test_noalloc \
         $b/tests/test_comm_nccl $BUNDLE/stage/
-    copy_libs $BUNDLE/stage/lib $b/streamtrain $b/synthpack $b/tests/test_gpu \
+    copy_libs $BUNDLE/stage/lib $b/streamtrain $b/synthpack $b/tests/test_gpu $b/tests/test_gpu_conv \
         $b/tests/test_noalloc $b/tests/test_comm_nccl
     $b/packdata "$FM_SRC" -o $BUNDLE/stage/fm -q --force >/dev/null
     tar -C $BUNDLE/stage -cJf $BUNDLE/bundle.tar.xz .
@@ -122,7 +123,7 @@ pick_binaries() {
     if [ "$EMU" = 1 ]; then
         b=build/emu
         make --no-print-directory EMU=1 -j"$(nproc)" $b/streamtrain $b/synthpack \
-            $b/tests/test_gpu $b/tests/test_noalloc $b/tests/test_comm_nccl \
+            $b/tests/test_gpu $b/tests/test_gpu_conv $b/tests/test_noalloc $b/tests/test_comm_nccl \
             >/tmp/gpu-check-build.log 2>&1 ||
             { tail -20 /tmp/gpu-check-build.log; return 1; }
         ST=$b/streamtrain TEST=$b/tests/test_gpu DATA=/tmp/gpucheck-emu/pack
@@ -132,7 +133,7 @@ pick_binaries() {
         return 0
     fi
     if make --no-print-directory BUILD=$b -j"$(nproc)" $b/streamtrain \
-            $b/packdata $b/synthpack $b/tests/test_gpu $b/tests/test_noalloc \
+            $b/packdata $b/synthpack $b/tests/test_gpu $b/tests/test_gpu_conv $b/tests/test_noalloc \
             $b/tests/test_comm_nccl >/tmp/gpu-check-build.log 2>&1; then
         ST=$b/streamtrain TEST=$b/tests/test_gpu how="built here"
         SYN=$b/synthpack
@@ -213,6 +214,12 @@ main() {
     env LD_LIBRARY_PATH="$LIBPATH" ST_REQUIRE_GPU=1 timeout "$(tmo 120 90)" "$TEST" 2>&1 | tee "$tlog"
     rc=${PIPESTATUS[0]}
     if [ "$rc" -eq 0 ]; then tests_ok=PASS; elif [ "$rc" -eq 124 ]; then tests_ok="FAIL (timed out)"; fi
+    # the conv-net ops and layers (split from test_gpu)
+    env LD_LIBRARY_PATH="$LIBPATH" ST_REQUIRE_GPU=1 timeout "$(tmo 120 90)" \
+        "${TEST%test_gpu}test_gpu_conv" 2>&1 | tee -a "$tlog"
+    rc=${PIPESTATUS[0]}
+    if [ "$rc" -eq 124 ]; then tests_ok="FAIL (test_gpu_conv timed out)"
+    elif [ "$rc" -ne 0 ]; then tests_ok="FAIL (test_gpu_conv)"; fi
 
     echo
     echo "== host allocations in the training loop (test_noalloc, CUDA included)"

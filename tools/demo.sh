@@ -20,7 +20,7 @@ echo "== packinfo --verify $OUT"
 "$BUILD/packinfo" --verify "$OUT"
 if [ -x "$BUILD/streamtrain" ]; then
     echo
-    # 3 epochs of the default conv net (~28 s each on 2 cores) keep the
+    # 3 epochs of the default conv net (~25 s each on 2 cores) keep the
     # whole demo, build and packing included, well under 3 minutes; the
     # default's 5-epoch accuracy is README.md's ("Conv nets")
     echo "== streamtrain --data $OUT --epochs 3"

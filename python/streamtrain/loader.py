@@ -8,13 +8,18 @@ back to the producers when the iteration moves on to the next batch, or
 at batch.release(), or at loader.close(); from then on batch.pixels,
 .labels and .ids raise ReleasedBatchError (arrays taken out before stay
 NumPy arrays over memory the producers overwrite: keep the batch, or use
-copy=True, which gives owned arrays and frees the slot at once).
+copy=True, which gives owned arrays and frees the slot at once). The ring
+itself is never freed under a live array: every view holds the ring's
+owner, and loader_close runs at close() only when no view is left, else
+when the last one goes (until then the producers wait for free slots).
 
 Threads: one thread iterates; every C call (loader_next_batch waiting for
 the producers included) releases the GIL.
 """
+import atexit
 import ctypes
 import os
+import weakref
 
 import numpy as np
 
@@ -38,6 +43,38 @@ def _pick(table, what, value):
     return table[value]
 
 
+class _Ring:
+    """Owns the C loader (and what its config points to, the allocator
+    included): loader_close runs when the Loader and every NumPy view of a
+    ring slot have let go of it."""
+
+    __slots__ = ("h", "keep", "__weakref__")
+
+    def __init__(self, h, keep):
+        self.h, self.keep = h, keep
+        _rings.add(self)
+
+    def close(self):
+        h, self.h = self.h, None
+        if h is not None:
+            L.loader_close(h)
+
+    __del__ = close
+
+
+_rings = weakref.WeakSet()
+
+
+def _close_rings():
+    """At exit, while ctypes and the allocators' callbacks still work: the
+    rings that arrays still held (nothing can read them after this)."""
+    for r in list(_rings):
+        r.close()
+
+
+atexit.register(_close_rings)
+
+
 class Batch:
     """One batch: pixels (n, H, W, C) uint8, labels (n,) int32, ids (n,)
     uint64 (each sample's index within the split), and n, epoch, index.
@@ -51,6 +88,13 @@ class Batch:
         self._pixels, self._labels, self._ids = pixels, labels, ids
         self._released = False
         self.n, self.epoch, self.index = c.n, c.epoch, c.index
+
+    def _drop(self):
+        """Released: the arrays are no longer reachable through the batch,
+        so it lets go of them (and of the ring, unless they were kept)."""
+        self._released = True
+        if not self.owned:
+            self._pixels = self._labels = self._ids = None
 
     def _check(self):
         if self._released:
@@ -136,6 +180,8 @@ class Loader(_Closing):
                  allocator=None):
         self._h = None
         self._held = None
+        self._ring = None
+        self._views = {}
         self.path, self.copy = os.fspath(path), bool(copy)
         for name, v in (("batch_size", batch_size), ("threads", threads),
                         ("slots", slots), ("rank", rank), ("world", world),
@@ -184,6 +230,7 @@ class Loader(_Closing):
         if rc != 0:
             raise_for(rc, err)
         self._h = h
+        self._ring = _Ring(h, (cfg, self._transform, allocator, self._split))
         self._err = err
         self._err_ref = ctypes.byref(err)
         hh, ww, cc = _lib.u32(), _lib.u32(), _lib.u32()
@@ -218,6 +265,7 @@ class Loader(_Closing):
             cap = self.batch_size // self.world  # a slot's samples (order.h)
             count = cap * int(np.prod(shape))
             buf = (ctype * count).from_address(addr)
+            buf._ring = self._ring  # the view (its .base) keeps the ring
             v = np.frombuffer(buf, dtype=dtype).reshape((cap,) + shape)
             self._views[key] = v
         return v[:n]
@@ -262,7 +310,7 @@ class Loader(_Closing):
             yield b
 
     def _release(self, b):
-        b._released = True
+        b._drop()
         if self._held is b:
             self._held = None
         if self._h is None:
@@ -298,15 +346,15 @@ class Loader(_Closing):
         return int(st.batches_per_epoch)
 
     def close(self):
-        """Stops the producers and frees the ring (idempotent); a held
-        batch is released."""
+        """Closes the loader (idempotent): a held batch is released, and the
+        producers are stopped and the ring freed now, or, while arrays
+        taken from it are alive, when the last of them goes."""
         if self._held is not None:
-            self._held._released = True
+            self._held._drop()
             self._held = None
-        h, self._h = self._h, None
-        if h is not None:
-            self._views.clear()
-            L.loader_close(h)
+        self._h = None
+        self._views.clear()
+        self._ring = None  # loader_close here unless a view holds it
 
     @property
     def closed(self):

@@ -176,6 +176,42 @@ def test_closed_loader(small_pack):
         ld.state_dict()
 
 
+_AFTER_CLOSE = r"""
+import gc, sys
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+import streamtrain as st
+ld = st.Loader(sys.argv[1], batch_size=256, shuffle="none", threads=1)
+b = next(iter(ld))
+px, want = b.pixels, b.pixels.copy()
+ld.close()
+del b, ld
+gc.collect()
+# the ring's 4 slots of 256 x 64x64x3 (12 MiB) would be unmapped by now
+assert np.array_equal(px, want), "the array changed after close"
+print("sum", int(px.sum()))
+del px
+gc.collect()
+print("freed")
+"""
+
+
+def test_arrays_outlive_close(tmp_path):
+    """An array taken from a batch stays valid after loader.close() and the
+    loader's garbage collection: the ring is freed with the last array
+    (before, it was unmapped under it, and reading it crashed). Run in a
+    child process, so that a crash fails this test rather than the run."""
+    from conftest import ROOT, synthpack
+    import os
+    import sys
+    pack = synthpack(tmp_path / "big", 600, shape="64x64x3", shard="1M")
+    r = subprocess.run([sys.executable, "-c", _AFTER_CLOSE, pack,
+                        os.path.join(ROOT, "python")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f"child exited {r.returncode}: {r.stderr[-2000:]}"
+    assert "sum " in r.stdout and "freed" in r.stdout
+
+
 def test_gil_released_while_waiting(small_pack):
     """A Python thread counts while the consumer waits for a slow producer
     (0.3 s a batch): the wait in loader_next_batch holds no GIL."""

@@ -188,9 +188,11 @@ static int jpeg_box(fused *f, const uint8_t *src, size_t len, uint32_t w,
     return rc;
 }
 
-int fused_sample(fused *f, codec_dec *dec, const uint8_t *src, size_t len,
-                 uint32_t w, uint32_t h, uint64_t epoch, uint64_t id,
-                 uint8_t *dst, fused_stats *st, st_error *err)
+/* The transform's pixels of one sample (fused_sample before erasing). */
+static int sample_pixels(fused *f, codec_dec *dec, const uint8_t *src,
+                         size_t len, uint32_t w, uint32_t h, uint64_t epoch,
+                         uint64_t id, uint8_t *dst, fused_stats *st,
+                         st_error *err)
 {
     const fused_config *c = &f->c;
     transform_box bx;
@@ -216,4 +218,19 @@ int fused_sample(fused *f, codec_dec *dec, const uint8_t *src, size_t len,
                              h, (size_t)w * c->channels, dst, err);
     st->resize_ns += now_ns() - t1;
     return rc;
+}
+
+int fused_sample(fused *f, codec_dec *dec, const uint8_t *src, size_t len,
+                 uint32_t w, uint32_t h, uint64_t epoch, uint64_t id,
+                 uint8_t *dst, fused_stats *st, st_error *err)
+{
+    ST_TRY(sample_pixels(f, dec, src, len, w, h, epoch, id, dst, st, err));
+    const fused_config *c = &f->c;
+    if (c->t.erase > 0) {
+        uint32_t ow, oh;
+        transform_out_size(&c->t, w, h, &ow, &oh);
+        transform_erase(&c->t, c->seed, epoch, id, dst, ow, oh,
+                        (int)c->channels);
+    }
+    return 0;
 }

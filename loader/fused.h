@@ -17,7 +17,9 @@
  *                  size), then the same resample_run;
  *   pad-crop       a window of the record's own size, offset in the image
  *                  padded by P zeros, copied (and mirrored) into the slot;
- *   none + flip    decode into the slot, then mirror each row in place.
+ *   none + flip    decode into the slot, then mirror each row in place;
+ *   erase=P        after any of these, transform_erase zeroes the sample's
+ *                  rectangle in the slot (none + erase also comes here).
  * Every parameter is a pure function of (seed, epoch, sample id), so any
  * thread count, rank or resume sees the same pixels.
  *

@@ -229,7 +229,8 @@ static int plan_transform(loader *l, const loader_config *cfg, st_error *err)
                          "center-crop S or resize WxH", l->split_name,
                          m->width, m->height, what);
     }
-    if (t == NULL || (t->kind == TRANSFORM_NONE && !t->flip)) return 0;
+    if (t == NULL || (t->kind == TRANSFORM_NONE && !t->flip && !(t->erase > 0)))
+        return 0;
     l->sh.fused_on = 1;
     fused_config_of(m, t, cfg->seed, &l->sh.fused_cfg);
     l->width = l->sh.fused_cfg.out_w;

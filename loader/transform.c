@@ -195,13 +195,13 @@ static const char *const kind_name[] = {
 };
 
 static const char *const kind_usage[] = {
-    [TRANSFORM_NONE] = "none [flip]",
+    [TRANSFORM_NONE] = "none [flip] [erase=P]",
     [TRANSFORM_RRC] = "random-resized-crop S [scale=A,B] [ratio=A,B] "
-                      "[attempts=N] [flip] [interp=bilinear|area]",
+                      "[attempts=N] [flip] [interp=bilinear|area] [erase=P]",
     [TRANSFORM_CENTER] = "center-crop S [crop-frac=F] [flip] "
-                         "[interp=bilinear|area]",
-    [TRANSFORM_RESIZE] = "resize WxH [flip] [interp=bilinear|area]",
-    [TRANSFORM_PAD_CROP] = "pad-crop P [flip]",
+                         "[interp=bilinear|area] [erase=P]",
+    [TRANSFORM_RESIZE] = "resize WxH [flip] [interp=bilinear|area] [erase=P]",
+    [TRANSFORM_PAD_CROP] = "pad-crop P [flip] [erase=P]",
 };
 
 void transform_spec_default(transform_spec *t, transform_kind kind)
@@ -299,19 +299,21 @@ static int parse_size(const parse_ctx *p, transform_spec *t, const char *w)
 }
 
 enum { OPT_SCALE, OPT_RATIO, OPT_ATTEMPTS, OPT_CROPFRAC, OPT_FLIP, OPT_INTERP,
-       OPT_N };
+       OPT_ERASE, OPT_N };
 
-/* Which options each kind takes, as a bit set of OPT_*. */
+/* Which options each kind takes, as a bit set of OPT_*: its own, and the
+ * erase= that every kind takes. */
 static unsigned kind_opts(transform_kind k)
 {
+    unsigned all = 1u << OPT_FLIP | 1u << OPT_ERASE;
     switch (k) {
     case TRANSFORM_RRC:
-        return 1u << OPT_SCALE | 1u << OPT_RATIO | 1u << OPT_ATTEMPTS |
-               1u << OPT_FLIP | 1u << OPT_INTERP;
+        return all | 1u << OPT_SCALE | 1u << OPT_RATIO | 1u << OPT_ATTEMPTS |
+               1u << OPT_INTERP;
     case TRANSFORM_CENTER:
-        return 1u << OPT_CROPFRAC | 1u << OPT_FLIP | 1u << OPT_INTERP;
-    case TRANSFORM_RESIZE: return 1u << OPT_FLIP | 1u << OPT_INTERP;
-    default: return 1u << OPT_FLIP;
+        return all | 1u << OPT_CROPFRAC | 1u << OPT_INTERP;
+    case TRANSFORM_RESIZE: return all | 1u << OPT_INTERP;
+    default: return all;
     }
 }
 
@@ -319,7 +321,8 @@ static int parse_opt(const parse_ctx *p, transform_spec *t, const char *w,
                      unsigned *seen)
 {
     static const char *const keys[OPT_N] = {"scale=", "ratio=", "attempts=",
-                                            "crop-frac=", "flip", "interp="};
+                                            "crop-frac=", "flip", "interp=",
+                                            "erase="};
     int o = -1;
     for (int i = 0; i < OPT_N && o < 0; i++) {
         size_t n = strlen(keys[i]);
@@ -361,6 +364,10 @@ static int parse_opt(const parse_ctx *p, transform_spec *t, const char *w,
         return 0;
     case OPT_FLIP:
         t->flip = 1;
+        return 0;
+    case OPT_ERASE:
+        if (parse_num(v, &t->erase) != 0 || !(t->erase >= 0 && t->erase <= 1))
+            return PERR(p, "'%s': expected erase=P with 0 <= P <= 1", w);
         return 0;
     default:
         if (strcmp(v, "bilinear") == 0) t->interp = RESAMPLE_BILINEAR;
@@ -458,6 +465,10 @@ void transform_format(const transform_spec *t, char *buf, size_t len)
     if ((kind_opts((transform_kind)k) >> OPT_INTERP & 1) &&
         t->interp == RESAMPLE_AREA)
         OUT(" interp=area");
+    if (t->erase != 0) {
+        fmt_num(a, sizeof a, t->erase);
+        OUT(" erase=%s", a);
+    }
 #undef OUT
 }
 
@@ -527,6 +538,44 @@ int transform_apply(const transform_spec *t, const transform_box *b,
     }
     return resample_run(r, t->interp, src, sw, sh, stride, b->x0, b->y0,
                         b->x1, b->y1, dst, ow, oh, flags, err);
+}
+
+/* torchvision's RandomErasing.get_params with its defaults, after the
+ * coin (see transform.h). */
+int transform_erase_box(const transform_spec *t, uint64_t seed,
+                        uint64_t epoch, uint64_t id, uint32_t out_w,
+                        uint32_t out_h, uint32_t box[4])
+{
+    if (!(t->erase > 0) || out_w == 0 || out_h == 0) return 0;
+    uint64_t key = sample_key(seed, epoch, id);
+    uint32_t k = TF_ERASE_K;
+    if (!(key_uniform(key, k++) < t->erase)) return 0;
+    const double area = (double)out_w * (double)out_h;
+    const double lr0 = log(0.3), lr1 = log(3.3);
+    for (int a = 0; a < 10; a++, k += 4) {
+        double ea = area * (0.02 + (0.33 - 0.02) * key_uniform(key, k));
+        double ar = exp(lr0 + (lr1 - lr0) * key_uniform(key, k + 1));
+        double h = rint(sqrt(ea * ar)), w = rint(sqrt(ea / ar));
+        if (!(h < out_h && w < out_w)) continue;
+        if (h < 1 || w < 1) return 0; /* accepted, but empty: as torchvision */
+        box[0] = randint(key_uniform(key, k + 3), out_w - (uint32_t)w + 1);
+        box[1] = randint(key_uniform(key, k + 2), out_h - (uint32_t)h + 1);
+        box[2] = (uint32_t)w;
+        box[3] = (uint32_t)h;
+        return 1;
+    }
+    return 0;
+}
+
+void transform_erase(const transform_spec *t, uint64_t seed, uint64_t epoch,
+                     uint64_t id, uint8_t *dst, uint32_t out_w,
+                     uint32_t out_h, int c)
+{
+    uint32_t b[4];
+    if (!transform_erase_box(t, seed, epoch, id, out_w, out_h, b)) return;
+    for (uint32_t y = b[1]; y < b[1] + b[3]; y++)
+        memset(dst + ((size_t)y * out_w + b[0]) * (size_t)c, 0,
+               (size_t)b[2] * (size_t)c);
 }
 
 /* ---- the pair streamtrain uses --------------------------------------------- */

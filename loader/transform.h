@@ -6,8 +6,8 @@
  *          transform_spec_train_default, transform_parse, transform_format,
  *          transform_box,
  *          transform_params, transform_out_size, transform_uniform,
- *          transform_dct_scale, transform_apply, transform_pair,
- *          transform_pair_pick
+ *          transform_dct_scale, transform_apply, transform_erase_box,
+ *          transform_erase, transform_pair, transform_pair_pick
  *
  * Contract:
  * - transform_params is deterministic and thread-free: the same (spec,
@@ -31,7 +31,9 @@
  *   are the transform's draws in torchvision's order (RRC: per attempt
  *   the area fraction then the log-ratio, and on acceptance the top then
  *   the left edge; pad-crop: top, left). An integer uniform in [0, n)
- *   (torch.randint(0, n)) is floor(u * n).
+ *   (torch.randint(0, n)) is floor(u * n). Random erasing draws from
+ *   number TF_ERASE_K on: the coin, then per attempt the area fraction,
+ *   the log-ratio, the top and the left edge (torchvision's order).
  *
  * Text form (as --train-transform / --eval-transform take it): a name, its
  * size, then optional words, separated by spaces:
@@ -40,10 +42,16 @@
  *   resize WxH [flip] [interp=...]
  *   pad-crop P [flip]
  *   none [flip]
+ * and any of them takes [erase=P]: after the transform, with probability
+ * P, one rectangle of the output is set to 0, as torchvision's
+ * RandomErasing(p=P) with its defaults (area 2-33 % of the output, aspect
+ * 0.3-3.3 log-uniform, 10 attempts, value 0: black, the background of
+ * Fashion-MNIST and MNIST; on normalized data torchvision's 0 is the mean).
  * Defaults: scale=0.08,1 ratio=3/4,4/3 (the doubles 0.75 and 4.0 / 3.0)
- * attempts=10 crop-frac=0.875 interp=bilinear, no flip. Limits: sizes
+ * attempts=10 crop-frac=0.875 interp=bilinear, no flip, erase=0. Limits: sizes
  * 1..4096, P 0..4096, 0 < scale A <= B <= 1, 0 < ratio A <= B, attempts
- * 0..1000 (0: always the fallback), 0 < crop-frac <= 1. Each option at
+ * 0..1000 (0: always the fallback), 0 < crop-frac <= 1, 0 <= erase <= 1.
+ * Each option at
  * most once, and only where its transform takes it.
  */
 #ifndef ST_TRANSFORM_H
@@ -75,7 +83,11 @@ typedef struct transform_spec {
     uint32_t pad;             /* pad-crop P */
     int flip;                 /* horizontal flip with probability 1/2 */
     resample_filter interp;
+    double erase;             /* random erasing probability (0: none) */
 } transform_spec;
+
+/* The first number of a sample's stream that random erasing uses. */
+#define TF_ERASE_K 200u
 
 /* t = the defaults above for kind (sizes 0). */
 void transform_spec_default(transform_spec *t, transform_kind kind);
@@ -164,6 +176,20 @@ int transform_dct_scale(double box_w, double box_h, uint32_t out_w,
 int transform_apply(const transform_spec *t, const transform_box *b,
                     resample *r, int c, const uint8_t *src, uint32_t sw,
                     uint32_t sh, size_t stride, uint8_t *dst, st_error *err);
+
+/* Random erasing of sample id in epoch on its out_w x out_h output: 1
+ * and box = {x0, y0, w, h} (w, h >= 1, inside the output) when a
+ * rectangle is erased, 0 when not (the coin said no, t->erase is 0, or no
+ * attempt fitted), a pure function of (t, seed, epoch, id, size). */
+int transform_erase_box(const transform_spec *t, uint64_t seed,
+                        uint64_t epoch, uint64_t id, uint32_t out_w,
+                        uint32_t out_h, uint32_t box[4]);
+
+/* Applies transform_erase_box to dst (out_h, out_w, c) uint8, tightly
+ * packed: the box's pixels, every channel, set to 0. */
+void transform_erase(const transform_spec *t, uint64_t seed, uint64_t epoch,
+                     uint64_t id, uint8_t *dst, uint32_t out_w,
+                     uint32_t out_h, int c);
 
 /* A training and an evaluation transform, as streamtrain picks them. */
 typedef struct transform_pair {

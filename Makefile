@@ -129,7 +129,8 @@ TESTS     := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 # backend's worker threads).
 SAN_TESTS := $(BUILD)/tests/test_loader $(BUILD)/tests/test_order $(BUILD)/tests/test_ring \
              $(BUILD)/tests/test_run $(BUILD)/tests/test_train $(BUILD)/tests/test_pack \
-             $(BUILD)/tests/test_fused $(BUILD)/tests/test_cpu_pool $(BUILD)/tests/test_cpu_gemm
+             $(BUILD)/tests/test_fused $(BUILD)/tests/test_cpu_pool $(BUILD)/tests/test_cpu_gemm \
+             $(BUILD)/tests/test_transform_erase
 
 .PHONY: all tools tests test demo fuzz bench deps clean san-tests emu-tests
 all: tools tests

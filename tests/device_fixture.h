@@ -1,6 +1,7 @@
-/* tests/device_fixture.h — a one-thread CPU device for the model,
- * optimizer, device and trainer tests, and the GPU tests' check that a
- * CUDA device is visible (cmocka must be included first). */
+/* tests/device_fixture.h — a CPU device of one thread (the model,
+ * optimizer, device and trainer tests) or of n (the CPU backend's
+ * threading tests), and the GPU tests' check that a CUDA device is visible
+ * (cmocka must be included first). */
 #ifndef ST_TEST_DEVICE_FIXTURE_H
 #define ST_TEST_DEVICE_FIXTURE_H
 
@@ -9,17 +10,19 @@
 
 #include "gpu/device.h"
 
-static inline gpu_device *cpu_dev(void)
+static inline gpu_device *cpu_dev_threads(int threads)
 {
     gpu_device_config cfg;
     gpu_device_config_init(&cfg);
     cfg.kind = GPU_KIND_CPU;
-    cfg.cpu_threads = 1;
+    cfg.cpu_threads = threads;
     gpu_device *d = NULL;
     st_error err = {0};
     assert_int_equal(gpu_device_create(&d, &cfg, NULL, 0, &err), 0);
     return d;
 }
+
+static inline gpu_device *cpu_dev(void) { return cpu_dev_threads(1); }
 
 /* 1 when a CUDA device is visible; else prints why the test is skipped
  * and returns 0, or fails it when ST_REQUIRE_GPU is set (the GPU machine's

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "gpu/device.h"
+#include "device_fixture.h"
 
 static uint64_t rng = 99;
 
@@ -27,18 +28,6 @@ static void fill(float *p, size_t n)
         rng = rng * 6364136223846793005ull + 1442695040888963407ull;
         p[i] = (float)((rng >> 40) & 0xFFFFFF) / 8388608.0f - 1.0f;
     }
-}
-
-static gpu_device *dev(int threads)
-{
-    gpu_device_config cfg;
-    gpu_device_config_init(&cfg);
-    cfg.kind = GPU_KIND_CPU;
-    cfg.cpu_threads = threads;
-    gpu_device *d = NULL;
-    st_error err = {0};
-    assert_int_equal(gpu_device_create(&d, &cfg, NULL, 0, &err), 0);
-    return d;
 }
 
 typedef struct shape {
@@ -76,7 +65,7 @@ static void check_shape(const shape *s)
     fill(A, na), fill(B, nb), fill(C0, nc);
     reference(s, A, lda, B, ldb, C0, ldc, ref);
     for (int threads = 1; threads <= 3; threads++) {
-        gpu_device *d = dev(threads);
+        gpu_device *d = cpu_dev_threads(threads);
         float *C = threads == 1 ? C1 : Ct;
         memcpy(C, C0, nc * sizeof *C);
         assert_int_equal(gpu_gemm(d, s->tA, 0, s->M, s->N, s->K, s->alpha, A,

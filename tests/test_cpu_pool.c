@@ -22,6 +22,7 @@
 
 #include "gpu/cpu_pool.h"
 #include "gpu/device.h"
+#include "device_fixture.h"
 
 /* ---- the pool ------------------------------------------------------------ */
 
@@ -95,18 +96,6 @@ static void fill(float *p, size_t n, float lo, float hi)
     }
 }
 
-static gpu_device *dev(int threads)
-{
-    gpu_device_config cfg;
-    gpu_device_config_init(&cfg);
-    cfg.kind = GPU_KIND_CPU;
-    cfg.cpu_threads = threads;
-    gpu_device *d = NULL;
-    st_error err = {0};
-    assert_int_equal(gpu_device_create(&d, &cfg, NULL, 0, &err), 0);
-    return d;
-}
-
 /* Shapes: 40 images of 20x20x24 (9,600 rows of 24 channels for batch
  * norm: more than one row chunk and one block per thread), a 3x3 conv
  * with stride 1 and padding 1, a 3x3 max pool with stride 2 (overlapping
@@ -129,7 +118,7 @@ static float *falloc(size_t n)
 
 static void run_ops(int threads, const float *x, const float *dy, outputs *o)
 {
-    gpu_device *d = dev(threads);
+    gpu_device *d = cpu_dev_threads(threads);
     gpu_conv_geom g = {.n = N, .h = H, .w = W, .c = C, .kh = 3, .kw = 3,
                        .sh = 1, .sw = 1, .ph = 1, .pw = 1, .oh = H, .ow = W};
     size_t ncol = NX * 9;

@@ -393,7 +393,11 @@ CONV_RECIPE="--lr 0.05 --momentum 0.9 --weight-decay 5e-4 --label-smoothing 0"
 # is streamtrain with no flags (the cnn preset, its batch and lr, 5
 # epochs); the best recipe is README.md's (its "20 epochs" line), or
 # BENCH_CONV_BEST's flags.
-CONV_BEST=${BENCH_CONV_BEST:---model conv32k3,bn,relu,maxpool2,conv64k3,bn,relu,maxpool2,conv128k3,bn,relu,dense --epochs 20 --label-smoothing 0.1}
+# (an array: the transform is one argument; BENCH_CONV_BEST is read with
+# the shell's quoting)
+CONV_BEST=(--model conv32k3,bn,relu,maxpool2,conv64k3,bn,relu,maxpool2,conv128k3,bn,relu,dense128,relu,dense
+           --epochs 20 --label-smoothing 0.1 --train-transform "pad-crop 2 flip" --tta flip)
+[ -z "${BENCH_CONV_BEST:-}" ] || eval "CONV_BEST=($BENCH_CONV_BEST)"
 CONV_ACC=${BENCH_CONV_ACC:-1}
 CONV_PEER_ACC=${BENCH_CONV_PEER_ACC:-0}
 [ $QUICK = 0 ] || CONV_ACC=0
@@ -519,12 +523,11 @@ conv_section() {
             conv_run $r torch-default conv-acc.log "$VPY" bench/torch_peer.py conv "$FM" \
                 $peer --schedule cosine --layout channels_last --epochs 5 --threads 2 --seed $r
         fi
-        say "conv: accuracy, seed $r/$RUNS: the best recipe ($CONV_BEST)"
-        # shellcheck disable=SC2086
+        say "conv: accuracy, seed $r/$RUNS: the best recipe (${CONV_BEST[*]})"
         conv_run $r best conv-acc.log "$BUILD/streamtrain" --data data/bench/fm-zstd \
-            $CONV_BEST --seed $r -q
+            "${CONV_BEST[@]}" --seed $r -q
     done
-    echo "conv_best $CONV_BEST" >>"$RAW/times.txt"
+    echo "conv_best ${CONV_BEST[*]}" >>"$RAW/times.txt"
     mark conv_acc "$ta"
 }
 

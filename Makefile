@@ -185,8 +185,10 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIB)
 # objects (build/pic/) with -fvisibility=hidden, the public headers read
 # first with default visibility (lib/api.h), and a version script
 # (lib/exports.sh) exporting exactly the functions API_HEADERS declare.
-SO_MAJOR   := 0
-SO_VERSION := 0.1.0
+# SO_MAJOR changes with every incompatible change to the exported API or
+# its structs (1: transform_spec grew erase, 2026-12-02).
+SO_MAJOR   := 1
+SO_VERSION := 1.0.0
 SO_NAME    := libstreamtrain.so.$(SO_MAJOR)
 SO         := $(BUILD)/libstreamtrain.so
 SO_SRCS    := $(wildcard datasets/*.c loader/*.c)

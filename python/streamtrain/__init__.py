@@ -18,7 +18,7 @@ from .errors import (ClosedError, CorruptRecordError, DeviceError, Error,
 from .loader import Batch, Loader
 from .pack import PackInfo, open_pack, pack, verify
 
-__version__ = "0.1.0"
+__version__ = "1.0.0"
 library_path = _lib.lib._path
 
 __all__ = ["Loader", "Batch", "open_pack", "pack", "verify", "PackInfo",

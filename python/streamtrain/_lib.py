@@ -63,7 +63,7 @@ class transform_spec(ctypes.Structure):
                 ("scale_min", c_double), ("scale_max", c_double),
                 ("ratio_min", c_double), ("ratio_max", c_double),
                 ("attempts", c_int), ("crop_frac", c_double), ("pad", u32),
-                ("flip", c_int), ("interp", c_int)]
+                ("flip", c_int), ("interp", c_int), ("erase", c_double)]
 
 
 class loader_state(ctypes.Structure):

@@ -36,4 +36,4 @@ def test_pip_install_into_fresh_venv(tmp_path):
     assert r.returncode == 0, r.stderr
     path, version = r.stdout.split()
     assert path.startswith(str(venv)) and path.endswith("streamtrain/libstreamtrain.so")
-    assert not os.path.islink(path) and version == "0.1.0"
+    assert not os.path.islink(path) and version == "1.0.0"

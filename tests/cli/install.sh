@@ -17,14 +17,14 @@ LIB=$ROOT$P/lib
 
 echo "[ RUN      ] make_install"
 if make --no-print-directory -s BUILD="$BUILD" install DESTDIR="$ROOT" PREFIX=$P >"$T/log" 2>&1 &&
-   [ -L "$LIB/libstreamtrain.so" ] && [ -L "$LIB/libstreamtrain.so.0" ] &&
-   [ -f "$LIB/libstreamtrain.so.0.1.0" ] && [ -f "$ROOT$P/include/streamtrain.h" ] &&
+   [ -L "$LIB/libstreamtrain.so" ] && [ -L "$LIB/libstreamtrain.so.1" ] &&
+   [ -f "$LIB/libstreamtrain.so.1.0.0" ] && [ -f "$ROOT$P/include/streamtrain.h" ] &&
    [ -f "$ROOT$P/include/streamtrain/loader.h" ] && [ -f "$LIB/pkgconfig/streamtrain.pc" ] &&
    [ -x "$ROOT$P/bin/packinfo" ]; then ok make_install
 else bad make_install "$(tail -5 "$T/log"; ls -R "$ROOT" | head -30)"; fi
 
 echo "[ RUN      ] soname_and_exports"
-so=$LIB/libstreamtrain.so.0.1.0
+so=$LIB/libstreamtrain.so.1.0.0
 syms=$(nm -D --defined-only "$so" 2>/dev/null | awk '$2 == "T" { sub(/@.*/, "", $3); print $3 }')
 soname=$(readelf -d "$so" 2>/dev/null | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
 missing="" leaked=""
@@ -35,7 +35,7 @@ done
 for f in ring_create shard_open order_create codec_cdict_create; do  # internal
     echo "$syms" | grep -qx "$f" && leaked="$leaked $f"
 done
-if [ "$soname" = libstreamtrain.so.0 ] && [ -z "$missing" ] && [ -z "$leaked" ]; then
+if [ "$soname" = libstreamtrain.so.1 ] && [ -z "$missing" ] && [ -z "$leaked" ]; then
     echo "    soname $soname, $(echo "$syms" | wc -l) functions exported"; ok soname_and_exports
 else bad soname_and_exports "soname '$soname', missing:$missing, leaked:$leaked"; fi
 
@@ -49,7 +49,7 @@ elif ! "$BUILD/synthpack" -o "$T/pack" --samples 150 --shape 8x8x3 --threads 1 -
     bad consumer_pkg_config "synthpack: $(cat "$T/sp.log")"
 elif ! LD_LIBRARY_PATH="$LIB" "$T/consumer" "$T/pack" 150 >"$T/run.log" 2>&1; then
     bad consumer_pkg_config "$(cat "$T/run.log")"
-elif ! LD_LIBRARY_PATH="$LIB" ldd "$T/consumer" | grep -q "$LIB/libstreamtrain.so.0"; then
+elif ! LD_LIBRARY_PATH="$LIB" ldd "$T/consumer" | grep -q "$LIB/libstreamtrain.so.1"; then
     bad consumer_pkg_config "not linked against the installed copy: $(ldd "$T/consumer")"
 else sed 's/^/    /' "$T/run.log"; echo "    cc $flags"; ok consumer_pkg_config; fi
 

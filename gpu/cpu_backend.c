@@ -61,7 +61,6 @@ static int cpu_create(void **impl, const gpu_device_config *cfg, char *name,
     return 0;
 }
 
-
 /* The kB figure after `key` in /proc/meminfo's text, in bytes; 0 if none. */
 static size_t meminfo_field(const char *text, const char *key)
 {

@@ -47,8 +47,8 @@ typedef struct conv_job {
     float *y, *dx;
     int32_t *idx;
     int accumulate, kind, c, m, parts;
-    size_t rows, ld, n;
-    const double *dmean;
+    size_t rows, ld;
+    const double *dmean;  /* NULL: column sums; else squared deviations */
     double *s1, *s2;  /* (parts, BN_CHUNK) partial sums */
 } conv_job;
 
@@ -359,25 +359,19 @@ static void part_rows(const conv_job *j, size_t p, size_t *lo, size_t *hi)
     *hi = j->rows * (p + 1) / (size_t)j->parts;
 }
 
-static void sums_parts(void *ctx, size_t p0, size_t p1)
+/* Each part's column sums (dmean NULL) or squared deviations from dmean. */
+static void moment_parts(void *ctx, size_t p0, size_t p1)
 {
     const conv_job *j = ctx;
     for (size_t p = p0; p < p1; p++) {
         size_t lo, hi;
         part_rows(j, p, &lo, &hi);
-        col_sums(j->x + lo * j->ld, hi - lo, j->ld, j->m,
-                 j->s1 + p * BN_CHUNK);
-    }
-}
-
-static void sqdev_parts(void *ctx, size_t p0, size_t p1)
-{
-    const conv_job *j = ctx;
-    for (size_t p = p0; p < p1; p++) {
-        size_t lo, hi;
-        part_rows(j, p, &lo, &hi);
-        col_sqdev(j->x + lo * j->ld, hi - lo, j->ld, j->m, j->dmean,
-                  j->s1 + p * BN_CHUNK);
+        if (j->dmean == NULL)
+            col_sums(j->x + lo * j->ld, hi - lo, j->ld, j->m,
+                     j->s1 + p * BN_CHUNK);
+        else
+            col_sqdev(j->x + lo * j->ld, hi - lo, j->ld, j->m, j->dmean,
+                      j->s1 + p * BN_CHUNK);
     }
 }
 
@@ -426,15 +420,17 @@ int gpu__cpu_bn_fwd_train(void *impl, const float *x, int rows, int c,
     float scale[BN_CHUNK];
     const double unbias = (double)rows / (double)(rows - 1);
     conv_job j = {.rows = (size_t)rows, .ld = (size_t)c,
-                  .parts = bn_parts((size_t)rows), .dmean = mean,
+                  .parts = bn_parts((size_t)rows),
                   .s1 = ((gpu__cpu_impl *)impl)->bn_part};
     for (int k0 = 0; k0 < c; k0 += BN_CHUNK) {
         j.m = c - k0 < BN_CHUNK ? c - k0 : BN_CHUNK;
         j.x = x + k0;
-        ST_TRY(cpu_pool_for(pool, (size_t)j.parts, 1, sums_parts, &j, err));
+        j.dmean = NULL;
+        ST_TRY(cpu_pool_for(pool, (size_t)j.parts, 1, moment_parts, &j, err));
         add_parts(&j, j.s1, mean);
         for (int k = 0; k < j.m; k++) mean[k] /= (double)rows;
-        ST_TRY(cpu_pool_for(pool, (size_t)j.parts, 1, sqdev_parts, &j, err));
+        j.dmean = mean;
+        ST_TRY(cpu_pool_for(pool, (size_t)j.parts, 1, moment_parts, &j, err));
         add_parts(&j, j.s1, ss);
         for (int k = 0; k < j.m; k++) {
             int i = k0 + k;

@@ -24,7 +24,6 @@ enum { THIN_MAX = 32, THIN_MAX_N = 64, THIN_MIN_ROWS = 4096 };
 
 typedef struct thin_job {
     int M, N, K, lda, ldb, ldc, parts;
-    size_t rows;
     float alpha, beta;
     const float *A, *B;
     float *C, *part;  /* part: (parts, M*N) partial sums */
@@ -91,8 +90,8 @@ static void tn_parts(void *ctx, size_t p0, size_t p1)
 {
     const thin_job *j = ctx;
     for (size_t p = p0; p < p1; p++)
-        tn_chunk(j, j->rows * p / (size_t)j->parts,
-                 j->rows * (p + 1) / (size_t)j->parts,
+        tn_chunk(j, (size_t)j->K * p / (size_t)j->parts,
+                 (size_t)j->K * (p + 1) / (size_t)j->parts,
                  j->part + p * (size_t)(j->M * j->N));
 }
 
@@ -125,7 +124,6 @@ int gpu__cpu_gemm_thin(void *impl, int tA, int tB, int M, int N, int K,
         return 1;
     }
     if (tA && M <= THIN_MAX && K >= THIN_MIN_ROWS) {
-        j.rows = (size_t)K;
         j.parts = K / 2048 < GPU__CPU_THIN_PARTS ? K / 2048
                                                  : GPU__CPU_THIN_PARTS;
         ST_TRY(cpu_pool_for(c->pool, (size_t)j.parts, 1, tn_parts, &j, err));

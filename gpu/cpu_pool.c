@@ -149,8 +149,13 @@ int cpu_pool_for(cpu_pool *p, size_t n, size_t grain, cpu_pool_fn fn,
     p->pending = blocks - 1;
     p->gen++;
     int rc = ST_PTHREAD(err, pthread_cond_broadcast(&p->go));
+    if (rc < 0) {
+        /* still under the lock: no worker has seen the job; withdraw it */
+        p->gen--;
+        p->pending = 0;
+    }
     pthread_mutex_unlock(&p->mu);
-    if (rc < 0) return rc; /* no worker was woken: nothing is pending */
+    if (rc < 0) return rc;
     size_t lo, hi;
     block_range(n, blocks, 0, &lo, &hi);
     fn(ctx, lo, hi);

@@ -181,7 +181,7 @@ class Loader(_Closing):
         self._h = None
         self._held = None
         self._ring = None
-        self._views = {}
+        self._views = {}   # pixels address -> (B, H, W, C) view of the slot
         self.path, self.copy = os.fspath(path), bool(copy)
         for name, v in (("batch_size", batch_size), ("threads", threads),
                         ("slots", slots), ("rank", rank), ("world", world),
@@ -237,7 +237,6 @@ class Loader(_Closing):
         L.loader_sample_shape(h, ctypes.byref(hh), ctypes.byref(ww), ctypes.byref(cc))
         self.shape = (hh.value, ww.value, cc.value)   # of one sample
         self.batch_size, self.world = batch_size, max(1, world)
-        self._views = {}   # pixels address -> (B, H, W, C) view of the slot
 
     def _resume(self, cfg, state):
         try:

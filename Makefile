@@ -21,6 +21,8 @@ MPI      ?= 1
 CXX      ?= c++
 CUDA_HOME ?= /usr/local/cuda
 OPT      ?= -O2
+# make test, demo and bench build with one job per core
+JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g -Wall -Wextra -Werror -Wno-format-truncation -pthread \
                -MMD -MP -I. -I/usr/include/stb
@@ -262,11 +264,11 @@ deps:
 	@tools/deps.sh
 
 test: deps
-	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory SAN=thread san-tests
-	@$(MAKE) --no-print-directory SAN=address san-tests
-	@$(MAKE) --no-print-directory fuzz
-	@$(MAKE) --no-print-directory EMU=1 emu-tests
+	@$(MAKE) --no-print-directory -j$(JOBS) all
+	@$(MAKE) --no-print-directory -j$(JOBS) SAN=thread san-tests
+	@$(MAKE) --no-print-directory -j$(JOBS) SAN=address san-tests
+	@$(MAKE) --no-print-directory -j$(JOBS) fuzz
+	@$(MAKE) --no-print-directory -j$(JOBS) EMU=1 emu-tests
 	@tests/run.sh $(BUILD)
 
 san-tests: $(SAN_TESTS)
@@ -279,12 +281,12 @@ EMU_TESTS := $(addprefix $(BUILD)/tests/,test_cuemu test_gpu test_gpu_conv test_
 emu-tests: $(EMU_TESTS)
 
 demo: deps
-	@$(MAKE) --no-print-directory tools
+	@$(MAKE) --no-print-directory -j$(JOBS) tools
 	tools/demo.sh $(BUILD)
 
 bench: deps
 	@tools/deps.sh bench
-	@$(MAKE) --no-print-directory tools
+	@$(MAKE) --no-print-directory -j$(JOBS) tools
 	bench/run.sh $(if $(QUICK),--quick) $(BUILD)
 
 clean:

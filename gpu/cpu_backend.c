@@ -1,5 +1,5 @@
 /* gpu/cpu_backend.c — the CPU backend: OpenBLAS cblas_sgemm for the matrix
- * products, plain loops for everything else.
+ * products (gpu/cpu_gemm.c), plain loops for everything else.
  *
  * "Device" memory is host memory, every op finishes before it returns and
  * every event is complete, so the prefetcher skips its copy and the trainer
@@ -52,9 +52,9 @@ static int cpu_create(void **impl, const gpu_device_config *cfg, char *name,
         cpu_destroy(c);
         return rc;
     }
-    /* Process-wide: OpenBLAS keeps one thread pool. The ops between the
-     * GEMMs run on c->pool's, as many; they take turns, never both. */
-    openblas_set_num_threads(c->threads);
+    /* Process-wide: OpenBLAS runs each call on its caller's thread, and
+     * gpu/cpu_gemm.c splits a GEMM over c->pool's threads (see there). */
+    openblas_set_num_threads(1);
     snprintf(name, name_len, "cpu (OpenBLAS, %d thread%s)", c->threads,
              c->threads == 1 ? "" : "s");
     *impl = c;
@@ -201,13 +201,8 @@ static int cpu_gemm(void *impl, int tA, int tB, int M, int N, int K,
     if (M < 0 || N < 0 || K < 0)
         return st_seterr(err, ST_EINVAL, "gemm: negative size %dx%dx%d", M, N, K);
     if (M == 0 || N == 0) return 0;
-    int thin = gpu__cpu_gemm_thin(impl, tA, tB, M, N, K, alpha, A, lda, B,
-                                  ldb, beta, C, ldc, err);
-    if (thin != 0) return thin < 0 ? thin : 0;
-    cblas_sgemm(CblasRowMajor, tA ? CblasTrans : CblasNoTrans,
-                tB ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb,
-                beta, C, ldc);
-    return 0;
+    return gpu__cpu_gemm(impl, tA, tB, M, N, K, alpha, A, lda, B, ldb, beta,
+                         C, ldc, err);
 }
 
 CPU_VEC static int cpu_normalize_u8(void *impl, const uint8_t *restrict x, size_t n,

@@ -1,6 +1,30 @@
-/* gpu/cpu_gemm.c — the CPU backend's own kernels for the thin GEMMs that
- * OpenBLAS runs far below its peak: a first conv layer's lowering, whose
- * inner dimension K = kh*kw*c is 9 for a gray image and 27 for RGB.
+/* gpu/cpu_gemm.c — the CPU backend's GEMM (gpu_gemm): OpenBLAS, run one
+ * thread per call on the backend's own threads, and the backend's own
+ * kernels for the thin shapes that OpenBLAS runs far below its peak.
+ *
+ * OpenBLAS's threads. OpenBLAS threads a GEMM itself, but on the conv
+ * shapes its 2 threads barely beat its 1, and its idle threads spin in
+ * sched_yield while the pool's run the ops in between (8-13% of a
+ * step's samples were in the scheduler). On the 2-core AMD EPYC (Zen 3)
+ * VM the reference net's three conv layers (bench/conv/layers.c, forward
+ * and backward, batch 128) took 119-121 ms with OpenBLAS's 2 threads
+ * (135 with 1) and take 67-71 ms split here (2026-12-02). So OpenBLAS is
+ * held at 1 thread (gpu/cpu_backend.c), and gpu__cpu_gemm splits C's rows
+ * into one block per pool thread, each a single-threaded cblas_sgemm.
+ * Blocks start at multiples of SPLIT_ROWS = 12 rows: OpenBLAS computes a
+ * row-major C as the column-major C^T, in tiles of its kernel's N unroll
+ * (12 for the Zen kernel), whose edge tiles add in another order, so only
+ * a split on tile boundaries leaves every bit as one call would give it
+ * (measured on the AMD VM: rows split at 2040 or 2064 of 4096 agree, at
+ * 2048 they do not; tests/test_cpu_gemm.c's test_split would catch a
+ * kernel whose unroll does not divide 12, whose results would still be
+ * fixed at a fixed thread count). Splitting the columns changes bits
+ * wherever it is made, so a C of fewer than 2 * SPLIT_ROWS rows stays on
+ * one thread. A block does at least SPLIT_MIN_WORK multiply-adds, above
+ * OpenBLAS's small-matrix path and the ~10 us of waking a worker.
+ *
+ * The thin shapes: a first conv layer's lowering, whose inner dimension
+ * K = kh*kw*c is 9 for a gray image and 27 for RGB.
  *
  *   forward          C (M, N) = alpha A (M, K) . B (K, N) + beta C
  *                    with K <= THIN_MAX, N <= THIN_MAX_N, M large
@@ -9,13 +33,13 @@
  *
  * OpenBLAS packs A and B, zeroes C and runs a 16x2-register kernel whose
  * K loop is 9 long: 14 GFLOP/s on the 28x28 first layer of the reference
- * net (bench/conv/layers.c), where these loops keep one output row (or
+ * net on the Intel VM, where these loops keep one output row (or
  * the whole M x N filter gradient) in registers or L1 and stream the big
  * operand once. Rows go to the backend's threads; the backward-filter
  * reduction adds partial sums of fixed row chunks in chunk order, so the
- * result does not depend on the thread count. Every other shape goes to
- * OpenBLAS.
+ * result does not depend on the thread count.
  */
+#include <cblas.h>
 #include <stddef.h>
 
 #include "gpu/cpu_ops.h"
@@ -110,7 +134,7 @@ CPU_VEC static void tn_finish(const thin_job *j)
     }
 }
 
-int gpu__cpu_gemm_thin(void *impl, int tA, int tB, int M, int N, int K,
+static int gemm_thin(void *impl, int tA, int tB, int M, int N, int K,
                        float alpha, const float *A, int lda, const float *B,
                        int ldb, float beta, float *C, int ldc, st_error *err)
 {
@@ -131,6 +155,48 @@ int gpu__cpu_gemm_thin(void *impl, int tA, int tB, int M, int N, int K,
         return 1;
     }
     return 0;
+}
+
+/* ---- OpenBLAS, one block of C per thread ------------------------------ */
+
+enum { SPLIT_ROWS = 12, SPLIT_MIN_WORK = 1 << 22 };
+
+typedef struct blas_job {
+    int tA, tB, M, N, K, lda, ldb, ldc;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+} blas_job;
+
+/* Rows [u0 * SPLIT_ROWS, u1 * SPLIT_ROWS) of C: A's rows, or its columns
+ * when transposed. */
+static void blas_rows(void *ctx, size_t u0, size_t u1)
+{
+    const blas_job *j = ctx;
+    size_t r0 = u0 * SPLIT_ROWS, r1 = u1 * SPLIT_ROWS;
+    if (r1 > (size_t)j->M) r1 = (size_t)j->M;
+    cblas_sgemm(CblasRowMajor, j->tA ? CblasTrans : CblasNoTrans,
+                j->tB ? CblasTrans : CblasNoTrans, (int)(r1 - r0), j->N, j->K,
+                j->alpha, j->tA ? j->A + r0 : j->A + r0 * (size_t)j->lda,
+                j->lda, j->B, j->ldb, j->beta, j->C + r0 * (size_t)j->ldc,
+                j->ldc);
+}
+
+int gpu__cpu_gemm(void *impl, int tA, int tB, int M, int N, int K,
+                  float alpha, const float *A, int lda, const float *B,
+                  int ldb, float beta, float *C, int ldc, st_error *err)
+{
+    gpu__cpu_impl *c = impl;
+    int thin = gemm_thin(impl, tA, tB, M, N, K, alpha, A, lda, B, ldb, beta,
+                         C, ldc, err);
+    if (thin != 0) return thin < 0 ? thin : 0;
+    blas_job j = {.tA = tA, .tB = tB, .M = M, .N = N, .K = K, .lda = lda,
+                  .ldb = ldb, .ldc = ldc, .alpha = alpha, .beta = beta,
+                  .A = A, .B = B, .C = C};
+    size_t units = ((size_t)M + SPLIT_ROWS - 1) / SPLIT_ROWS;
+    double work = (double)N * K * SPLIT_ROWS; /* per unit */
+    size_t grain = (size_t)(SPLIT_MIN_WORK / (work > 1 ? work : 1)) + 1;
+    return cpu_pool_for(c->pool, units, grain, blas_rows, &j, err);
 }
 
 size_t gpu__cpu_thin_part_floats(void)

@@ -1,12 +1,13 @@
 /* gpu/cpu_ops.h — internal: shared by the CPU backend's files.
  *
- * defines: CPU_VEC, gpu__cpu_impl, gpu__cpu_gemm_thin,
+ * defines: CPU_VEC, gpu__cpu_impl, gpu__cpu_gemm,
  *          gpu__cpu_softmax_xent_ls, GPU__CPU_CONV_OPS, gpu__cpu_* ops
  *
  * gpu/cpu_backend.c holds the device basics, the dense-net math and the
  * softmax; gpu/cpu_conv.c the conv-net ops (gpu/device.h's NHWC section),
  * which cpu_backend.c's table takes through GPU__CPU_CONV_OPS;
- * gpu/cpu_gemm.c the thin GEMMs that cpu_backend.c's gemm hands it;
+ * gpu/cpu_gemm.c the GEMM: OpenBLAS split over the threads, and the thin
+ * shapes' own kernels;
  * gpu/cpu_pool.c the threads that all of them split their loops over.
  */
 #ifndef ST_GPU_CPU_OPS_H
@@ -19,7 +20,7 @@
 enum { GPU__CPU_BN_CHUNK = 256, GPU__CPU_BN_PARTS = 16,
        GPU__CPU_THIN_PARTS = 16 };
 typedef struct gpu__cpu_impl {
-    int threads;      /* OpenBLAS threads, and the pool's */
+    int threads;      /* the pool's threads (OpenBLAS runs 1 per call) */
     cpu_pool *pool;   /* the other ops' threads (NULL-safe: 1 thread) */
     double *bn_part;  /* (2, GPU__CPU_BN_PARTS, GPU__CPU_BN_CHUNK) batch-norm
                          partial sums, scratch of one op at a time */
@@ -27,9 +28,9 @@ typedef struct gpu__cpu_impl {
                          partial sums, likewise */
 } gpu__cpu_impl;
 
-/* The thin GEMMs (gpu/cpu_gemm.c): 1 when this shape was computed here,
- * 0 when it is OpenBLAS's to do, negative on error. */
-int gpu__cpu_gemm_thin(void *impl, int tA, int tB, int M, int N, int K,
+/* gpu_gemm (gpu/cpu_gemm.c): C = alpha op(A) op(B) + beta C, on the
+ * pool's threads; sizes already checked (M, N > 0). */
+int gpu__cpu_gemm(void *impl, int tA, int tB, int M, int N, int K,
                        float alpha, const float *A, int lda, const float *B,
                        int ldb, float beta, float *C, int ldc, st_error *err);
 size_t gpu__cpu_thin_part_floats(void);

@@ -171,10 +171,58 @@ CPU_VEC static void max_tap(float *restrict y, int32_t *restrict idx,
         }
 }
 
+/* The 2x2 stride-2 unpadded pool (every window whole): one output pixel's
+ * c channels from its four taps, a at (0, 0), then +dx, +dy, +dy+dx, the
+ * first of equal maxima winning as in max_tap's scan. */
+CPU_VEC static void max4(float *restrict y, int32_t *restrict idx,
+                         const float *restrict x, int32_t base, int32_t dx,
+                         int32_t dy, int c)
+{
+    const float *b = x + dx, *cc = x + dy, *e = x + dy + dx;
+    for (int k = 0; k < c; k++) {
+        float m = x[k];
+        int32_t i = base + k;
+        if (b[k] > m) m = b[k], i = base + dx + k;
+        if (cc[k] > m) m = cc[k], i = base + dy + k;
+        if (e[k] > m) m = e[k], i = base + dy + dx + k;
+        y[k] = m;
+        idx[k] = i;
+    }
+}
+
+static int pool_2x2(const gpu_conv_geom *g)
+{
+    return g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 &&
+           g->ph == 0 && g->pw == 0;
+}
+
+static void maxpool2_fwd_images(const conv_job *j, size_t b0, size_t b1)
+{
+    const gpu_conv_geom *g = j->g;
+    const int c = g->c;
+    const int32_t dx = c, dy = g->w * c;
+    const size_t img = (size_t)g->h * g->w * c;
+    const size_t per = (size_t)g->oh * g->ow * c;
+    for (size_t b = b0; b < b1; b++) {
+        const float *xb = j->x + b * img;
+        float *y = j->y + b * per;
+        int32_t *idx = j->idx + b * per;
+        for (int oy = 0; oy < g->oh; oy++)
+            for (int ox = 0; ox < g->ow; ox++, y += c, idx += c) {
+                int32_t base = (2 * oy * g->w + 2 * ox) * c;
+                max4(y, idx, xb + base, base, dx, dy, c);
+            }
+    }
+}
+
 static void maxpool_fwd_images(void *ctx, size_t b0, size_t b1)
 {
     const conv_job *j = ctx;
     const gpu_conv_geom *g = j->g;
+    if (pool_2x2(g)) {
+        maxpool2_fwd_images(j, b0, b1);
+        return;
+    }
     const int c = g->c;
     const size_t img = (size_t)g->h * g->w * c;
     const size_t per = (size_t)g->oh * g->ow * c;
@@ -214,12 +262,55 @@ int gpu__cpu_maxpool_fwd(void *impl, const gpu_conv_geom *g, const float *x,
                         &j, err);
 }
 
+/* dx of one 2x2 window's taps: dy where the tap was the max, else 0. */
+CPU_VEC static void unpool4(float *restrict dx, const float *restrict dy,
+                            const int32_t *restrict idx, int32_t base,
+                            int32_t sx, int32_t sy, int c)
+{
+    float *b = dx + sx, *cc = dx + sy, *e = dx + sy + sx;
+    for (int k = 0; k < c; k++) {
+        int32_t i = idx[k] - base - k;
+        float v = dy[k];
+        dx[k] = i == 0 ? v : 0.0f;
+        b[k] = i == sx ? v : 0.0f;
+        cc[k] = i == sy ? v : 0.0f;
+        e[k] = i == sy + sx ? v : 0.0f;
+    }
+}
+
+/* The 2x2 stride-2 pool's windows do not overlap: each tap is written
+ * once, in order, without the scatter; only an odd last row or column,
+ * in no window, is zeroed apart. */
+static void maxpool2_bwd_images(const conv_job *j, size_t b0, size_t b1)
+{
+    const gpu_conv_geom *g = j->g;
+    const int c = g->c;
+    const size_t img = (size_t)g->h * g->w * c;
+    const size_t per = (size_t)g->oh * g->ow * c;
+    for (size_t b = b0; b < b1; b++) {
+        float *db = j->dx + b * img;
+        const float *dyb = j->dy + b * per;
+        const int32_t *ib = j->cidx + b * per;
+        if (g->h != 2 * g->oh || g->w != 2 * g->ow)
+            memset(db, 0, img * sizeof *db);
+        for (int oy = 0; oy < g->oh; oy++)
+            for (int ox = 0; ox < g->ow; ox++, dyb += c, ib += c) {
+                int32_t base = (2 * oy * g->w + 2 * ox) * c;
+                unpool4(db + base, dyb, ib, base, c, g->w * c, c);
+            }
+    }
+}
+
 static void maxpool_bwd_images(void *ctx, size_t b0, size_t b1)
 {
     const conv_job *j = ctx;
     const gpu_conv_geom *g = j->g;
     const size_t img = (size_t)g->h * g->w * g->c;
     const size_t per = (size_t)g->oh * g->ow * g->c;
+    if (pool_2x2(g)) {
+        maxpool2_bwd_images(j, b0, b1);
+        return;
+    }
     memset(j->dx + b0 * img, 0, (b1 - b0) * img * sizeof *j->dx);
     for (size_t b = b0; b < b1; b++) {
         float *db = j->dx + b * img;

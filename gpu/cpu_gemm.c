@@ -2,13 +2,14 @@
  * thread per call on the backend's own threads, and the backend's own
  * kernels for the thin shapes that OpenBLAS runs far below its peak.
  *
- * OpenBLAS's threads. OpenBLAS threads a GEMM itself, but on the conv
- * shapes its 2 threads barely beat its 1, and its idle threads spin in
- * sched_yield while the pool's run the ops in between (8-13% of a
- * step's samples were in the scheduler). On the 2-core AMD EPYC (Zen 3)
- * VM the reference net's three conv layers (bench/conv/layers.c, forward
- * and backward, batch 128) took 119-121 ms with OpenBLAS's 2 threads
- * (135 with 1) and take 67-71 ms split here (2026-12-02). So OpenBLAS is
+ * OpenBLAS's threads. OpenBLAS threads a GEMM itself, but its idle
+ * threads spin in sched_yield while the pool's run the ops between the
+ * GEMMs: 8-13% of a conv step's samples were in the scheduler (perf, the
+ * 2-core AMD EPYC VM). Run on the pool instead, 200 steps of the
+ * reference conv net went from 1,197 to 1,273 samples/s (medians of 3
+ * alternating runs, with the 2x2 pool's own loops of gpu/cpu_conv.c;
+ * the VM's noise is of the same order), the MLP's epochs from 30.0k to
+ * 31.4k samples/s (2026-12-02). So OpenBLAS is
  * held at 1 thread (gpu/cpu_backend.c), and gpu__cpu_gemm splits C's rows
  * into one block per pool thread, each a single-threaded cblas_sgemm.
  * Blocks start at multiples of SPLIT_ROWS = 12 rows: OpenBLAS computes a

@@ -171,6 +171,8 @@ static void test_maxpool(void **state)
         {2, 7, 6, 3, 3, 3, 2, 2, 1, 1, 0},
         {1, 5, 5, 2, 2, 2, 2, 2, 0, 0, 0},
         {2, 6, 5, 4, 3, 2, 1, 1, 1, 1, 0},
+        {2, 8, 6, 16, 2, 2, 2, 2, 0, 0, 0}, /* the 2x2 path, even */
+        {3, 7, 9, 5, 2, 2, 2, 2, 0, 0, 0},  /* and odd: an edge unpooled */
     };
     for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
         gpu_conv_geom g = mkgeom(&cases[t]);

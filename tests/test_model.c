@@ -125,6 +125,40 @@ static void test_init_deterministic(void **state)
     model_destroy(m);
 }
 
+/* --init torch: a conv net's weights within PyTorch's U(+-1/sqrt(fan_in))
+ * of each layer, filling it (the largest |w| near the bound), biases and
+ * batch-norm parameters as with He. */
+static void test_init_torch(void **state)
+{
+    (void)state;
+    model_spec s = {.in_c = 3, .in_h = 8, .in_w = 8, .classes = 5,
+                    .in_scale = 1.0f};
+    snprintf(s.arch, sizeof s.arch, "conv16k3,bn,relu,gap,dense");
+    st_error err = {0};
+    model *he = NULL, *tm = NULL;
+    assert_int_equal(model_create(&he, &s, &err), 0);
+    s.init_torch = 1;
+    assert_int_equal(model_create(&tm, &s, &err), 0);
+    size_t np = model_param_count(tm), nw = model_weight_count(tm);
+    assert_int_equal(nw, 27 * 16 + 16 * 5);
+    float *a = calloc(np, 4), *b = calloc(np, 4);
+    model_init_params(he, 3, a);
+    model_init_params(tm, 3, b);
+    const struct { size_t lo, hi; int fan_in; } w[2] = {
+        {0, 27 * 16, 27}, {27 * 16, nw, 16}};
+    for (int k = 0; k < 2; k++) {
+        float bound = 1.0f / sqrtf((float)w[k].fan_in), most = 0.0f;
+        for (size_t i = w[k].lo; i < w[k].hi; i++) {
+            assert_true(fabsf(b[i]) <= bound * 1.000001f);
+            most = fmaxf(most, fabsf(b[i]));
+        }
+        assert_true(most > 0.9f * bound);
+    }
+    for (size_t i = nw; i < np; i++) assert_true(a[i] == b[i]);
+    free(a), free(b);
+    model_destroy(he), model_destroy(tm);
+}
+
 /* d(sum of losses)/d(logits) by central differences. */
 static void test_loss_gradient(void **state)
 {
@@ -519,6 +553,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_and_describe),
         cmocka_unit_test(test_init_deterministic),
+        cmocka_unit_test(test_init_torch),
         cmocka_unit_test(test_loss_gradient),
         cmocka_unit_test(test_layer_gradients),
         cmocka_unit_test(test_backward_accumulates),

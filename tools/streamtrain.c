@@ -95,6 +95,9 @@ static void usage(FILE *f)
 "                           (%g)\n"
 "      --tta flip           evaluate on the mean logits of each image and\n"
 "                           its mirror (none)\n"
+"      --init I             he | torch: conv and dense weights drawn from\n"
+"                           U(+-sqrt(6/fan_in)) or PyTorch's default bound\n"
+"                           U(+-1/sqrt(fan_in)); biases start at 0 (he)\n"
 "device and pipeline\n"
 "      --device D           auto | cuda | cpu | cpu-staged (auto: CUDA\n"
 "                           when a GPU is visible; cpu-staged: the CPU,\n"
@@ -155,7 +158,7 @@ enum {
     OPT_GAMMA, OPT_DEVICE, OPT_DEVICE_MEM, OPT_THREADS, OPT_BLAS, OPT_PREFETCH,
     OPT_METRICS, OPT_LOG_EVERY, OPT_SAVE, OPT_SAVE_EVERY, OPT_RESUME, OPT_PLAN,
     OPT_MAX_STEPS, OPT_MODEL, OPT_WIDTHS, OPT_NORMALIZE, OPT_SMOOTHING,
-    OPT_TTA, OPT_IMAGE_SIZE, OPT_TRAIN_TF, OPT_EVAL_TF, OPT_BUCKET_MB,
+    OPT_TTA, OPT_INIT, OPT_IMAGE_SIZE, OPT_TRAIN_TF, OPT_EVAL_TF, OPT_BUCKET_MB,
     OPT_DIST_TIMEOUT,
 };
 
@@ -194,6 +197,7 @@ static const struct option LONG_OPTS[] = {
     {"normalize", required_argument, 0, OPT_NORMALIZE},
     {"label-smoothing", required_argument, 0, OPT_SMOOTHING},
     {"tta", required_argument, 0, OPT_TTA},
+    {"init", required_argument, 0, OPT_INIT},
     {"image-size", required_argument, 0, OPT_IMAGE_SIZE},
     {"train-transform", required_argument, 0, OPT_TRAIN_TF},
     {"eval-transform", required_argument, 0, OPT_EVAL_TF},
@@ -236,6 +240,7 @@ static const char *opt_expect(int val)
     case OPT_NORMALIZE: return "auto, none or M1,..:S1,.. in [0, 1] units";
     case OPT_SMOOTHING: return "a number in [0, 1)";
     case OPT_TTA: return "flip or none";
+    case OPT_INIT: return "he or torch";
     case OPT_IMAGE_SIZE: return "an integer 1..4096";
     case OPT_BUCKET_MB: return "a number of MB in [0.001, 4096]";
     case OPT_DIST_TIMEOUT: return "seconds in [1, 86400]";
@@ -372,6 +377,11 @@ static int parse_train_opt(int o, const char *a, run_config *c, pending *p)
     case OPT_TTA:
         if (strcmp(a, "flip") == 0) t->model.tta_flip = 1;
         else if (strcmp(a, "none") == 0) t->model.tta_flip = 0;
+        else return -1;
+        return 0;
+    case OPT_INIT:
+        if (strcmp(a, "torch") == 0) t->model.init_torch = 1;
+        else if (strcmp(a, "he") == 0) t->model.init_torch = 0;
         else return -1;
         return 0;
     case OPT_SEED: {

@@ -358,6 +358,11 @@ void model_init_params(const model *m, uint64_t seed, float *params)
         w += l->ops->weight_count(l);
         b += l->ops->bias_count(l);
     }
+    /* Every layer draws He-uniform, bound sqrt(6/fan_in); PyTorch's
+     * bound, 1/sqrt(fan_in), is that times 1/sqrt(6) at any fan_in. */
+    if (m->spec.init_torch)
+        for (size_t i = 0; i < m->nweights; i++)
+            params[i] *= 0.408248290463863f;
 }
 
 void model_init_state(const model *m, float *state)

@@ -74,6 +74,10 @@ typedef struct model_spec {
     float label_smoothing;         /* [0, 1): training loss only */
     int tta_flip;                  /* eval: mean of the logits of x and its
                                       left-right mirror */
+    int init_torch;                /* conv/dense weights U(+-1/sqrt(fan_in)),
+                                      PyTorch's default bound; 0: He-uniform
+                                      U(+-sqrt(6/fan_in)). Biases start at 0
+                                      either way. */
 } model_spec;
 
 typedef struct model model;

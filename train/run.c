@@ -242,6 +242,7 @@ static void print_model(run *r, const model *m, const trainer_config *tc)
     if (s->label_smoothing > 0)
         fprintf(r->out, ", label smoothing %g", s->label_smoothing);
     if (s->tta_flip) fprintf(r->out, ", tta flip");
+    if (s->init_torch) fprintf(r->out, ", init torch");
     fprintf(r->out, "\n");
 }
 

@@ -62,8 +62,8 @@ for f in build/fuzz/fuzz_*; do
     mkdir -p "build/fuzz/corpus-$n"
     seeds=""
     [ -d "tests/fuzz/seeds/$n" ] && seeds="tests/fuzz/seeds/$n"
-    echo "== $n (libFuzzer, 15 s)"
-    if "$f" -max_total_time=15 -print_final_stats=0 -artifact_prefix=build/fuzz/ "build/fuzz/corpus-$n" $seeds >"$LOG" 2>&1; then
+    echo "== $n (libFuzzer, 10 s)"
+    if "$f" -max_total_time=10 -print_final_stats=0 -artifact_prefix=build/fuzz/ "build/fuzz/corpus-$n" $seeds >"$LOG" 2>&1; then
         tail -1 "$LOG"; passed=$((passed + 1))
     else
         tail -40 "$LOG"; failed=$((failed + 1)); broken="$broken $n"

@@ -11,9 +11,9 @@
  * row, the taps are kw*c contiguous floats of x, so im2col is a memcpy per
  * (pixel, ky) and col2im a vectorized add per (pixel, ky).
  *
- * Batch norm accumulates its column sums in double, two passes (mean, then
- * squared deviations), in column chunks of BN_CHUNK and row chunks of
- * bn_parts(rows), into the impl's scratch: nothing is allocated here.
+ * Batch norm accumulates its column sums of x and x^2 in double, in one
+ * pass, in column chunks of BN_CHUNK and row chunks of bn_parts(rows),
+ * into the impl's scratch: nothing is allocated here.
  *
  * Exact float formulas (the CUDA backend matches them within tolerance):
  *   BN train/eval   y = (x - mean)*scale + beta, scale = gamma*invstd,
@@ -48,7 +48,6 @@ typedef struct conv_job {
     int32_t *idx;
     int accumulate, kind, c, m, parts;
     size_t rows, ld;
-    const double *dmean;  /* NULL: column sums; else squared deviations */
     double *s1, *s2;  /* (parts, BN_CHUNK) partial sums */
 } conv_job;
 
@@ -375,24 +374,16 @@ int gpu__cpu_avgpool_bwd(void *impl, const float *dy, int n, int hw, int c,
 /* ---- batch norm --------------------------------------------------------- */
 
 /* s[k] = sum over rows of x[r*ld + k] for k < m, in double. */
-CPU_VEC static void col_sums(const float *restrict x, size_t rows, size_t ld,
-                             int m, double *restrict s)
+CPU_VEC static void col_moments(const float *restrict x, size_t rows,
+                                size_t ld, int m, double *restrict s,
+                                double *restrict q)
 {
-    for (int k = 0; k < m; k++) s[k] = 0.0;
-    for (size_t r = 0; r < rows; r++)
-        for (int k = 0; k < m; k++) s[k] += (double)x[r * ld + k];
-}
-
-/* s[k] = sum over rows of (x - mean[k])^2. */
-CPU_VEC static void col_sqdev(const float *restrict x, size_t rows, size_t ld,
-                              int m, const double *restrict mean,
-                              double *restrict s)
-{
-    for (int k = 0; k < m; k++) s[k] = 0.0;
+    for (int k = 0; k < m; k++) s[k] = 0.0, q[k] = 0.0;
     for (size_t r = 0; r < rows; r++)
         for (int k = 0; k < m; k++) {
-            double d = (double)x[r * ld + k] - mean[k];
-            s[k] += d * d;
+            double v = (double)x[r * ld + k];
+            s[k] += v;
+            q[k] += v * v;
         }
 }
 
@@ -450,19 +441,15 @@ static void part_rows(const conv_job *j, size_t p, size_t *lo, size_t *hi)
     *hi = j->rows * (p + 1) / (size_t)j->parts;
 }
 
-/* Each part's column sums (dmean NULL) or squared deviations from dmean. */
+/* Each part's column sums of x (s1) and of x^2 (s2). */
 static void moment_parts(void *ctx, size_t p0, size_t p1)
 {
     const conv_job *j = ctx;
     for (size_t p = p0; p < p1; p++) {
         size_t lo, hi;
         part_rows(j, p, &lo, &hi);
-        if (j->dmean == NULL)
-            col_sums(j->x + lo * j->ld, hi - lo, j->ld, j->m,
-                     j->s1 + p * BN_CHUNK);
-        else
-            col_sqdev(j->x + lo * j->ld, hi - lo, j->ld, j->m, j->dmean,
-                      j->s1 + p * BN_CHUNK);
+        col_moments(j->x + lo * j->ld, hi - lo, j->ld, j->m,
+                    j->s1 + p * BN_CHUNK, j->s2 + p * BN_CHUNK);
     }
 }
 
@@ -510,22 +497,24 @@ int gpu__cpu_bn_fwd_train(void *impl, const float *x, int rows, int c,
     double mean[BN_CHUNK], ss[BN_CHUNK];
     float scale[BN_CHUNK];
     const double unbias = (double)rows / (double)(rows - 1);
+    double *part = ((gpu__cpu_impl *)impl)->bn_part;
     conv_job j = {.rows = (size_t)rows, .ld = (size_t)c,
-                  .parts = bn_parts((size_t)rows),
-                  .s1 = ((gpu__cpu_impl *)impl)->bn_part};
+                  .parts = bn_parts((size_t)rows), .s1 = part,
+                  .s2 = part + BN_PARTS * BN_CHUNK};
     for (int k0 = 0; k0 < c; k0 += BN_CHUNK) {
         j.m = c - k0 < BN_CHUNK ? c - k0 : BN_CHUNK;
         j.x = x + k0;
-        j.dmean = NULL;
         ST_TRY(cpu_pool_for(pool, (size_t)j.parts, 1, moment_parts, &j, err));
         add_parts(&j, j.s1, mean);
-        for (int k = 0; k < j.m; k++) mean[k] /= (double)rows;
-        j.dmean = mean;
-        ST_TRY(cpu_pool_for(pool, (size_t)j.parts, 1, moment_parts, &j, err));
-        add_parts(&j, j.s1, ss);
+        add_parts(&j, j.s2, ss);
         for (int k = 0; k < j.m; k++) {
             int i = k0 + k;
-            double var = ss[k] / (double)rows;
+            mean[k] /= (double)rows;
+            /* E[x^2] - mean^2 in double: float data's squares are exact
+             * in double, so the cancellation costs at most a few of its
+             * 53 bits unless |mean| is ~1e6 standard deviations */
+            double var = ss[k] / (double)rows - mean[k] * mean[k];
+            if (var < 0.0) var = 0.0;
             double inv = 1.0 / sqrt(var + (double)eps);
             save_mean[i] = (float)mean[k];
             save_invstd[i] = (float)inv;

@@ -201,9 +201,14 @@ for _ in $(seq 300); do grep -q '^job: ' "$T/f.out" 2>/dev/null && break; sleep 
 sleep 1
 kill -TERM $job
 wait $job; rc=$?
-if grep -q "^saved $T/t.ckpt" "$T/f.out" && [ -s "$T/t.ckpt" ] &&
-    "$CMP" --compare "$T/t.ckpt" "$T/t.ckpt" 0 >/dev/null; then
-    expect_job_fail sigterm_saves 30 "saved $T/t.ckpt"
+# The checkpoint is the evidence: only the stop path writes it (1000
+# epochs take far longer than this job ran). Rank 0 also prints "saved
+# PATH", but mpirun, aborting on its SIGTERM, may drop the ranks' last
+# lines (seen on the AMD VM in 2 runs of 4, with the checkpoint written).
+if [ -s "$T/t.ckpt" ] && "$CMP" --compare "$T/t.ckpt" "$T/t.ckpt" 0 >/dev/null; then
+    grep -q "^saved $T/t.ckpt" "$T/f.out" ||
+        echo "    (mpirun dropped rank 0's 'saved' line while aborting)"
+    expect_job_fail sigterm_saves 30 "job: 2 ranks"
 else
     bad sigterm_saves "no checkpoint: $(tail -3 "$T/f.out")"
 fi

@@ -373,7 +373,8 @@ int gpu__cpu_avgpool_bwd(void *impl, const float *dy, int n, int hw, int c,
 
 /* ---- batch norm --------------------------------------------------------- */
 
-/* s[k] = sum over rows of x[r*ld + k] for k < m, in double. */
+/* s[k] and q[k] = sums over rows of x[r*ld + k] and of its square, for
+ * k < m, in double. */
 CPU_VEC static void col_moments(const float *restrict x, size_t rows,
                                 size_t ld, int m, double *restrict s,
                                 double *restrict q)

@@ -9,9 +9,9 @@
  * reference conv net went from 1,197 to 1,273 samples/s (medians of 3
  * alternating runs, with the 2x2 pool's own loops of gpu/cpu_conv.c;
  * the VM's noise is of the same order), the MLP's epochs from 30.0k to
- * 31.4k samples/s (2026-12-02). So OpenBLAS is
- * held at 1 thread (gpu/cpu_backend.c), and gpu__cpu_gemm splits C's rows
- * into one block per pool thread, each a single-threaded cblas_sgemm.
+ * 31.4k samples/s (2026-12-02). So OpenBLAS is held at 1 thread
+ * (gpu/cpu_backend.c), and gpu__cpu_gemm splits C's rows into one block
+ * per pool thread, each a single-threaded cblas_sgemm.
  * Blocks start at multiples of SPLIT_ROWS = 12 rows: OpenBLAS computes a
  * row-major C as the column-major C^T, in tiles of its kernel's N unroll
  * (12 for the Zen kernel), whose edge tiles add in another order, so only

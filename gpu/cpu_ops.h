@@ -21,7 +21,8 @@ enum { GPU__CPU_BN_CHUNK = 256, GPU__CPU_BN_PARTS = 16,
        GPU__CPU_THIN_PARTS = 16 };
 typedef struct gpu__cpu_impl {
     int threads;      /* the pool's threads (OpenBLAS runs 1 per call) */
-    cpu_pool *pool;   /* the other ops' threads (NULL-safe: 1 thread) */
+    cpu_pool *pool;   /* every op's threads, the GEMMs' included (NULL-safe:
+                         1 thread) */
     double *bn_part;  /* (2, GPU__CPU_BN_PARTS, GPU__CPU_BN_CHUNK) batch-norm
                          partial sums, scratch of one op at a time */
     float *thin_part; /* (gpu__cpu_thin_part_floats()) the thin GEMMs'
@@ -31,8 +32,8 @@ typedef struct gpu__cpu_impl {
 /* gpu_gemm (gpu/cpu_gemm.c): C = alpha op(A) op(B) + beta C, on the
  * pool's threads; sizes already checked (M, N > 0). */
 int gpu__cpu_gemm(void *impl, int tA, int tB, int M, int N, int K,
-                       float alpha, const float *A, int lda, const float *B,
-                       int ldb, float beta, float *C, int ldc, st_error *err);
+                  float alpha, const float *A, int lda, const float *B,
+                  int ldb, float beta, float *C, int ldc, st_error *err);
 size_t gpu__cpu_thin_part_floats(void);
 
 /* GCC 12 at -O2 vectorizes loops only under the "very cheap" cost model,

@@ -1,9 +1,9 @@
 /* tests/test_cpu_gemm.c — the CPU backend's GEMM (gpu/cpu_gemm.c), through
- * gpu_gemm on a CPU device. The thin kernels: the first conv layer's forward shape
- * (C = alpha A.B + beta C, K small, M large) and its backward-filter shape
- * (C = alpha A^T.B + beta C, M small, K large), for N = 16, 32, 64 and an
- * odd N, with beta 0 and 1 and leading dimensions wider than the rows;
- * each against a double-precision reference, and at 1, 2 and 3 threads
+ * gpu_gemm on a CPU device. The thin kernels: the first conv layer's
+ * forward shape (C = alpha A.B + beta C, K small, M large) and its
+ * backward-filter shape (C = alpha A^T.B + beta C, M small, K large),
+ * for N = 16, 32, 64 and an odd N, with beta 0 and 1 and leading
+ * dimensions wider than the rows; each against a double-precision reference, and at 1, 2 and 3 threads
  * with the same bits. Shapes just outside the thin ones (OpenBLAS's) are
  * checked against the same reference. OpenBLAS split over the threads:
  * the conv and dense shapes whose rows go to 2 and 3 threads (M not a
@@ -74,8 +74,9 @@ static void check_shape(const shape *s)
         gpu_device *d = cpu_dev_threads(threads);
         float *C = threads == 1 ? C1 : Ct;
         memcpy(C, C0, nc * sizeof *C);
-        assert_int_equal(gpu_gemm(d, s->tA, s->tB, s->M, s->N, s->K, s->alpha, A,
-                                  lda, B, ldb, s->beta, C, ldc), 0);
+        assert_int_equal(gpu_gemm(d, s->tA, s->tB, s->M, s->N, s->K,
+                                  s->alpha, A, lda, B, ldb, s->beta, C, ldc),
+                         0);
         gpu_device_destroy(d);
         for (int i = 0; i < s->M; i++) {
             for (int j = 0; j < s->N; j++) {

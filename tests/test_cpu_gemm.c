@@ -4,11 +4,12 @@
  * backward-filter shape (C = alpha A^T.B + beta C, M small, K large),
  * for N = 16, 32, 64 and an odd N, with beta 0 and 1 and leading
  * dimensions wider than the rows; each against a double-precision
- * reference, and at 1, 2 and 3 threads with the same bits. Shapes just outside the thin ones (OpenBLAS's) are
- * checked against the same reference. OpenBLAS split over the threads:
- * the conv and dense shapes whose rows go to 2 and 3 threads (M not a
- * multiple of the 12-row split unit, all four transposes), against the
- * reference and with the same bits at 1, 2 and 3 threads.
+ * reference, and at 1, 2 and 3 threads with the same bits. Shapes just
+ * outside the thin ones (OpenBLAS's) are checked against the same
+ * reference. OpenBLAS split over the threads: the conv and dense shapes
+ * whose rows go to 2 and 3 threads (M not a multiple of the 12-row split
+ * unit, all four transposes), against the reference and with the same
+ * bits at 1, 2 and 3 threads.
  */
 #include <setjmp.h>
 #include <stdarg.h>

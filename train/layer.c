@@ -48,9 +48,8 @@ static size_t dense_scratch(const layer *l, int n)
  * 2/fan_in, the right scale in front of a ReLU; biases start at zero. */
 static void dense_init(const layer *l, float *w, float *b, uint64_t *rng)
 {
-    size_t nw = dense_weights(l), nb = dense_biases(l);
-    float bound = sqrtf(6.0f / (float)layer_in_size(l));
-    for (size_t i = 0; i < nw; i++) w[i] = bound * layer_rng_uniform(rng);
+    size_t nb = dense_biases(l);
+    layer__he_uniform(w, dense_weights(l), (int)layer_in_size(l), rng);
     for (size_t i = 0; i < nb; i++) b[i] = 0.0f;
 }
 

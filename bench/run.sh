@@ -101,6 +101,16 @@ VPY=$VENV/bin/python
 RAW=$BUILD/bench/$STEM
 rm -rf "$RAW" && mkdir -p "$RAW" data/bench bench/results
 T0=$(date +%s)
+# OpenBLAS's kernels: this project's VMs set OPENBLAS_CORETYPE=Haswell,
+# which holds OpenBLAS (streamtrain's CPU backend, Debian's torch 1.13) to
+# AVX2 on CPUs with AVX-512, at about half their SGEMM rate; PyPI's torch
+# (MKL, oneDNN) ignores it. The bench lets OpenBLAS choose, for every side
+# alike, unless BENCH_KEEP_OPENBLAS_CORETYPE=1; times.txt records it.
+echo "openblas_coretype_env ${OPENBLAS_CORETYPE:-unset}" >>"$RAW/times.txt"
+if [ "${BENCH_KEEP_OPENBLAS_CORETYPE:-0}" != 1 ]; then
+    unset OPENBLAS_CORETYPE
+fi
+echo "openblas_coretype ${OPENBLAS_CORETYPE:-auto}" >>"$RAW/times.txt"
 
 say() { printf '[bench %4ds] %s\n' $(($(date +%s) - T0)) "$*" >&2; }
 # Prefixes every line of stdin with "key=value ..." tags.

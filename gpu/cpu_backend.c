@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "gpu/cpu_ops.h"
@@ -55,10 +56,58 @@ static int cpu_create(void **impl, const gpu_device_config *cfg, char *name,
     /* Process-wide: OpenBLAS runs each call on its caller's thread, and
      * gpu/cpu_gemm.c splits a GEMM over c->pool's threads (see there). */
     openblas_set_num_threads(1);
-    snprintf(name, name_len, "cpu (OpenBLAS, %d thread%s)", c->threads,
-             c->threads == 1 ? "" : "s");
+    snprintf(name, name_len, "cpu (OpenBLAS %s, %d thread%s)",
+             gpu_cpu_blas_core(), c->threads, c->threads == 1 ? "" : "s");
     *impl = c;
     return 0;
+}
+
+const char *gpu_cpu_blas_core(void)
+{
+    const char *core = openblas_get_corename();
+    return core != NULL ? core : "unknown";
+}
+
+/* 1 when the CPU and the OS (XCR0's ZMM state: GCC checks it) have the
+ * AVX-512 subsets OpenBLAS's SkylakeX kernels use. */
+static int cpu_has_avx512(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512cd") &&
+           __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vl");
+#else
+    return 0;
+#endif
+}
+
+int gpu__cpu_blas_note(int has_avx512, const char *core, const char *env,
+                       char *note, size_t len)
+{
+    /* OpenBLAS's x86-64 kernel sets with AVX-512 (0.3.21 .. 0.3.28) */
+    static const char *const avx512[] = {"SkylakeX", "Cooperlake",
+                                         "SapphireRapids"};
+    if (!has_avx512) return 0;
+    for (size_t i = 0; i < sizeof avx512 / sizeof avx512[0]; i++)
+        if (strcasecmp(core, avx512[i]) == 0) return 0;
+    if (env != NULL)
+        snprintf(note, len, "note: OPENBLAS_CORETYPE=%s holds OpenBLAS to "
+                 "its %s kernels on this AVX-512 CPU, about half its SGEMM "
+                 "rate; unset it to let OpenBLAS choose", env, core);
+    else
+        snprintf(note, len, "note: OpenBLAS picked its %s kernels on this "
+                 "AVX-512 CPU, about half its SGEMM rate; "
+                 "OPENBLAS_CORETYPE=SKYLAKEX selects its AVX-512 ones", core);
+    return 1;
+}
+
+int gpu_cpu_blas_note(char *note, size_t len)
+{
+    return gpu__cpu_blas_note(cpu_has_avx512(), gpu_cpu_blas_core(),
+                              getenv("OPENBLAS_CORETYPE"), note, len);
 }
 
 /* The kB figure after `key` in /proc/meminfo's text, in bytes; 0 if none. */

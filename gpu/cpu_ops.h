@@ -1,6 +1,6 @@
 /* gpu/cpu_ops.h — internal: shared by the CPU backend's files.
  *
- * defines: CPU_VEC, gpu__cpu_impl, gpu__cpu_gemm,
+ * defines: CPU_VEC, gpu__cpu_impl, gpu__cpu_gemm, gpu__cpu_blas_note,
  *          gpu__cpu_softmax_xent_ls, GPU__CPU_CONV_OPS, gpu__cpu_* ops
  *
  * gpu/cpu_backend.c holds the device basics, the dense-net math and the
@@ -35,6 +35,11 @@ int gpu__cpu_gemm(void *impl, int tA, int tB, int M, int N, int K,
                   float alpha, const float *A, int lda, const float *B,
                   int ldb, float beta, float *C, int ldc, st_error *err);
 size_t gpu__cpu_thin_part_floats(void);
+
+/* gpu_cpu_blas_note's rule (gpu/device.h), on its inputs: the CPU's
+ * AVX-512, OpenBLAS's kernel set and OPENBLAS_CORETYPE (NULL: unset). */
+int gpu__cpu_blas_note(int has_avx512, const char *core, const char *env,
+                       char *note, size_t len);
 
 /* GCC 12 at -O2 vectorizes loops only under the "very cheap" cost model,
  * which rejects any loop needing a scalar epilogue: all of ours. The hot

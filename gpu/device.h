@@ -103,6 +103,17 @@ void gpu_device_config_init(gpu_device_config *cfg);
 /* Default OpenBLAS thread count for the CPU backend: the online cores. */
 int gpu_cpu_default_threads(void);
 
+/* The kernel set the loaded OpenBLAS runs ("Haswell", "Cooperlake", ...). */
+const char *gpu_cpu_blas_core(void);
+/* When OpenBLAS runs kernels without AVX-512 on a CPU (and OS) that has
+ * AVX-512 F/CD/BW/DQ/VL, writes a one-line note saying so and how to undo
+ * it and returns 1; else returns 0. The usual cause is OPENBLAS_CORETYPE
+ * in the environment (this project's VMs set Haswell): on a 2-core Zen 5
+ * EPYC, SGEMM ran at 113 GFLOP/s a core with Haswell's kernels against
+ * 215 with Cooperlake's, OpenBLAS's own choice (2026-12-02). OpenBLAS reads
+ * the variable when it loads, so the note advises; it changes nothing. */
+int gpu_cpu_blas_note(char *note, size_t len);
+
 /* Is a CUDA GPU visible? @return 1 yes, 0 no (why says why: "built without
  * CUDA", "no CUDA device: ..."). why may be NULL. Never fails otherwise. */
 int gpu_cuda_probe(char *why, size_t why_len);

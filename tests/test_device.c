@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gpu/cpu_ops.h"
 #include "gpu/device.h"
 #include "device_fixture.h"
 #include "gpu/prefetch.h"
@@ -264,6 +265,33 @@ static void test_arena_and_sticky_error(void **state)
     gpu_device_destroy(d);
 }
 
+/* The OpenBLAS kernel note: only an AVX-512 CPU running kernels without
+ * it gets one, and it names the variable when the environment set it. */
+static void test_blas_note(void **state)
+{
+    (void)state;
+    char note[256] = "";
+    assert_int_equal(gpu__cpu_blas_note(0, "Haswell", "Haswell", note,
+                                        sizeof note), 0);
+    assert_int_equal(gpu__cpu_blas_note(1, "Cooperlake", NULL, note,
+                                        sizeof note), 0);
+    assert_int_equal(gpu__cpu_blas_note(1, "SKYLAKEX", "SkylakeX", note,
+                                        sizeof note), 0);
+    assert_string_equal(note, "");
+    assert_int_equal(gpu__cpu_blas_note(1, "Haswell", "Haswell", note,
+                                        sizeof note), 1);
+    assert_non_null(strstr(note, "OPENBLAS_CORETYPE=Haswell"));
+    assert_non_null(strstr(note, "unset it"));
+    assert_int_equal(gpu__cpu_blas_note(1, "Zen", NULL, note, sizeof note),
+                     1);
+    assert_non_null(strstr(note, "its Zen kernels"));
+    assert_non_null(strstr(note, "OPENBLAS_CORETYPE=SKYLAKEX"));
+    /* the real one agrees with itself: a core name, and a 0/1 answer */
+    assert_true(strlen(gpu_cpu_blas_core()) > 0);
+    int got = gpu_cpu_blas_note(note, sizeof note);
+    assert_true(got == 0 || got == 1);
+}
+
 static void test_host_alloc(void **state)
 {
     (void)state;
@@ -395,6 +423,7 @@ int main(void)
         cmocka_unit_test(test_softmax_xent),
         cmocka_unit_test(test_updates),
         cmocka_unit_test(test_arena_and_sticky_error),
+        cmocka_unit_test(test_blas_note),
         cmocka_unit_test(test_host_alloc),
         cmocka_unit_test(test_prefetch_cpu),
         cmocka_unit_test(test_prefetch_staged),

@@ -193,6 +193,9 @@ static int open_device(run *r, st_error *err)
                              err));
     if (note[0]) fprintf(r->out, "%s\n", note);
     fprintf(r->out, "device: %s\n", gpu_device_name(r->dev));
+    if (gpu_device_kind(r->dev) == GPU_KIND_CPU &&
+        gpu_cpu_blas_note(note, sizeof note))
+        fprintf(r->out, "%s\n", note);
     if (gpu_device_kind(r->dev) == GPU_KIND_CUDA && r->cfg->device.cpu_threads)
         fprintf(r->out, "note: --blas-threads is for the CPU backend; CUDA "
                 "ignores it\n");

@@ -68,6 +68,20 @@ def times_line(r, key):
     return ""
 
 
+def blas_kernels(r):
+    """What the bench did with OPENBLAS_CORETYPE (bench/run.sh)."""
+    env = times_line(r, "openblas_coretype_env")
+    used = times_line(r, "openblas_coretype")
+    if not env:
+        return "not recorded"
+    if env == "unset":
+        return "OpenBLAS's own choice (OPENBLAS_CORETYPE unset)"
+    if used == env:
+        return "OPENBLAS_CORETYPE=%s, kept (BENCH_KEEP_OPENBLAS_CORETYPE=1)" % env
+    return ("OpenBLAS's own choice: the machine's OPENBLAS_CORETYPE=%s was "
+            "unset for every side" % env)
+
+
 def cores(run):
     """CPU seconds over wall seconds of the whole process (startup and
     evaluation included): how many of the 2 cores it had."""
@@ -105,7 +119,8 @@ def timing(r, h, runs, vers):
         "(`torch.set_num_threads(2)`, in-memory float tensors). s/epoch is the "
         "training pass (the evaluation after it is outside, on both sides); cores is "
         "the process's CPU time over its wall time (startup and evaluation "
-        "included): under 2 means the machine's other load took the rest." % (
+        "included): under 2 means the machine's other load took the rest. "
+        "OpenBLAS's kernels (streamtrain, Debian's torch): %s." % (
             "`%s`" % model.split(" (")[0] if model else "spec as below",
             h.fmt(int(n)) if n.isdigit() else n,
             "" if full else " (`--quick`: the first %s of the training split and %s "
@@ -113,6 +128,7 @@ def timing(r, h, runs, vers):
             % (h.fmt(int(n)), h.fmt(int(r.times.get("conv_test", "0")))),
             times_line(r, "conv_recipe") or "--lr 0.1 --momentum 0.9 --weight-decay 5e-4 "
             "--label-smoothing 0.1",
+            blas_kernels(r),
         ), "",
         "| system | s/epoch | samples/s | test acc after the epoch | cores | "
         "streamtrain's s/epoch over this |", "|---|---|---|---|---|---|")

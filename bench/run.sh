@@ -405,7 +405,7 @@ CONV_RECIPE="--lr 0.05 --momentum 0.9 --weight-decay 5e-4 --label-smoothing 0"
 # BENCH_CONV_BEST's flags.
 # (an array: the transform is one argument; BENCH_CONV_BEST is read with
 # the shell's quoting)
-CONV_BEST=(--model conv32k3,bn,relu,maxpool2,conv64k3,bn,relu,maxpool2,conv128k3,bn,relu,dense128,relu,dense
+CONV_BEST=(--model conv32k3,bn,relu,maxpool2,conv64k3,bn,relu,conv64k3,bn,relu,maxpool2,conv128k3,bn,relu,conv128k3,bn,relu,dense128,relu,dense
            --epochs 20 --label-smoothing 0.1 --train-transform "pad-crop 2 flip" --tta flip)
 [ -z "${BENCH_CONV_BEST:-}" ] || eval "CONV_BEST=($BENCH_CONV_BEST)"
 CONV_ACC=${BENCH_CONV_ACC:-1}

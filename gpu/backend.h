@@ -86,6 +86,11 @@ typedef struct gpu_backend_ops {
                   float *col, st_error *err);
     int (*col2im)(void *impl, const gpu_conv_geom *g, const float *col,
                   float *dx, int accumulate, st_error *err);
+    int (*conv_thin_fwd)(void *impl, const gpu_conv_geom *g, const float *x,
+                         const float *w, int oc, float *y, st_error *err);
+    int (*conv_thin_wgrad)(void *impl, const gpu_conv_geom *g,
+                           const float *x, const float *dy, int oc,
+                           float beta, float *gw, st_error *err);
     int (*maxpool_fwd)(void *impl, const gpu_conv_geom *g, const float *x,
                        float *y, int32_t *idx, st_error *err);
     int (*maxpool_bwd)(void *impl, const gpu_conv_geom *g, const float *dy,

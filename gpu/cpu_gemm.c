@@ -46,6 +46,9 @@
 #include "gpu/cpu_ops.h"
 
 enum { THIN_MAX = 32, THIN_MAX_N = 64, THIN_MIN_ROWS = 4096 };
+_Static_assert((int)THIN_MAX == (int)GPU_CONV_THIN_K &&
+                   (int)THIN_MAX_N == (int)GPU_CONV_THIN_OC,
+               "the thin convolution's bounds are the thin GEMM's");
 
 typedef struct thin_job {
     int M, N, K, lda, ldb, ldc, parts;
@@ -155,6 +158,198 @@ static int gemm_thin(void *impl, int tA, int tB, int M, int N, int K,
         tn_finish(&j);
         return 1;
     }
+    return 0;
+}
+
+/* ---- the thin convolution: the same loops, reading x through the taps --
+ * gpu_conv_thin_fwd / _wgrad: a first conv layer's lowering (K = 9 for a
+ * gray image) costs more to write and read back than the thin kernels
+ * above take to multiply it, so these read each row of the lowering
+ * straight from x. The taps come in K's order and padded taps are
+ * skipped where the lowering would hold zeros, so the sums are the thin
+ * GEMMs' bit for bit (up to a zero's sign); the filter gradient's row
+ * chunks are gemm_thin's. */
+
+typedef struct conv_job {
+    gpu_conv_geom g;
+    int oc, parts;
+    float beta;
+    const float *x, *w, *dy;
+    float *y, *gw, *part;  /* part: (parts, K*oc) partial sums */
+} conv_job;
+
+/* Outputs [lo, hi] of a line whose tap kx lands inside the input row. */
+static inline __attribute__((always_inline)) void
+tap_span(const gpu_conv_geom *g, int kx, int *lo, int *hi)
+{
+    int first = g->pw - kx; /* ox*sw - pw + kx >= 0 */
+    *lo = first <= 0 ? 0 : (first + g->sw - 1) / g->sw;
+    int last = (g->w - 1 + g->pw - kx) / g->sw; /* ... <= w - 1 */
+    *hi = g->w - 1 + g->pw - kx < 0 ? -1 : last < g->ow ? last : g->ow - 1;
+}
+
+/* One output line (image row oy) of N channels, y (ow, N): each tap in
+ * K's order adds its product to every output it reaches, so each output
+ * sums its taps in the order a lowered row would give them. */
+static inline __attribute__((always_inline)) void
+conv_line(const conv_job *j, const float *restrict xi, int oy, const int N,
+          float *restrict y)
+{
+    const gpu_conv_geom *g = &j->g;
+    for (int i = 0; i < g->ow * N; i++) y[i] = 0.0f;
+    for (int ky = 0; ky < g->kh; ky++) {
+        int iy = oy * g->sh - g->ph + ky;
+        if (iy < 0 || iy >= g->h) continue;
+        const float *restrict xr = xi + (size_t)iy * g->w * g->c;
+        for (int kx = 0; kx < g->kw; kx++) {
+            int lo, hi;
+            tap_span(g, kx, &lo, &hi);
+            const float *restrict b =
+                j->w + (size_t)(ky * g->kw + kx) * g->c * N;
+            for (int ci = 0; ci < g->c; ci++, b += N)
+                for (int ox = lo; ox <= hi; ox++) {
+                    const float av =
+                        xr[(size_t)(ox * g->sw - g->pw + kx) * g->c + ci];
+                    float *restrict o = y + (size_t)ox * N;
+                    for (int n = 0; n < N; n++) o[n] += av * b[n];
+                }
+        }
+    }
+}
+
+/* Output lines [l0, l1): line l is image l / oh, output row l % oh. */
+#define CONV_LINES(NAME, NCONST)                                           \
+    CPU_VEC static void NAME(const conv_job *j, size_t l0, size_t l1)      \
+    {                                                                      \
+        const gpu_conv_geom *g = &j->g;                                    \
+        const size_t img_in = (size_t)g->h * g->w * g->c;                  \
+        for (size_t l = l0; l < l1; l++)                                   \
+            conv_line(j, j->x + l / (size_t)g->oh * img_in,                \
+                      (int)(l % (size_t)g->oh), NCONST,                    \
+                      j->y + l * (size_t)g->ow * j->oc);                   \
+    }
+CONV_LINES(conv_lines16, 16)
+CONV_LINES(conv_lines32, 32)
+CONV_LINES(conv_lines64, 64)
+CONV_LINES(conv_lines_any, j->oc)
+
+static void conv_fwd_range(void *ctx, size_t l0, size_t l1)
+{
+    const conv_job *j = ctx;
+    if (j->oc == 16) conv_lines16(j, l0, l1);
+    else if (j->oc == 32) conv_lines32(j, l0, l1);
+    else if (j->oc == 64) conv_lines64(j, l0, l1);
+    else conv_lines_any(j, l0, l1);
+}
+
+int gpu__cpu_conv_thin_fwd(void *impl, const gpu_conv_geom *g,
+                           const float *x, const float *w, int oc, float *y,
+                           st_error *err)
+{
+    gpu__cpu_impl *c = impl;
+    conv_job j = {.g = *g, .oc = oc, .x = x, .w = w, .y = y};
+    size_t lines = (size_t)g->n * g->oh;
+    size_t grain = 8192 / ((size_t)g->ow + 1) + 1; /* ~8k pixels a task */
+    return cpu_pool_for(c->pool, lines, grain, conv_fwd_range, &j, err);
+}
+
+/* part (K, N) += the outputs [ox0, ox1) of line (image xi, row oy):
+ * each part entry adds its rows in ascending order, as gemm_thin's. */
+static inline __attribute__((always_inline)) void
+wgrad_line(const conv_job *j, const float *restrict xi, int oy, int ox0,
+           int ox1, const float *restrict dy, const int N,
+           float *restrict part)
+{
+    const gpu_conv_geom *g = &j->g;
+    for (int ky = 0; ky < g->kh; ky++) {
+        int iy = oy * g->sh - g->ph + ky;
+        if (iy < 0 || iy >= g->h) continue;
+        const float *restrict xr = xi + (size_t)iy * g->w * g->c;
+        for (int kx = 0; kx < g->kw; kx++) {
+            int lo, hi;
+            tap_span(g, kx, &lo, &hi);
+            lo = lo > ox0 ? lo : ox0, hi = hi < ox1 - 1 ? hi : ox1 - 1;
+            float *restrict p = part + (size_t)(ky * g->kw + kx) * g->c * N;
+            for (int ci = 0; ci < g->c; ci++, p += N) {
+                float acc[THIN_MAX_N];
+                for (int n = 0; n < N; n++) acc[n] = p[n];
+                for (int ox = lo; ox <= hi; ox++) {
+                    const float av =
+                        xr[(size_t)(ox * g->sw - g->pw + kx) * g->c + ci];
+                    const float *restrict b = dy + (size_t)ox * N;
+                    for (int n = 0; n < N; n++) acc[n] += av * b[n];
+                }
+                for (int n = 0; n < N; n++) p[n] = acc[n];
+            }
+        }
+    }
+}
+
+/* part (K, oc) = sum over output pixels [r0, r1) of col_r^T dy_r. */
+#define WGRAD_CHUNK(NAME, NCONST)                                          \
+    CPU_VEC static void NAME(const conv_job *j, size_t r0, size_t r1,      \
+                             float *restrict part)                         \
+    {                                                                      \
+        const gpu_conv_geom *g = &j->g;                                    \
+        const size_t ow = (size_t)g->ow;                                   \
+        const size_t img_in = (size_t)g->h * g->w * g->c;                  \
+        for (int i = 0; i < g->kh * g->kw * g->c * j->oc; i++)             \
+            part[i] = 0.0f;                                                \
+        for (size_t r = r0; r < r1;) {                                     \
+            size_t line = r / ow, ox0 = r % ow;                            \
+            size_t ox1 = r1 - line * ow < ow ? r1 - line * ow : ow;        \
+            wgrad_line(j, j->x + line / (size_t)g->oh * img_in,            \
+                       (int)(line % (size_t)g->oh), (int)ox0, (int)ox1,    \
+                       j->dy + line * ow * (size_t)j->oc, NCONST, part);   \
+            r = line * ow + ox1;                                           \
+        }                                                                  \
+    }
+WGRAD_CHUNK(wgrad_chunk16, 16)
+WGRAD_CHUNK(wgrad_chunk32, 32)
+WGRAD_CHUNK(wgrad_chunk64, 64)
+WGRAD_CHUNK(wgrad_chunk_any, j->oc)
+
+static void wgrad_chunk(const conv_job *j, size_t r0, size_t r1, float *part)
+{
+    if (j->oc == 16) wgrad_chunk16(j, r0, r1, part);
+    else if (j->oc == 32) wgrad_chunk32(j, r0, r1, part);
+    else if (j->oc == 64) wgrad_chunk64(j, r0, r1, part);
+    else wgrad_chunk_any(j, r0, r1, part);
+}
+
+static void wgrad_parts(void *ctx, size_t p0, size_t p1)
+{
+    const conv_job *j = ctx;
+    const size_t rows = (size_t)j->g.n * j->g.oh * j->g.ow;
+    const size_t kn = (size_t)j->g.kh * j->g.kw * j->g.c * j->oc;
+    for (size_t p = p0; p < p1; p++)
+        wgrad_chunk(j, rows * p / (size_t)j->parts,
+                    rows * (p + 1) / (size_t)j->parts, j->part + p * kn);
+}
+
+CPU_VEC static void wgrad_finish(const conv_job *j)
+{
+    const size_t kn = (size_t)j->g.kh * j->g.kw * j->g.c * j->oc;
+    for (size_t i = 0; i < kn; i++) {
+        float s = j->part[i];
+        for (int p = 1; p < j->parts; p++) s += j->part[(size_t)p * kn + i];
+        j->gw[i] = j->beta == 0.0f ? s : s + j->beta * j->gw[i];
+    }
+}
+
+int gpu__cpu_conv_thin_wgrad(void *impl, const gpu_conv_geom *g,
+                             const float *x, const float *dy, int oc,
+                             float beta, float *gw, st_error *err)
+{
+    gpu__cpu_impl *c = impl;
+    size_t rows = (size_t)g->n * g->oh * g->ow;
+    size_t parts = rows / 2048 < GPU__CPU_THIN_PARTS ? rows / 2048
+                                                     : GPU__CPU_THIN_PARTS;
+    conv_job j = {.g = *g, .oc = oc, .beta = beta, .x = x, .dy = dy,
+                  .gw = gw, .part = c->thin_part,
+                  .parts = parts < 1 ? 1 : (int)parts};
+    ST_TRY(cpu_pool_for(c->pool, (size_t)j.parts, 1, wgrad_parts, &j, err));
+    wgrad_finish(&j);
     return 0;
 }
 

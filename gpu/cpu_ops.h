@@ -71,6 +71,12 @@ int gpu__cpu_im2col(void *impl, const gpu_conv_geom *g, const float *x,
                     float *col, st_error *err);
 int gpu__cpu_col2im(void *impl, const gpu_conv_geom *g, const float *col,
                     float *dx, int accumulate, st_error *err);
+int gpu__cpu_conv_thin_fwd(void *impl, const gpu_conv_geom *g,
+                           const float *x, const float *w, int oc, float *y,
+                           st_error *err);
+int gpu__cpu_conv_thin_wgrad(void *impl, const gpu_conv_geom *g,
+                             const float *x, const float *dy, int oc,
+                             float beta, float *gw, st_error *err);
 int gpu__cpu_maxpool_fwd(void *impl, const gpu_conv_geom *g, const float *x,
                          float *y, int32_t *idx, st_error *err);
 int gpu__cpu_maxpool_bwd(void *impl, const gpu_conv_geom *g, const float *dy,
@@ -107,6 +113,8 @@ int gpu__cpu_flip_w(void *impl, const float *x, int n, int h, int w, int c,
 #define GPU__CPU_CONV_OPS                          \
     .im2col = gpu__cpu_im2col,                     \
     .col2im = gpu__cpu_col2im,                     \
+    .conv_thin_fwd = gpu__cpu_conv_thin_fwd,       \
+    .conv_thin_wgrad = gpu__cpu_conv_thin_wgrad,   \
     .maxpool_fwd = gpu__cpu_maxpool_fwd,           \
     .maxpool_bwd = gpu__cpu_maxpool_bwd,           \
     .avgpool_fwd = gpu__cpu_avgpool_fwd,           \

@@ -302,6 +302,21 @@ static int st_im2col(void *impl, const gpu_conv_geom *g, const float *x,
     return gpu__cpu_ops.im2col(compute(impl), g, x, col, err);
 }
 
+static int st_conv_thin_fwd(void *impl, const gpu_conv_geom *g,
+                            const float *x, const float *w, int oc, float *y,
+                            st_error *err)
+{
+    return gpu__cpu_ops.conv_thin_fwd(compute(impl), g, x, w, oc, y, err);
+}
+
+static int st_conv_thin_wgrad(void *impl, const gpu_conv_geom *g,
+                              const float *x, const float *dy, int oc,
+                              float beta, float *gw, st_error *err)
+{
+    return gpu__cpu_ops.conv_thin_wgrad(compute(impl), g, x, dy, oc, beta,
+                                        gw, err);
+}
+
 static int st_col2im(void *impl, const gpu_conv_geom *g, const float *col,
                      float *dx, int accumulate, st_error *err)
 {
@@ -446,6 +461,8 @@ const gpu_backend_ops gpu__cpu_staged_ops = {
     .zero = st_zero,
     .im2col = st_im2col,
     .col2im = st_col2im,
+    .conv_thin_fwd = st_conv_thin_fwd,
+    .conv_thin_wgrad = st_conv_thin_wgrad,
     .maxpool_fwd = st_maxpool_fwd,
     .maxpool_bwd = st_maxpool_bwd,
     .avgpool_fwd = st_avgpool_fwd,

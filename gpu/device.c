@@ -445,6 +445,46 @@ int gpu_col2im(gpu_device *d, const gpu_conv_geom *g, const float *col,
     return d->ops->col2im(d->impl, g, col, dx, accumulate, &d->err);
 }
 
+static int thin_shape(const gpu_conv_geom *g, int oc)
+{
+    return (long long)g->kh * g->kw * g->c <= GPU_CONV_THIN_K && oc >= 1 &&
+           oc <= GPU_CONV_THIN_OC;
+}
+
+int gpu_conv_thin(gpu_device *d, const gpu_conv_geom *g, int oc)
+{
+    return d->ops->conv_thin_fwd != NULL &&
+           d->ops->conv_thin_wgrad != NULL && thin_shape(g, oc);
+}
+
+static int check_thin(gpu_device *d, const gpu_conv_geom *g, int oc,
+                      const char *op)
+{
+    ST_TRY(check_geom(d, g, op, 0));
+    if (thin_shape(g, oc)) return 0;
+    return st_seterr(&d->err, ST_EINVAL, "%s: a %dx%dx%d window into %d "
+                     "channels is not thin (need kh*kw*c <= %d, oc <= %d)",
+                     op, g->kh, g->kw, g->c, oc, GPU_CONV_THIN_K,
+                     GPU_CONV_THIN_OC);
+}
+
+int gpu_conv_thin_fwd(gpu_device *d, const gpu_conv_geom *g, const float *x,
+                      const float *w, int oc, float *y)
+{
+    NEED_OP(d, conv_thin_fwd, "conv_thin_fwd");
+    ST_TRY(check_thin(d, g, oc, "conv_thin_fwd"));
+    return d->ops->conv_thin_fwd(d->impl, g, x, w, oc, y, &d->err);
+}
+
+int gpu_conv_thin_wgrad(gpu_device *d, const gpu_conv_geom *g,
+                        const float *x, const float *dy, int oc, float beta,
+                        float *gw)
+{
+    NEED_OP(d, conv_thin_wgrad, "conv_thin_wgrad");
+    ST_TRY(check_thin(d, g, oc, "conv_thin_wgrad"));
+    return d->ops->conv_thin_wgrad(d->impl, g, x, dy, oc, beta, gw, &d->err);
+}
+
 int gpu_maxpool_fwd(gpu_device *d, const gpu_conv_geom *g, const float *x,
                     float *y, int32_t *idx)
 {

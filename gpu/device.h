@@ -7,6 +7,7 @@
  *          gpu_queue_wait, gpu_copy_async, gpu_host_alloc, gpu_host_free,
  *          gpu_host_free_sized,
  *          conv nets (NHWC): gpu_conv_geom, gpu_conv_geom_init, gpu_im2col,
+ *          gpu_conv_thin, gpu_conv_thin_fwd, gpu_conv_thin_wgrad,
  *          gpu_col2im, gpu_maxpool_fwd, gpu_maxpool_bwd, gpu_avgpool_fwd,
  *          gpu_avgpool_bwd, gpu_bn_fwd_train, gpu_bn_fwd_eval, gpu_bn_bwd,
  *          gpu_act_kind, gpu_act_fwd, gpu_act_bwd, gpu_axpby,
@@ -285,6 +286,28 @@ int gpu_im2col(gpu_device *d, const gpu_conv_geom *g, const float *x,
  * (overlapping windows add up). */
 int gpu_col2im(gpu_device *d, const gpu_conv_geom *g, const float *col,
                float *dx, int accumulate);
+
+/* The thin convolution: a conv whose lowering is thin (K = kh*kw*c <=
+ * GPU_CONV_THIN_K and oc <= GPU_CONV_THIN_OC: a first layer over 1 to 3
+ * channels) computed straight from x, with no lowering buffer. The CPU
+ * backend has it (the lowering of a 28x28 gray image costs it more than
+ * the multiplications); the CUDA backend does not, and keeps im2col and
+ * cuBLAS. gpu_conv_thin says whether d takes this shape: 1 when its
+ * backend has the ops and the shape qualifies. w (K, oc) as above; y
+ * (n*oh*ow, oc) = im2col(x) . w. The sums run over the taps in K's order,
+ * skipping padded taps, so they are bit for bit those of gpu_im2col and
+ * the CPU's gpu_gemm (up to the sign of a zero). */
+enum { GPU_CONV_THIN_K = 32, GPU_CONV_THIN_OC = 64 };
+int gpu_conv_thin(gpu_device *d, const gpu_conv_geom *g, int oc);
+int gpu_conv_thin_fwd(gpu_device *d, const gpu_conv_geom *g, const float *x,
+                      const float *w, int oc, float *y);
+/* The filter gradient: gw (K, oc) = beta * gw + im2col(x)^T . dy, dy
+ * (n*oh*ow, oc); beta 0 overwrites gw without reading it. The sum over
+ * the n*oh*ow rows adds partial sums of fixed row chunks in chunk order:
+ * the result does not depend on the thread count. */
+int gpu_conv_thin_wgrad(gpu_device *d, const gpu_conv_geom *g,
+                        const float *x, const float *dy, int oc, float beta,
+                        float *gw);
 
 /* Max pool: y (n, oh, ow, c) and idx (n, oh, ow, c) int32, the flat index
  * within the input sample (h*w*c space) of each max (first max on ties;

@@ -13,6 +13,13 @@
  *                                               where windows overlap)
  * reusing the same workspace for col and dcol. A 1x1 conv with stride 1
  * and no padding skips the lowering: in NHWC the input IS the col matrix.
+ * A thin one (kh*kw*c <= 32, oc <= 64: a first layer over gray or RGB
+ * pixels) on a backend that has gpu_conv_thin's ops (the CPU) skips it
+ * too, forward and backward-filter, reading the taps straight from x: on
+ * the reference net's 28x28x1 -> 32 layer that is the lowering's 3.6 MB
+ * written and read back twice a batch. Its backward-data, when it has
+ * one, still goes through dcol and col2im. The plan's workspace is sized
+ * as for any conv, so the plan does not depend on the backend.
  *
  * Layout: NHWC, chosen by measuring (bench/conv_layout.c, built and run
  * by hand on this 2-core machine on 2026-12-01, while 6 other sessions
@@ -110,9 +117,12 @@ static int conv_forward(const layer *l, gpu_device *d, const float *x,
     (void)train;
     const int K = (int)conv_k(l), oc = l->out_c, pix = l->out_h * l->out_w;
     const size_t in = (size_t)layer_in_size(l), out = (size_t)layer_out_size(l);
+    gpu_conv_geom all = conv_geom(l, n);
     if (conv_direct(l)) {
         ST_TRY(gpu_gemm(d, 0, 0, n * pix, oc, K, 1.0f, x, K, l->w, oc, 0.0f,
                         y, oc));
+    } else if (gpu_conv_thin(d, &all, oc)) {
+        ST_TRY(gpu_conv_thin_fwd(d, &all, x, l->w, oc, y));
     } else {
         int G = conv_group(l, n);
         if (G < 1) return ST_EINTERNAL; /* the model bound too little */
@@ -147,16 +157,25 @@ static int conv_backward(const layer *l, gpu_device *d, const float *x,
         return gpu_gemm(d, 0, 1, n * pix, K, oc, 1.0f, dy, oc, l->w, oc, 0.0f,
                         dx, K);
     }
+    gpu_conv_geom all = conv_geom(l, n);
+    int thin = gpu_conv_thin(d, &all, oc);
+    if (thin) {
+        ST_TRY(gpu_conv_thin_wgrad(d, &all, x, dy, oc,
+                                   accumulate ? 1.0f : 0.0f, l->gw));
+        if (dx == NULL) return 0;
+    }
     int G = conv_group(l, n);
     if (G < 1) return ST_EINTERNAL;
     for (int b0 = 0; b0 < n; b0 += G) {
         int g = n - b0 < G ? n - b0 : G;
         gpu_conv_geom geo = conv_geom(l, g);
         const float *dyg = dy + (size_t)b0 * out;
-        ST_TRY(gpu_im2col(d, &geo, x + (size_t)b0 * in, l->work));
-        float beta = accumulate || b0 > 0 ? 1.0f : 0.0f;
-        ST_TRY(gpu_gemm(d, 1, 0, K, oc, g * pix, 1.0f, l->work, K, dyg, oc,
-                        beta, l->gw, oc));
+        if (!thin) {
+            ST_TRY(gpu_im2col(d, &geo, x + (size_t)b0 * in, l->work));
+            float beta = accumulate || b0 > 0 ? 1.0f : 0.0f;
+            ST_TRY(gpu_gemm(d, 1, 0, K, oc, g * pix, 1.0f, l->work, K, dyg,
+                            oc, beta, l->gw, oc));
+        }
         if (dx == NULL) continue;
         /* dcol (g*pix, K) = dy_g (g*pix, oc) . W^T (oc, K) */
         ST_TRY(gpu_gemm(d, 0, 1, g * pix, K, oc, 1.0f, dyg, oc, l->w, oc,

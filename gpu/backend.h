@@ -102,15 +102,16 @@ typedef struct gpu_backend_ops {
     int (*bn_fwd_train)(void *impl, const float *x, int rows, int c,
                         const float *gamma, const float *beta, float eps,
                         float momentum, float *run_mean, float *run_var,
-                        float *save_mean, float *save_invstd, float *y,
-                        st_error *err);
+                        float *save_mean, float *save_invstd, int relu,
+                        float *y, st_error *err);
     int (*bn_fwd_eval)(void *impl, const float *x, int rows, int c,
                        const float *gamma, const float *beta, float eps,
-                       const float *run_mean, const float *run_var, float *y,
-                       st_error *err);
+                       const float *run_mean, const float *run_var, int relu,
+                       float *y, st_error *err);
     int (*bn_bwd)(void *impl, const float *x, const float *dy, int rows,
-                  int c, const float *gamma, const float *save_mean,
-                  const float *save_invstd, float *dgamma, float *dbeta,
+                  int c, const float *gamma, const float *beta,
+                  const float *save_mean, const float *save_invstd,
+                  const float *relu_y, float *dgamma, float *dbeta,
                   float *dx, int accumulate, st_error *err);
     int (*act_fwd)(void *impl, int kind, const float *x, float *y, size_t n,
                    st_error *err);

@@ -20,10 +20,24 @@
 //                by an elementwise pass over the whole grid. Evaluation
 //                with scratch computes its per-channel coefficients once,
 //                then applies them the same way.
-// y may equal x and dx may equal dy in both paths.
+// y may equal x and dx may equal dy in both paths. The fused ReLU: relu
+// clips y at 0 (the CPU's test, v > 0, so NaN gives 0); backward masks dy
+// where relu_y, the forward's output, is not positive.
 #include "gpu/conv_kernels.cuh"
 
 namespace {
+
+__device__ inline float relu_if(float v, int relu)
+{
+    return relu && !(v > 0.0f) ? 0.0f : v;
+}
+
+// dy[i] masked by the fused ReLU's output (relu_y NULL: no ReLU).
+__device__ inline float masked_dy(const float *dy, const float *relu_y,
+                                  size_t i)
+{
+    return relu_y != nullptr && !(relu_y[i] > 0.0f) ? 0.0f : dy[i];
+}
 
 // ---- batch norm ----------------------------------------------------------
 // Per-channel arithmetic shared by both paths (the CPU backend's formulas).
@@ -99,7 +113,7 @@ constexpr int kBnC = 8;
 constexpr int kBnR = 32;
 
 __global__ void k_bn_train(const float *x, int rows, int c, bn_args p,
-                           float *y)
+                           int relu, float *y)
 {
     __shared__ double part[kBnR][kBnC];
     int ch = blockIdx.x * kBnC + threadIdx.x;
@@ -121,12 +135,13 @@ __global__ void k_bn_train(const float *x, int rows, int c, bn_args p,
     bn_train_finish(p, ch, rows, mean, var, threadIdx.y == 0, &scale, &shift);
     for (int r = threadIdx.y; r < rows; r += kBnR) {
         size_t i = (size_t)r * c + ch;
-        y[i] = x[i] * scale + shift;
+        y[i] = relu_if(x[i] * scale + shift, relu);
     }
 }
 
-__global__ void k_bn_bwd(const float *x, const float *dy, int rows, int c,
-                         bn_args p, float *dx)
+__global__ void k_bn_bwd(const float *x, const float *dy,
+                         const float *relu_y, int rows, int c, bn_args p,
+                         float *dx)
 {
     __shared__ double part[kBnR][kBnC];
     int ch = blockIdx.x * kBnC + threadIdx.x;
@@ -136,7 +151,7 @@ __global__ void k_bn_bwd(const float *x, const float *dy, int rows, int c,
     if (on)
         for (int r = threadIdx.y; r < rows; r += kBnR) {
             size_t i = (size_t)r * c + ch;
-            double g = (double)dy[i];
+            double g = (double)masked_dy(dy, relu_y, i);
             sdy += g;
             sdx += g * ((double)x[i] - mu);
         }
@@ -147,7 +162,7 @@ __global__ void k_bn_bwd(const float *x, const float *dy, int rows, int c,
     bn_bwd_finish(p, ch, rows, sdy, sdx, threadIdx.y == 0, &a, &b, &cc);
     for (int r = threadIdx.y; r < rows; r += kBnR) {
         size_t i = (size_t)r * c + ch;
-        dx[i] = a * dy[i] + b * x[i] + cc;
+        dx[i] = a * masked_dy(dy, relu_y, i) + b * x[i] + cc;
     }
 }
 
@@ -217,8 +232,10 @@ __global__ void k_bn_fin_train(const double *__restrict__ part, int rows,
 
 // part[g][ch] = (sum dy, sum dy*(x - save_mean)) over the chunk.
 __global__ void k_bn_part_bwd(const float *__restrict__ x,
-                              const float *__restrict__ dy, int rows, int c,
-                              int G, const float *__restrict__ save_mean,
+                              const float *__restrict__ dy,
+                              const float *__restrict__ relu_y, int rows,
+                              int c, int G,
+                              const float *__restrict__ save_mean,
                               double *__restrict__ part)
 {
     __shared__ double red[kSpR][kSpC];
@@ -229,7 +246,7 @@ __global__ void k_bn_part_bwd(const float *__restrict__ x,
     if (on)
         for (int r = r0 + threadIdx.y; r < r1; r += kSpR) {
             size_t i = (size_t)r * c + ch;
-            double d = (double)dy[i];
+            double d = (double)masked_dy(dy, relu_y, i);
             sdy += d;
             sdx += d * ((double)x[i] - mu);
         }
@@ -255,26 +272,29 @@ __global__ void k_bn_fin_bwd(const double *__restrict__ part, int rows, int c,
                   &coef[2 * c + ch]);
 }
 
-// y = x*coef[0][ch] + coef[1][ch] over (rows, c); y may equal x.
+// y = x*coef[0][ch] + coef[1][ch] over (rows, c), clipped when relu; y
+// may equal x.
 __global__ void k_bn_apply(const float *x, size_t total, int c,
-                           const float *__restrict__ coef, float *y)
+                           const float *__restrict__ coef, int relu, float *y)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
          i += (size_t)gridDim.x * blockDim.x) {
         int ch = (int)(i % c);
-        y[i] = x[i] * coef[ch] + coef[c + ch];
+        y[i] = relu_if(x[i] * coef[ch] + coef[c + ch], relu);
     }
 }
 
 // dx = a*dy + b*x + cc from coef (3, c); dx may equal dy.
 __global__ void k_bn_apply_bwd(const float *__restrict__ x, const float *dy,
-                               size_t total, int c,
-                               const float *__restrict__ coef, float *dx)
+                               const float *__restrict__ relu_y, size_t total,
+                               int c, const float *__restrict__ coef,
+                               float *dx)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
          i += (size_t)gridDim.x * blockDim.x) {
         int ch = (int)(i % c);
-        dx[i] = coef[ch] * dy[i] + coef[c + ch] * x[i] + coef[2 * c + ch];
+        dx[i] = coef[ch] * masked_dy(dy, relu_y, i) + coef[c + ch] * x[i] +
+                coef[2 * c + ch];
     }
 }
 
@@ -295,14 +315,14 @@ __device__ inline void bn_eval_coef(const bn_eval_args &p, int ch,
 
 // Without scratch: the coefficients per element (a double sqrt each).
 __global__ void k_bn_eval(const float *x, size_t total, int c,
-                          bn_eval_args p, float *y)
+                          bn_eval_args p, int relu, float *y)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
          i += (size_t)gridDim.x * blockDim.x) {
         int ch = (int)(i % c);
         float scale, shift;
         bn_eval_coef(p, ch, &scale, &shift);
-        y[i] = x[i] * scale + shift;
+        y[i] = relu_if(x[i] * scale + shift, relu);
     }
 }
 
@@ -338,7 +358,7 @@ int kern_bn_fwd_train(cudaStream_t s, const kern_scratch *sc, const float *x,
                       int rows, int c, const float *gamma, const float *beta,
                       float eps, float momentum, float *run_mean,
                       float *run_var, float *save_mean, float *save_invstd,
-                      float *y, st_error *err)
+                      int relu, float *y, st_error *err)
 {
     if (rows <= 0 || c <= 0) return 0;
     bn_args p = {};
@@ -350,7 +370,7 @@ int kern_bn_fwd_train(cudaStream_t s, const kern_scratch *sc, const float *x,
     int G = bn_chunks(sc, rows, c, 2, &coef, &part);
     if (G == 0) {
         dim3 block(kBnC, kBnR), grid((c + kBnC - 1) / kBnC);
-        k_bn_train<<<grid, block, 0, s>>>(x, rows, c, p, y);
+        k_bn_train<<<grid, block, 0, s>>>(x, rows, c, p, relu, y);
         LAUNCH_TRY(err, "k_bn_train");
         return 0;
     }
@@ -362,7 +382,7 @@ int kern_bn_fwd_train(cudaStream_t s, const kern_scratch *sc, const float *x,
     LAUNCH_TRY(err, "k_bn_fin_train");
     size_t total = (size_t)rows * c;
     k_bn_apply<<<kern_blocks(total), kKernThreads, 0, s>>>(x, total, c, coef,
-                                                           y);
+                                                           relu, y);
     LAUNCH_TRY(err, "k_bn_apply");
     return 0;
 }
@@ -370,7 +390,7 @@ int kern_bn_fwd_train(cudaStream_t s, const kern_scratch *sc, const float *x,
 int kern_bn_fwd_eval(cudaStream_t s, const kern_scratch *sc, const float *x,
                      int rows, int c, const float *gamma, const float *beta,
                      float eps, const float *run_mean, const float *run_var,
-                     float *y, st_error *err)
+                     int relu, float *y, st_error *err)
 {
     size_t total = (size_t)rows * c;
     if (rows <= 0 || c <= 0) return 0;
@@ -378,7 +398,7 @@ int kern_bn_fwd_eval(cudaStream_t s, const kern_scratch *sc, const float *x,
     if (sc == nullptr || sc->p == nullptr ||
         sc->bytes < 2 * (size_t)c * sizeof(float)) {
         k_bn_eval<<<kern_blocks(total), kKernThreads, 0, s>>>(x, total, c, p,
-                                                              y);
+                                                              relu, y);
         LAUNCH_TRY(err, "k_bn_eval");
         return 0;
     }
@@ -387,7 +407,7 @@ int kern_bn_fwd_eval(cudaStream_t s, const kern_scratch *sc, const float *x,
     k_bn_fin_eval<<<cb, kKernThreads, 0, s>>>(c, p, coef);
     LAUNCH_TRY(err, "k_bn_fin_eval");
     k_bn_apply<<<kern_blocks(total), kKernThreads, 0, s>>>(x, total, c, coef,
-                                                           y);
+                                                           relu, y);
     LAUNCH_TRY(err, "k_bn_apply");
     return 0;
 }
@@ -395,8 +415,8 @@ int kern_bn_fwd_eval(cudaStream_t s, const kern_scratch *sc, const float *x,
 int kern_bn_bwd(cudaStream_t s, const kern_scratch *sc, const float *x,
                 const float *dy, int rows, int c, const float *gamma,
                 const float *save_mean, const float *save_invstd,
-                float *dgamma, float *dbeta, float *dx, int accumulate,
-                st_error *err)
+                const float *relu_y, float *dgamma, float *dbeta, float *dx,
+                int accumulate, st_error *err)
 {
     if (rows <= 0 || c <= 0) return 0;
     bn_args p = {};
@@ -407,19 +427,20 @@ int kern_bn_bwd(cudaStream_t s, const kern_scratch *sc, const float *x,
     int G = bn_chunks(sc, rows, c, 3, &coef, &part);
     if (G == 0) {
         dim3 block(kBnC, kBnR), grid((c + kBnC - 1) / kBnC);
-        k_bn_bwd<<<grid, block, 0, s>>>(x, dy, rows, c, p, dx);
+        k_bn_bwd<<<grid, block, 0, s>>>(x, dy, relu_y, rows, c, p, dx);
         LAUNCH_TRY(err, "k_bn_bwd");
         return 0;
     }
     dim3 block(kSpC, kSpR), grid((c + kSpC - 1) / kSpC, G);
-    k_bn_part_bwd<<<grid, block, 0, s>>>(x, dy, rows, c, G, save_mean, part);
+    k_bn_part_bwd<<<grid, block, 0, s>>>(x, dy, relu_y, rows, c, G, save_mean,
+                                         part);
     LAUNCH_TRY(err, "k_bn_part_bwd");
     int cb = (c + kKernThreads - 1) / kKernThreads;
     k_bn_fin_bwd<<<cb, kKernThreads, 0, s>>>(part, rows, c, G, p, coef);
     LAUNCH_TRY(err, "k_bn_fin_bwd");
     size_t total = (size_t)rows * c;
-    k_bn_apply_bwd<<<kern_blocks(total), kKernThreads, 0, s>>>(x, dy, total,
-                                                               c, coef, dx);
+    k_bn_apply_bwd<<<kern_blocks(total), kKernThreads, 0, s>>>(
+        x, dy, relu_y, total, c, coef, dx);
     LAUNCH_TRY(err, "k_bn_apply_bwd");
     return 0;
 }

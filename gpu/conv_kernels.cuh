@@ -44,16 +44,16 @@ int kern_bn_fwd_train(cudaStream_t s, const kern_scratch *sc, const float *x,
                       int rows, int c, const float *gamma, const float *beta,
                       float eps, float momentum, float *run_mean,
                       float *run_var, float *save_mean, float *save_invstd,
-                      float *y, st_error *err);
+                      int relu, float *y, st_error *err);
 int kern_bn_fwd_eval(cudaStream_t s, const kern_scratch *sc, const float *x,
                      int rows, int c, const float *gamma, const float *beta,
                      float eps, const float *run_mean, const float *run_var,
-                     float *y, st_error *err);
+                     int relu, float *y, st_error *err);
 int kern_bn_bwd(cudaStream_t s, const kern_scratch *sc, const float *x,
                 const float *dy, int rows, int c, const float *gamma,
                 const float *save_mean, const float *save_invstd,
-                float *dgamma, float *dbeta, float *dx, int accumulate,
-                st_error *err);
+                const float *relu_y, float *dgamma, float *dbeta, float *dx,
+                int accumulate, st_error *err);
 int kern_act_fwd(cudaStream_t s, int kind, const float *x, float *y, size_t n,
                  st_error *err);
 int kern_act_bwd(cudaStream_t s, int kind, const float *x, const float *dy,

@@ -46,7 +46,7 @@ typedef struct conv_job {
     const int32_t *cidx;
     float *y, *dx;
     int32_t *idx;
-    int accumulate, kind, c, m, parts;
+    int accumulate, kind, c, m, parts, relu;
     size_t rows, ld;
     double *s1, *s2;  /* (parts, BN_CHUNK) partial sums */
 } conv_job;
@@ -388,43 +388,94 @@ CPU_VEC static void col_moments(const float *restrict x, size_t rows,
         }
 }
 
-/* y = (x - mean)*scale + shift per column (y may equal x). */
-CPU_VEC static void col_affine(const float *x, size_t rows, size_t ld, int m,
+/* y = (x - mean)*scale + shift per column (y may equal x), then the
+ * fused ReLU when relu. */
+CPU_VEC_SELECT static void col_affine(const float *x, size_t rows, size_t ld, int m,
                                const float *restrict mean,
                                const float *restrict scale,
-                               const float *restrict shift, float *y)
+                               const float *restrict shift, int relu,
+                               float *y)
 {
-    for (size_t r = 0; r < rows; r++)
-        for (int k = 0; k < m; k++)
-            y[r * ld + k] = (x[r * ld + k] - mean[k]) * scale[k] + shift[k];
+    if (relu)
+        for (size_t r = 0; r < rows; r++)
+            for (int k = 0; k < m; k++) {
+                float v = (x[r * ld + k] - mean[k]) * scale[k] + shift[k];
+                y[r * ld + k] = v > 0.0f ? v : 0.0f;
+            }
+    else
+        for (size_t r = 0; r < rows; r++)
+            for (int k = 0; k < m; k++)
+                y[r * ld + k] = (x[r * ld + k] - mean[k]) * scale[k] + shift[k];
 }
 
-/* sdy[k] = sum dy, sdx[k] = sum dy * (x - mean[k]), in double. */
-CPU_VEC static void bn_grad_sums(const float *restrict x,
+/* dy masked by the fused ReLU: 0 where the forward's pre-activation,
+ * recomputed from x by col_affine's expression and coefficients (so bit
+ * for bit the one the forward clipped), is not positive. A select, so
+ * the loops around it stay vectorized; they take relu as a constant. */
+static inline __attribute__((always_inline)) float
+relu_masked(float x, float dy, float mean, float scale, float shift)
+{
+    float v = (x - mean) * scale + shift;
+    return v > 0.0f ? dy : 0.0f;
+}
+
+/* sdy[k] = sum dy, sdx[k] = sum dy * (x - mean[k]), in double, dy
+ * masked by the fused ReLU when relu. */
+CPU_VEC_SELECT static void bn_grad_sums(const float *restrict x,
                                  const float *restrict dy, size_t rows,
                                  size_t ld, int m, const float *restrict mean,
+                                 const float *restrict scale,
+                                 const float *restrict shift, int relu,
                                  double *restrict sdy, double *restrict sdx)
 {
     for (int k = 0; k < m; k++) sdy[k] = sdx[k] = 0.0;
-    for (size_t r = 0; r < rows; r++)
-        for (int k = 0; k < m; k++) {
-            double g = (double)dy[r * ld + k];
-            sdy[k] += g;
-            sdx[k] += g * ((double)x[r * ld + k] - (double)mean[k]);
-        }
+    if (relu)
+        for (size_t r = 0; r < rows; r++)
+            for (int k = 0; k < m; k++) {
+                double g = (double)relu_masked(x[r * ld + k], dy[r * ld + k],
+                                               mean[k], scale[k], shift[k]);
+                sdy[k] += g;
+                sdx[k] += g * ((double)x[r * ld + k] - (double)mean[k]);
+            }
+    else
+        for (size_t r = 0; r < rows; r++)
+            for (int k = 0; k < m; k++) {
+                double g = (double)dy[r * ld + k];
+                sdy[k] += g;
+                sdx[k] += g * ((double)x[r * ld + k] - (double)mean[k]);
+            }
 }
 
-/* dx = a*dy + b*(x - mean) + cc per column (dx may equal dy). */
-CPU_VEC static void bn_dx(const float *restrict x, const float *dy,
+/* dx = a*dy + b*(x - mean) + cc per column (dx may equal dy), dy masked
+ * by the fused ReLU when relu. */
+CPU_VEC_SELECT static void bn_dx(const float *restrict x, const float *dy,
                           size_t rows, size_t ld, int m,
                           const float *restrict mean,
+                          const float *restrict scale,
+                          const float *restrict shift, int relu,
                           const float *restrict a, const float *restrict b,
                           const float *restrict cc, float *dx)
 {
-    for (size_t r = 0; r < rows; r++)
-        for (int k = 0; k < m; k++)
-            dx[r * ld + k] = a[k] * dy[r * ld + k] +
-                             b[k] * (x[r * ld + k] - mean[k]) + cc[k];
+    if (relu)
+        for (size_t r = 0; r < rows; r++)
+            for (int k = 0; k < m; k++) {
+                float g = relu_masked(x[r * ld + k], dy[r * ld + k], mean[k],
+                                      scale[k], shift[k]);
+                dx[r * ld + k] = a[k] * g +
+                                 b[k] * (x[r * ld + k] - mean[k]) + cc[k];
+            }
+    else
+        for (size_t r = 0; r < rows; r++)
+            for (int k = 0; k < m; k++)
+                dx[r * ld + k] = a[k] * dy[r * ld + k] +
+                                 b[k] * (x[r * ld + k] - mean[k]) + cc[k];
+}
+
+/* The affine map's scale, gamma*invstd, from the saved float invstd: the
+ * training forward and the fused ReLU's backward compute it alike. */
+static float bn_scale(float gamma, float invstd)
+{
+    return (float)((double)gamma * (double)invstd);
 }
 
 /* Batch norm's row chunks: as many as rows allow, at most BN_PARTS, and
@@ -461,8 +512,8 @@ static void grad_parts(void *ctx, size_t p0, size_t p1)
         size_t lo, hi;
         part_rows(j, p, &lo, &hi);
         bn_grad_sums(j->x + lo * j->ld, j->dy + lo * j->ld, hi - lo, j->ld,
-                     j->m, j->mean, j->s1 + p * BN_CHUNK,
-                     j->s2 + p * BN_CHUNK);
+                     j->m, j->mean, j->scale, j->shift, j->relu,
+                     j->s1 + p * BN_CHUNK, j->s2 + p * BN_CHUNK);
     }
 }
 
@@ -470,14 +521,15 @@ static void affine_rows(void *ctx, size_t r0, size_t r1)
 {
     const conv_job *j = ctx;
     col_affine(j->x + r0 * j->ld, r1 - r0, j->ld, j->m, j->mean, j->scale,
-               j->shift, j->y + r0 * j->ld);
+               j->shift, j->relu, j->y + r0 * j->ld);
 }
 
 static void dx_rows(void *ctx, size_t r0, size_t r1)
 {
     const conv_job *j = ctx;
     bn_dx(j->x + r0 * j->ld, j->dy + r0 * j->ld, r1 - r0, j->ld, j->m,
-          j->mean, j->a, j->b, j->cc, j->dx + r0 * j->ld);
+          j->mean, j->scale, j->shift, j->relu, j->a, j->b, j->cc,
+          j->dx + r0 * j->ld);
 }
 
 /* out[k] = sum over the job's parts of part[p][k], in part order. */
@@ -491,8 +543,8 @@ static void add_parts(const conv_job *j, const double *part, double *out)
 int gpu__cpu_bn_fwd_train(void *impl, const float *x, int rows, int c,
                           const float *gamma, const float *beta, float eps,
                           float momentum, float *run_mean, float *run_var,
-                          float *save_mean, float *save_invstd, float *y,
-                          st_error *err)
+                          float *save_mean, float *save_invstd, int relu,
+                          float *y, st_error *err)
 {
     cpu_pool *pool = pool_of(impl);
     double mean[BN_CHUNK], ss[BN_CHUNK];
@@ -501,7 +553,7 @@ int gpu__cpu_bn_fwd_train(void *impl, const float *x, int rows, int c,
     double *part = ((gpu__cpu_impl *)impl)->bn_part;
     conv_job j = {.rows = (size_t)rows, .ld = (size_t)c,
                   .parts = bn_parts((size_t)rows), .s1 = part,
-                  .s2 = part + BN_PARTS * BN_CHUNK};
+                  .s2 = part + BN_PARTS * BN_CHUNK, .relu = relu};
     for (int k0 = 0; k0 < c; k0 += BN_CHUNK) {
         j.m = c - k0 < BN_CHUNK ? c - k0 : BN_CHUNK;
         j.x = x + k0;
@@ -523,7 +575,8 @@ int gpu__cpu_bn_fwd_train(void *impl, const float *x, int rows, int c,
                                   (double)momentum * mean[k]);
             run_var[i] = (float)((1.0 - momentum) * run_var[i] +
                                  (double)momentum * var * unbias);
-            scale[k] = (float)((double)gamma[i] * inv);
+            /* from the saved (float) invstd, as backward recomputes it */
+            scale[k] = bn_scale(gamma[i], save_invstd[i]);
         }
         j.mean = save_mean + k0, j.scale = scale, j.shift = beta + k0;
         j.y = y + k0;
@@ -536,10 +589,11 @@ int gpu__cpu_bn_fwd_train(void *impl, const float *x, int rows, int c,
 int gpu__cpu_bn_fwd_eval(void *impl, const float *x, int rows, int c,
                          const float *gamma, const float *beta, float eps,
                          const float *run_mean, const float *run_var,
-                         float *y, st_error *err)
+                         int relu, float *y, st_error *err)
 {
     float scale[BN_CHUNK];
-    conv_job j = {.rows = (size_t)rows, .ld = (size_t)c, .scale = scale};
+    conv_job j = {.rows = (size_t)rows, .ld = (size_t)c, .scale = scale,
+                  .relu = relu};
     for (int k0 = 0; k0 < c; k0 += BN_CHUNK) {
         j.m = c - k0 < BN_CHUNK ? c - k0 : BN_CHUNK;
         for (int k = 0; k < j.m; k++) {
@@ -559,20 +613,26 @@ int gpu__cpu_bn_fwd_eval(void *impl, const float *x, int rows, int c,
  *   dx = gamma*invstd * (dy - dbeta/N - xhat*dgamma/N),
  * folded per column into dx = a*dy + b*(x - mean) + cc. */
 int gpu__cpu_bn_bwd(void *impl, const float *x, const float *dy, int rows,
-                    int c, const float *gamma, const float *save_mean,
-                    const float *save_invstd, float *dgamma, float *dbeta,
+                    int c, const float *gamma, const float *beta,
+                    const float *save_mean, const float *save_invstd,
+                    const float *relu_y, float *dgamma, float *dbeta,
                     float *dx, int accumulate, st_error *err)
 {
     cpu_pool *pool = pool_of(impl);
     double sdy[BN_CHUNK], sdx[BN_CHUNK];
-    float a[BN_CHUNK], b[BN_CHUNK], cc[BN_CHUNK];
+    float a[BN_CHUNK], b[BN_CHUNK], cc[BN_CHUNK], scale[BN_CHUNK];
     double *part = ((gpu__cpu_impl *)impl)->bn_part;
+    /* the fused ReLU's mask comes from x, not relu_y: one stream fewer */
     conv_job j = {.rows = (size_t)rows, .ld = (size_t)c,
                   .parts = bn_parts((size_t)rows), .s1 = part,
-                  .s2 = part + BN_PARTS * BN_CHUNK, .a = a, .b = b, .cc = cc};
+                  .s2 = part + BN_PARTS * BN_CHUNK, .a = a, .b = b, .cc = cc,
+                  .scale = scale, .relu = relu_y != NULL};
     for (int k0 = 0; k0 < c; k0 += BN_CHUNK) {
         j.m = c - k0 < BN_CHUNK ? c - k0 : BN_CHUNK;
         j.x = x + k0, j.dy = dy + k0, j.mean = save_mean + k0;
+        j.shift = beta + k0;
+        for (int k = 0; k < j.m; k++)
+            scale[k] = bn_scale(gamma[k0 + k], save_invstd[k0 + k]);
         ST_TRY(cpu_pool_for(pool, (size_t)j.parts, 1, grad_parts, &j, err));
         add_parts(&j, j.s1, sdy);
         add_parts(&j, j.s2, sdx);
@@ -614,17 +674,7 @@ CPU_VEC static void relu_bwd(const float *restrict x, const float *dy,
  * approximation 7.1.26 of Abramowitz and Stegun (absolute error <= 1.5e-7
  * on erf), used on |x| so that Phi(x) for x < 0 has no cancellation.
  * The helpers are always inlined (a function with other optimize options
- * would not be), and the loops add no-trapping-math, without which GCC
- * keeps the clamp's comparison as a branch; it changes no value. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
-    !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
-#define GELU_VEC                                                        \
-    __attribute__((optimize("O3", "vect-cost-model=dynamic",           \
-                            "no-trapping-math"),                        \
-                   target_clones("arch=x86-64-v3", "default")))
-#else
-#define GELU_VEC
-#endif
+ * would not be), and the loops are CPU_VEC_SELECT's (the clamp). */
 
 static inline __attribute__((always_inline)) float exp_fast(float x)
 {
@@ -664,13 +714,13 @@ static inline __attribute__((always_inline)) float phi_fast(float x)
     return x < 0.0f ? half_erfc : 1.0f - half_erfc;
 }
 
-GELU_VEC static void gelu_fwd(const float *x, float *y, size_t n)
+CPU_VEC_SELECT static void gelu_fwd(const float *x, float *y, size_t n)
 {
     for (size_t i = 0; i < n; i++) y[i] = x[i] * phi_fast(x[i]);
 }
 
 /* d/dx x Phi(x) = Phi(x) + x phi(x), phi(x) = e^(-x^2/2) / sqrt(2 pi). */
-GELU_VEC static void gelu_bwd(const float *restrict x, const float *dy,
+CPU_VEC_SELECT static void gelu_bwd(const float *restrict x, const float *dy,
                              float *dx, size_t n)
 {
     for (size_t i = 0; i < n; i++) {

@@ -362,34 +362,35 @@ int cu_avgpool_bwd(void *impl, const float *dy, int n, int hw, int c,
 int cu_bn_fwd_train(void *impl, const float *x, int rows, int c,
                     const float *gamma, const float *beta, float eps,
                     float momentum, float *run_mean, float *run_var,
-                    float *save_mean, float *save_invstd, float *y,
-                    st_error *err)
+                    float *save_mean, float *save_invstd, int relu,
+                    float *y, st_error *err)
 {
     cuda_impl *cu = (cuda_impl *)impl;
     return kern_bn_fwd_train(cu->compute, &cu->scratch, x, rows, c, gamma,
                              beta, eps, momentum, run_mean, run_var,
-                             save_mean, save_invstd, y, err);
+                             save_mean, save_invstd, relu, y, err);
 }
 
 int cu_bn_fwd_eval(void *impl, const float *x, int rows, int c,
                    const float *gamma, const float *beta, float eps,
-                   const float *run_mean, const float *run_var, float *y,
-                   st_error *err)
+                   const float *run_mean, const float *run_var, int relu,
+                   float *y, st_error *err)
 {
     cuda_impl *cu = (cuda_impl *)impl;
     return kern_bn_fwd_eval(cu->compute, &cu->scratch, x, rows, c, gamma,
-                            beta, eps, run_mean, run_var, y, err);
+                            beta, eps, run_mean, run_var, relu, y, err);
 }
 
 int cu_bn_bwd(void *impl, const float *x, const float *dy, int rows, int c,
-              const float *gamma, const float *save_mean,
-              const float *save_invstd, float *dgamma, float *dbeta,
-              float *dx, int accumulate, st_error *err)
+              const float *gamma, const float *beta, const float *save_mean,
+              const float *save_invstd, const float *relu_y, float *dgamma,
+              float *dbeta, float *dx, int accumulate, st_error *err)
 {
+    (void)beta; /* the mask comes from relu_y */
     cuda_impl *cu = (cuda_impl *)impl;
     return kern_bn_bwd(cu->compute, &cu->scratch, x, dy, rows, c, gamma,
-                       save_mean, save_invstd, dgamma, dbeta, dx, accumulate,
-                       err);
+                       save_mean, save_invstd, relu_y, dgamma, dbeta, dx,
+                       accumulate, err);
 }
 
 int cu_act_fwd(void *impl, int kind, const float *x, float *y, size_t n,

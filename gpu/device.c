@@ -520,7 +520,8 @@ int gpu_avgpool_bwd(gpu_device *d, const float *dy, int n, int hw, int c,
 int gpu_bn_fwd_train(gpu_device *d, const float *x, int rows, int c,
                      const float *gamma, const float *beta, float eps,
                      float momentum, float *run_mean, float *run_var,
-                     float *save_mean, float *save_invstd, float *y)
+                     float *save_mean, float *save_invstd, int relu,
+                     float *y)
 {
     NEED_OP(d, bn_fwd_train, "bn_fwd_train");
     ST_TRY(check_dims(d, "bn_fwd_train", rows, c));
@@ -533,28 +534,30 @@ int gpu_bn_fwd_train(gpu_device *d, const float *x, int rows, int c,
                          (double)eps, (double)momentum);
     return d->ops->bn_fwd_train(d->impl, x, rows, c, gamma, beta, eps,
                                 momentum, run_mean, run_var, save_mean,
-                                save_invstd, y, &d->err);
+                                save_invstd, relu, y, &d->err);
 }
 
 int gpu_bn_fwd_eval(gpu_device *d, const float *x, int rows, int c,
                     const float *gamma, const float *beta, float eps,
-                    const float *run_mean, const float *run_var, float *y)
+                    const float *run_mean, const float *run_var, int relu,
+                    float *y)
 {
     NEED_OP(d, bn_fwd_eval, "bn_fwd_eval");
     ST_TRY(check_dims(d, "bn_fwd_eval", rows, c));
     return d->ops->bn_fwd_eval(d->impl, x, rows, c, gamma, beta, eps,
-                               run_mean, run_var, y, &d->err);
+                               run_mean, run_var, relu, y, &d->err);
 }
 
 int gpu_bn_bwd(gpu_device *d, const float *x, const float *dy, int rows,
-               int c, const float *gamma, const float *save_mean,
-               const float *save_invstd, float *dgamma, float *dbeta,
-               float *dx, int accumulate)
+               int c, const float *gamma, const float *beta,
+               const float *save_mean, const float *save_invstd,
+               const float *relu_y, float *dgamma, float *dbeta, float *dx,
+               int accumulate)
 {
     NEED_OP(d, bn_bwd, "bn_bwd");
     ST_TRY(check_dims(d, "bn_bwd", rows, c));
-    return d->ops->bn_bwd(d->impl, x, dy, rows, c, gamma, save_mean,
-                          save_invstd, dgamma, dbeta, dx, accumulate,
+    return d->ops->bn_bwd(d->impl, x, dy, rows, c, gamma, beta, save_mean,
+                          save_invstd, relu_y, dgamma, dbeta, dx, accumulate,
                           &d->err);
 }
 

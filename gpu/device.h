@@ -329,23 +329,33 @@ int gpu_avgpool_bwd(gpu_device *d, const float *dy, int n, int hw, int c,
  * training: mean and biased variance of the batch normalize; saved
  * mean (c) and invstd (c) = 1/sqrt(var + eps) are kept for backward; the
  * running estimates become (1-momentum)*run + momentum*stat with the
- * UNBIASED variance (rows/(rows-1)). y = gamma * xhat + beta. y may equal
- * x (in place). */
+ * UNBIASED variance (rows/(rows-1)). y = gamma * xhat + beta, then
+ * max(y, 0) when relu (a fused ReLU: one pass fewer over y each way). y
+ * may equal x (in place) unless relu: backward reads x. */
 int gpu_bn_fwd_train(gpu_device *d, const float *x, int rows, int c,
                      const float *gamma, const float *beta, float eps,
                      float momentum, float *run_mean, float *run_var,
-                     float *save_mean, float *save_invstd, float *y);
-/* evaluation: y = gamma * (x - run_mean) / sqrt(run_var + eps) + beta. */
+                     float *save_mean, float *save_invstd, int relu,
+                     float *y);
+/* evaluation: y = gamma * (x - run_mean) / sqrt(run_var + eps) + beta,
+ * then max(y, 0) when relu. */
 int gpu_bn_fwd_eval(gpu_device *d, const float *x, int rows, int c,
                     const float *gamma, const float *beta, float eps,
-                    const float *run_mean, const float *run_var, float *y);
+                    const float *run_mean, const float *run_var, int relu,
+                    float *y);
 /* Backward of gpu_bn_fwd_train given its input x and saved statistics:
  * dgamma/dbeta (c) are written (accumulate 0) or added to (accumulate 1);
- * dx (rows, c) = the batch-statistics gradient. dx may equal dy. */
+ * dx (rows, c) = the batch-statistics gradient. dx may equal dy. relu_y:
+ * NULL, or the fused ReLU's forward output y, and then dy (the gradient
+ * of y) first takes y's mask (0 where y <= 0). The CPU backend recomputes
+ * that mask from x, gamma, beta and the saved statistics exactly as its
+ * forward computed y (one read stream fewer), the CUDA backend reads
+ * relu_y; both give the same mask. */
 int gpu_bn_bwd(gpu_device *d, const float *x, const float *dy, int rows,
-               int c, const float *gamma, const float *save_mean,
-               const float *save_invstd, float *dgamma, float *dbeta,
-               float *dx, int accumulate);
+               int c, const float *gamma, const float *beta,
+               const float *save_mean, const float *save_invstd,
+               const float *relu_y, float *dgamma, float *dbeta, float *dx,
+               int accumulate);
 
 typedef enum gpu_act_kind {
     GPU_ACT_RELU = 1,

@@ -3,7 +3,7 @@
  * written here: direct convolution vs im2col + GEMM, col2im as the adjoint
  * of im2col, max pool with overlapping padded windows, global average
  * pool, batch norm in training and evaluation (unbiased running variance,
- * momentum), ReLU/GELU, axpby, label-smoothed cross-entropy, per-channel
+ * momentum) and its fused ReLU, ReLU/GELU, axpby, label-smoothed cross-entropy, per-channel
  * normalization and the mirror; argument checks; the staged device.
  */
 #include <setjmp.h>
@@ -274,7 +274,7 @@ static void test_bn_forward(void **state)
     float rm2[C], rv2[C];
     memcpy(rm2, rm, sizeof rm), memcpy(rv2, rv, sizeof rv);
     assert_int_equal(gpu_bn_fwd_train(d, x, R, C, g, be, eps, mom, rm, rv, sm,
-                                      si, y), 0);
+                                      si, 0, y), 0);
     assert_close(y, ref, R * C, 1e-5);
     assert_close(rm, rrm, C, 1e-6);
     assert_close(rv, rrv, C, 1e-6);
@@ -283,7 +283,7 @@ static void test_bn_forward(void **state)
     /* in place gives the same bits */
     memcpy(y2, x, R * C * sizeof *y2);
     assert_int_equal(gpu_bn_fwd_train(d, y2, R, C, g, be, eps, mom, rm2, rv2,
-                                      sm, si, y2), 0);
+                                      sm, si, 0, y2), 0);
     assert_memory_equal(y, y2, R * C * sizeof *y);
 
     /* evaluation with the running estimates */
@@ -291,7 +291,7 @@ static void test_bn_forward(void **state)
         for (int r = 0; r < R; r++)
             ref[r * C + k] = g[k] * (x[r * C + k] - rm[k]) / sqrt(rv[k] + eps) +
                              be[k];
-    assert_int_equal(gpu_bn_fwd_eval(d, x, R, C, g, be, eps, rm, rv, y), 0);
+    assert_int_equal(gpu_bn_fwd_eval(d, x, R, C, g, be, eps, rm, rv, 0, y), 0);
     assert_close(y, ref, R * C, 1e-5);
     free(ref), free(y2), free(y), free(x);
     gpu_device_destroy(d);
@@ -312,7 +312,7 @@ static void test_bn_backward(void **state)
     for (int i = 0; i < R * C; i++) x[i] = 3.0f * x[i] + 10.0f;
     for (int k = 0; k < C; k++) rv[k] = 1.0f;
     assert_int_equal(gpu_bn_fwd_train(d, x, R, C, g, be, eps, 0.1f, rm, rv, sm,
-                                      si, dx), 0);
+                                      si, 0, dx), 0);
     for (int k = 0; k < C; k++) {
         double m = 0, v = 0, sdy = 0, sdyx = 0;
         for (int r = 0; r < R; r++) m += x[r * C + k];
@@ -331,21 +331,75 @@ static void test_bn_backward(void **state)
         }
     }
     fill(dg, C), fill(db, C); /* garbage: accumulate=0 overwrites */
-    assert_int_equal(gpu_bn_bwd(d, x, dy, R, C, g, sm, si, dg, db, dx, 0), 0);
+    assert_int_equal(gpu_bn_bwd(d, x, dy, R, C, g, be, sm, si, NULL, dg, db, dx,
+                                0), 0);
     assert_close(dx, rdx, R * C, 1e-5);
     assert_close(dg, rdg, C, 1e-5);
     assert_close(db, rdb, C, 1e-5);
     /* accumulate=1 adds to dgamma/dbeta; dx == dy in place */
     memcpy(dx2, dy, R * C * sizeof *dx2);
-    assert_int_equal(gpu_bn_bwd(d, x, dx2, R, C, g, sm, si, dg, db, dx2, 1), 0);
+    assert_int_equal(gpu_bn_bwd(d, x, dx2, R, C, g, be, sm, si, NULL, dg, db,
+                                dx2, 1), 0);
     assert_memory_equal(dx, dx2, R * C * sizeof *dx);
     for (int k = 0; k < C; k++) rdg[k] *= 2, rdb[k] *= 2;
     assert_close(dg, rdg, C, 1e-5);
     assert_close(db, rdb, C, 1e-5);
     /* one row has no batch statistics */
     assert_int_equal(gpu_bn_fwd_train(d, x, 1, C, g, be, eps, 0.1f, rm, rv, sm,
-                                      si, dx), ST_EINVAL);
+                                      si, 0, dx), ST_EINVAL);
     free(rdx), free(dx2), free(dx), free(dy), free(x);
+    gpu_device_destroy(d);
+}
+
+/* The fused ReLU (relu 1 / relu_y) is bit for bit batch norm then a
+ * separate ReLU, both ways: the CPU's backward recomputes the mask from x
+ * and must never disagree with the forward's y. Enough rows for several
+ * row chunks, more channels than one column chunk, 2 threads. */
+static void test_bn_relu_fused(void **state)
+{
+    (void)state;
+    gpu_device *d = cpu_dev_threads(2);
+    enum { R = 2111, C = 300 };
+    size_t n = (size_t)R * C;
+    float *x = falloc(n), *dy = falloc(n), *y = falloc(n), *yf = falloc(n);
+    float *dm = falloc(n), *dx = falloc(n), *dxf = falloc(n);
+    float g[C], be[C], rm[C] = {0}, rv[C], sm[C], si[C], dg[C], db[C];
+    float dgf[C], dbf[C];
+    fill(x, n), fill(dy, n), fill(g, C), fill(be, C);
+    for (int k = 0; k < C; k++) rv[k] = 1.0f;
+    for (size_t i = 0; i < n; i++) x[i] = 2.0f * x[i] + 0.5f * (float)(i % 7);
+    assert_int_equal(gpu_bn_fwd_train(d, x, R, C, g, be, 1e-5f, 0.1f, rm, rv,
+                                      sm, si, 0, y), 0);
+    assert_int_equal(gpu_act_fwd(d, GPU_ACT_RELU, y, y, n), 0);
+    for (int k = 0; k < C; k++) rm[k] = 0.0f, rv[k] = 1.0f;
+    assert_int_equal(gpu_bn_fwd_train(d, x, R, C, g, be, 1e-5f, 0.1f, rm, rv,
+                                      sm, si, 1, yf), 0);
+    assert_memory_equal(y, yf, n * sizeof *y);
+    size_t zeros = 0;
+    for (size_t i = 0; i < n; i++) zeros += yf[i] == 0.0f;
+    assert_true(zeros > n / 4 && zeros < 3 * n / 4); /* the mask matters */
+    /* backward: relu_bwd then bn_bwd, against the fused op */
+    assert_int_equal(gpu_act_bwd(d, GPU_ACT_RELU, y, dy, dm, n), 0);
+    assert_int_equal(gpu_bn_bwd(d, x, dm, R, C, g, be, sm, si, NULL, dg, db,
+                                dx, 0), 0);
+    assert_int_equal(gpu_bn_bwd(d, x, dy, R, C, g, be, sm, si, yf, dgf, dbf,
+                                dxf, 0), 0);
+    assert_memory_equal(dx, dxf, n * sizeof *dx);
+    assert_memory_equal(dg, dgf, sizeof dg);
+    assert_memory_equal(db, dbf, sizeof db);
+    /* in place over dy */
+    memcpy(dxf, dy, n * sizeof *dy);
+    assert_int_equal(gpu_bn_bwd(d, x, dxf, R, C, g, be, sm, si, yf, dgf, dbf,
+                                dxf, 0), 0);
+    assert_memory_equal(dx, dxf, n * sizeof *dx);
+    /* evaluation */
+    assert_int_equal(gpu_bn_fwd_eval(d, x, R, C, g, be, 1e-5f, rm, rv, 0, y),
+                     0);
+    assert_int_equal(gpu_act_fwd(d, GPU_ACT_RELU, y, y, n), 0);
+    assert_int_equal(gpu_bn_fwd_eval(d, x, R, C, g, be, 1e-5f, rm, rv, 1, yf),
+                     0);
+    assert_memory_equal(y, yf, n * sizeof *y);
+    free(x), free(dy), free(y), free(yf), free(dm), free(dx), free(dxf);
     gpu_device_destroy(d);
 }
 
@@ -576,10 +630,10 @@ static void test_staged_same_bits(void **state)
     assert_int_equal(gpu_im2col(s, &g, x, c2), 0);
     assert_memory_equal(c1, c2, nc * sizeof *c1);
     assert_int_equal(gpu_bn_fwd_train(d, x, (int)(nx / 2), 2, gm, bt, 1e-5f,
-                                      0.1f, rm, rv, sm, si, y1), 0);
+                                      0.1f, rm, rv, sm, si, 0, y1), 0);
     rm[0] = rm[1] = 0, rv[0] = rv[1] = 1;
     assert_int_equal(gpu_bn_fwd_train(s, x, (int)(nx / 2), 2, gm, bt, 1e-5f,
-                                      0.1f, rm, rv, sm, si, y2), 0);
+                                      0.1f, rm, rv, sm, si, 0, y2), 0);
     assert_memory_equal(y1, y2, nx * sizeof *y1);
     free(y2), free(y1), free(c2), free(c1), free(x);
     gpu_device_destroy(s);
@@ -595,6 +649,7 @@ int main(void)
         cmocka_unit_test(test_avgpool),
         cmocka_unit_test(test_bn_forward),
         cmocka_unit_test(test_bn_backward),
+        cmocka_unit_test(test_bn_relu_fused),
         cmocka_unit_test(test_activations),
         cmocka_unit_test(test_gelu_sweep),
         cmocka_unit_test(test_axpby),

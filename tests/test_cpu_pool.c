@@ -147,11 +147,11 @@ static void run_ops(int threads, const float *x, const float *dy, outputs *o)
     int rows = N * H * W;
     o->bn = falloc(NX), o->bnev = falloc(NX), o->bndx = falloc(NX);
     assert_int_equal(gpu_bn_fwd_train(d, x, rows, C, gm, bt, 1e-5f, 0.1f, rm,
-                                      rv, sm, si, o->bn), 0);
-    assert_int_equal(gpu_bn_fwd_eval(d, x, rows, C, gm, bt, 1e-5f, rm, rv,
+                                      rv, sm, si, 0, o->bn), 0);
+    assert_int_equal(gpu_bn_fwd_eval(d, x, rows, C, gm, bt, 1e-5f, rm, rv, 0,
                                      o->bnev), 0);
-    assert_int_equal(gpu_bn_bwd(d, x, dy, rows, C, gm, sm, si, dg, db,
-                                o->bndx, 0), 0);
+    assert_int_equal(gpu_bn_bwd(d, x, dy, rows, C, gm, bt, sm, si, NULL, dg,
+                                db, o->bndx, 0), 0);
     o->act = falloc(2 * NX), o->dact = falloc(2 * NX);
     assert_int_equal(gpu_act_fwd(d, GPU_ACT_RELU, x, o->act, NX), 0);
     assert_int_equal(gpu_act_fwd(d, GPU_ACT_GELU, x, o->act + NX, NX), 0);

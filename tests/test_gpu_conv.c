@@ -189,9 +189,9 @@ static void bn_case(int split, int BR, int BC)
     for (int j = 0; j < 8; j++) d[j] = dput(&p, ch[j], BC);
     /* train, in place on the GPU: y == x */
     gpu_bn_fwd_train(p.c, x, BR, BC, ch[0], ch[1], 1e-5f, 0.1f, ch[2], ch[3],
-                     ch[4], ch[5], y);
+                     ch[4], ch[5], 0, y);
     gpu_bn_fwd_train(p.g, d_x, BR, BC, d[0], d[1], 1e-5f, 0.1f, d[2], d[3],
-                     d[4], d[5], d_x);
+                     d[4], d[5], 0, d_x);
     dget(&p, yg, d_x, BN_);
     close_enough("bn train y", yg, y, BN_, 1e-5f);
     const char *names[] = {"run_mean", "run_var", "save_mean", "save_invstd"};
@@ -202,8 +202,10 @@ static void bn_case(int split, int BR, int BC)
     /* backward from the original x (re-sent), accumulating into dgamma and
      * dbeta, dx in place over dy on the GPU */
     gpu_to_device(p.g, d_x, x, BN_ * 4);
-    gpu_bn_bwd(p.c, x, dy, BR, BC, ch[0], ch[4], ch[5], ch[6], ch[7], y, 1);
-    gpu_bn_bwd(p.g, d_x, d_dy, BR, BC, d[0], d[4], d[5], d[6], d[7], d_dy, 1);
+    gpu_bn_bwd(p.c, x, dy, BR, BC, ch[0], ch[1], ch[4], ch[5], NULL, ch[6],
+               ch[7], y, 1);
+    gpu_bn_bwd(p.g, d_x, d_dy, BR, BC, d[0], d[1], d[4], d[5], NULL, d[6],
+               d[7], d_dy, 1);
     dget(&p, yg, d_dy, BN_);
     close_rel("bn dx", yg, y, BN_, 1e-5f);
     for (int j = 6; j < 8; j++) {
@@ -211,8 +213,8 @@ static void bn_case(int split, int BR, int BC)
         close_rel(j == 6 ? "bn dgamma" : "bn dbeta", chg, ch[j], BC, 1e-5f);
     }
     /* evaluation with the running estimates */
-    gpu_bn_fwd_eval(p.c, x, BR, BC, ch[0], ch[1], 1e-5f, ch[2], ch[3], y);
-    gpu_bn_fwd_eval(p.g, d_x, BR, BC, d[0], d[1], 1e-5f, d[2], d[3], d_dy);
+    gpu_bn_fwd_eval(p.c, x, BR, BC, ch[0], ch[1], 1e-5f, ch[2], ch[3], 0, y);
+    gpu_bn_fwd_eval(p.g, d_x, BR, BC, d[0], d[1], 1e-5f, d[2], d[3], 0, d_dy);
     dget(&p, yg, d_dy, BN_);
     close_enough("bn eval y", yg, y, BN_, 1e-5f);
     free(x), free(y), free(yg), free(dy);

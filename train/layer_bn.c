@@ -12,8 +12,10 @@
  *
  * Under gradient accumulation each micro-batch normalizes with its own
  * statistics and updates the running estimates once, as PyTorch does.
- * An optional fused ReLU (l->relu) follows the affine map; backward masks
- * dy with y > 0, which is the pre-activation's sign.
+ * An optional fused ReLU (l->relu) follows the affine map inside the
+ * device's batch-norm ops (gpu_bn_*'s relu), so neither direction makes a
+ * pass of its own over y; backward masks dy with y > 0, which is the
+ * pre-activation's sign.
  */
 #include "train/layer.h"
 #include "train/layer_impl.h"
@@ -54,15 +56,11 @@ static int bn_forward(const layer *l, gpu_device *d, const float *x,
 {
     const int c = l->in_c, rows = n * l->in_h * l->in_w;
     if (train)
-        ST_TRY(gpu_bn_fwd_train(d, x, rows, c, l->b, l->b + c, l->bn_eps,
+        return gpu_bn_fwd_train(d, x, rows, c, l->b, l->b + c, l->bn_eps,
                                 l->bn_momentum, l->state, l->state + c,
-                                l->scratch, l->scratch + c, y));
-    else
-        ST_TRY(gpu_bn_fwd_eval(d, x, rows, c, l->b, l->b + c, l->bn_eps,
-                               l->state, l->state + c, y));
-    if (l->relu)
-        return gpu_act_fwd(d, GPU_ACT_RELU, y, y, (size_t)rows * c);
-    return 0;
+                                l->scratch, l->scratch + c, l->relu, y);
+    return gpu_bn_fwd_eval(d, x, rows, c, l->b, l->b + c, l->bn_eps,
+                           l->state, l->state + c, l->relu, y);
 }
 
 static int bn_backward(const layer *l, gpu_device *d, const float *x,
@@ -70,12 +68,11 @@ static int bn_backward(const layer *l, gpu_device *d, const float *x,
                        int accumulate)
 {
     const int c = l->in_c, rows = n * l->in_h * l->in_w;
-    if (l->relu)
-        ST_TRY(gpu_act_bwd(d, GPU_ACT_RELU, y, dy, dy, (size_t)rows * c));
     /* gamma/beta gradients are needed even for a first layer: dx NULL
      * then lets the input gradient overwrite dy */
-    return gpu_bn_bwd(d, x, dy, rows, c, l->b, l->scratch, l->scratch + c,
-                      l->gb, l->gb + c, dx ? dx : dy, accumulate);
+    return gpu_bn_bwd(d, x, dy, rows, c, l->b, l->b + c, l->scratch,
+                      l->scratch + c, l->relu ? y : NULL, l->gb, l->gb + c,
+                      dx ? dx : dy, accumulate);
 }
 
 static const layer_ops bn_ops = {

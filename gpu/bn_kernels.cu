@@ -4,7 +4,7 @@
 // defines: kern_bn_fwd_train, kern_bn_fwd_eval, kern_bn_bwd
 //
 // PyTorch's conventions and the CPU backend's exact formulas (gpu/device.h,
-// gpu/cpu_conv.c); tests/test_gpu_conv.c holds the two together. No float
+// gpu/cpu_bn.c); tests/test_gpu_conv.c holds the two together. No float
 // atomics: every reduction has a fixed order, so results repeat run to run.
 // Statistics are two-pass (mean, then squared deviations from it) in
 // double. Two paths, chosen per call:

@@ -1,13 +1,15 @@
 /* gpu/cpu_ops.h — internal: shared by the CPU backend's files.
  *
- * defines: CPU_VEC, CPU_VEC_SELECT, gpu__cpu_impl, gpu__cpu_gemm, gpu__cpu_blas_note,
- *          gpu__cpu_softmax_xent_ls, GPU__CPU_CONV_OPS, gpu__cpu_* ops
+ * defines: CPU_VEC, CPU_VEC_SELECT, gpu__cpu_impl, gpu__cpu_gemm,
+ *          gpu__cpu_blas_note, gpu__cpu_softmax_xent_ls, GPU__CPU_CONV_OPS,
+ *          gpu__cpu_* ops
  *
  * gpu/cpu_backend.c holds the device basics, the dense-net math and the
- * softmax; gpu/cpu_conv.c the conv-net ops (gpu/device.h's NHWC section),
- * which cpu_backend.c's table takes through GPU__CPU_CONV_OPS;
- * gpu/cpu_gemm.c the GEMM: OpenBLAS split over the threads, and the thin
- * shapes' own kernels;
+ * softmax; gpu/cpu_conv.c the conv-net ops (gpu/device.h's NHWC section)
+ * but batch norm, which is gpu/cpu_bn.c's, all of them taken into
+ * cpu_backend.c's table through GPU__CPU_CONV_OPS; gpu/cpu_gemm.c the
+ * GEMM (OpenBLAS split over the threads, and the thin shapes' own
+ * kernels) and the thin convolution;
  * gpu/cpu_pool.c the threads that all of them split their loops over.
  */
 #ifndef ST_GPU_CPU_OPS_H

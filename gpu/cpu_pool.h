@@ -17,7 +17,7 @@
  *   every call has returned. fn must not call cpu_pool_for.
  * - The split depends on the thread count, so an fn whose result depends
  *   on where a block starts (a reduction) must itself reduce in pieces that
- *   do not: the batch-norm sums use fixed row chunks (gpu/cpu_conv.c), and
+ *   do not: the batch-norm sums use fixed row chunks (gpu/cpu_bn.c), and
  *   results are bit for bit the same at any thread count.
  * - One caller at a time (the backend's ops are serialized per device).
  * - Between jobs the workers, and the caller waiting for them, poll for

@@ -87,13 +87,17 @@ NN_ROWS(nn_rows32, 32)
 NN_ROWS(nn_rows64, 64)
 NN_ROWS(nn_rows_any, j->N)
 
+/* F16, F32, F64 or F_any (...): the loop compiled for output width N. */
+#define BY_WIDTH(N, F, ...)                                                \
+    ((N) == 16   ? F##16(__VA_ARGS__)                                      \
+     : (N) == 32 ? F##32(__VA_ARGS__)                                      \
+     : (N) == 64 ? F##64(__VA_ARGS__)                                      \
+                 : F##_any(__VA_ARGS__))
+
 static void nn_range(void *ctx, size_t r0, size_t r1)
 {
     const thin_job *j = ctx;
-    if (j->N == 16) nn_rows16(j, r0, r1);
-    else if (j->N == 32) nn_rows32(j, r0, r1);
-    else if (j->N == 64) nn_rows64(j, r0, r1);
-    else nn_rows_any(j, r0, r1);
+    BY_WIDTH(j->N, nn_rows, j, r0, r1);
 }
 
 /* part (M, N) = sum over rows [r0, r1) of a_r^T b_r: A's row r holds the
@@ -236,10 +240,7 @@ CONV_LINES(conv_lines_any, j->oc)
 static void conv_fwd_range(void *ctx, size_t l0, size_t l1)
 {
     const conv_job *j = ctx;
-    if (j->oc == 16) conv_lines16(j, l0, l1);
-    else if (j->oc == 32) conv_lines32(j, l0, l1);
-    else if (j->oc == 64) conv_lines64(j, l0, l1);
-    else conv_lines_any(j, l0, l1);
+    BY_WIDTH(j->oc, conv_lines, j, l0, l1);
 }
 
 int gpu__cpu_conv_thin_fwd(void *impl, const gpu_conv_geom *g,
@@ -311,10 +312,7 @@ WGRAD_CHUNK(wgrad_chunk_any, j->oc)
 
 static void wgrad_chunk(const conv_job *j, size_t r0, size_t r1, float *part)
 {
-    if (j->oc == 16) wgrad_chunk16(j, r0, r1, part);
-    else if (j->oc == 32) wgrad_chunk32(j, r0, r1, part);
-    else if (j->oc == 64) wgrad_chunk64(j, r0, r1, part);
-    else wgrad_chunk_any(j, r0, r1, part);
+    BY_WIDTH(j->oc, wgrad_chunk, j, r0, r1, part);
 }
 
 static void wgrad_parts(void *ctx, size_t p0, size_t p1)

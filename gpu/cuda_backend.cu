@@ -45,11 +45,16 @@ int cu_init(cuda_impl *c, const gpu_device_config *cfg, char *name,
     CUBLAS_TRY(err, cublasCreate(&c->blas));
     CUBLAS_TRY(err, cublasSetStream(c->blas, c->compute));
     CUBLAS_TRY(err, cublasSetPointerMode(c->blas, CUBLAS_POINTER_MODE_HOST));
-    // FP32 products, no TF32: the CPU backend is the reference (1e-4)
-    CUBLAS_TRY(err, cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH));
-    snprintf(name, name_len, "cuda:%d %s (sm_%d%d, %.1f GiB)", c->dev,
+    // FP32 products unless --tf32: the CPU backend is the reference (1e-4)
+    CUBLAS_TRY(err, cublasSetMathMode(c->blas, cfg->tf32
+                                                   ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                   : CUBLAS_DEFAULT_MATH));
+    cublasMath_t math = CUBLAS_DEFAULT_MATH; // the name says what cuBLAS has
+    CUBLAS_TRY(err, cublasGetMathMode(c->blas, &math));
+    snprintf(name, name_len, "cuda:%d %s (sm_%d%d, %.1f GiB%s)", c->dev,
              prop.name, prop.major, prop.minor,
-             prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
+             prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0),
+             math == CUBLAS_TF32_TENSOR_OP_MATH ? ", TF32 GEMMs" : "");
     return 0;
 }
 

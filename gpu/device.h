@@ -78,6 +78,12 @@ typedef struct gpu_device_config {
      * release logic run (and are tested) on machines without a GPU.
      * Results equal the plain CPU backend's bit for bit. */
     int cpu_staged;
+    /* CUDA only: cuBLAS's GEMMs may round their inputs to TF32 on tensor
+     * cores (CUBLAS_TF32_TENSOR_OP_MATH; sm_80 and later, ~1e-3 relative
+     * error). Off by default: fp32 everywhere, so that the backends agree
+     * within 1e-4. Our own kernels are fp32 either way; the CPU backend
+     * ignores it. */
+    int tf32;
 } gpu_device_config;
 
 /* Loss statistics that gpu_softmax_xent accumulates in device memory. */

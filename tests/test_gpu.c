@@ -62,6 +62,47 @@ static void test_gemm_agrees(void **state)
     pair_close(&p);
 }
 
+/* --tf32: cuBLAS's math mode follows the config (the device's name reads
+ * it back from cuBLAS), and a GEMM under it stays within TF32's error of
+ * the CPU's (10-bit mantissas: ~1e-3; cuemu computes fp32 either way).
+ * The CPU backend ignores the flag. */
+static void test_tf32_mode(void **state)
+{
+    (void)state;
+    if (!need_gpu()) { skip(); return; }
+    gpu_device_config cfg;
+    gpu_device_config_init(&cfg);
+    cfg.kind = GPU_UNDER_TEST;
+    gpu_device *d = NULL, *t = NULL;
+    st_error err = {0};
+    assert_int_equal(gpu_device_create(&d, &cfg, NULL, 0, &err), 0);
+    cfg.tf32 = 1;
+    assert_int_equal(gpu_device_create(&t, &cfg, NULL, 0, &err), 0);
+    assert_null(strstr(gpu_device_name(d), "TF32"));
+    if (GPU_UNDER_TEST == GPU_KIND_CUDA)
+        assert_non_null(strstr(gpu_device_name(t), ", TF32 GEMMs"));
+    else
+        assert_null(strstr(gpu_device_name(t), "TF32"));
+    gpu_device_destroy(d);
+    gpu_device *c = dev(GPU_KIND_CPU);
+    void *arena = NULL;
+    assert_int_equal(gpu_arena_alloc(t, sizeof A + sizeof Bm + sizeof C0,
+                                     &arena, &err), 0);
+    float *dA = arena, *dB = dA + K * K, *dC = dB + K * K;
+    for (size_t i = 0; i < K * K; i++) A[i] = frand(), Bm[i] = frand();
+    gpu_to_device(t, dA, A, sizeof A);
+    gpu_to_device(t, dB, Bm, sizeof Bm);
+    memcpy(Cc, C0, sizeof C0); /* the same bytes past each row's N */
+    gpu_to_device(t, dC, C0, sizeof C0);
+    gpu_gemm(c, 0, 0, M, N, K, 1.0f, A, K, Bm, K, 0.0f, Cc, K);
+    gpu_gemm(t, 0, 0, M, N, K, 1.0f, dA, K, dB, K, 0.0f, dC, K);
+    gpu_to_host(t, Cg, dC, sizeof Cg);
+    assert_int_equal(gpu_device_check(t, &err), 0);
+    close_enough("gemm under tf32", Cg, Cc, M * K, 1e-2f);
+    gpu_device_destroy(c);
+    gpu_device_destroy(t);
+}
+
 static void test_elementwise_agrees(void **state)
 {
     (void)state;
@@ -405,6 +446,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_agrees),
+        cmocka_unit_test(test_tf32_mode),
         cmocka_unit_test(test_elementwise_agrees),
         cmocka_unit_test(test_loss_and_updates_agree),
         cmocka_unit_test(test_trainer_agrees),

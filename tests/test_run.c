@@ -658,6 +658,12 @@ static void test_cli(void **state)
     assert_non_null(strstr(last, "samples_per_s="));
     assert_null(strchr(last, '\r')); /* not a TTY: plain lines */
     free(t);
+    /* --tf32 is CUDA's: the CPU runs, saying it computes in fp32 */
+    snprintf(args, sizeof args, "--data %s --max-steps 2 --batch 32 --hidden "
+             "32 --device cpu --tf32", g_pack);
+    assert_int_equal(cli(args, &t), 0);
+    assert_non_null(strstr(t, "note: --tf32 is for the CUDA backend"));
+    free(t);
     snprintf(args, sizeof args, "--data %s --plan --device-mem 64M", g_pack);
     assert_int_equal(cli(args, &t), 0);
     assert_non_null(strstr(t, "budget"));

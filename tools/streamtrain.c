@@ -109,6 +109,9 @@ static void usage(FILE *f)
 "                           cores / ranks on this host)\n"
 "      --blas-threads N     CPU backend: its threads, over which each GEMM\n"
 "                           (OpenBLAS, 1 thread a call) and op splits (C)\n"
+"      --tf32               CUDA backend: cuBLAS's GEMMs may round their\n"
+"                           inputs to TF32 on tensor cores (sm_80+; ~1e-3\n"
+"                           relative error; off: fp32, as the CPU)\n"
 "      --prefetch D         device batch buffers, 2..%d (2)\n"
 "output and checkpoints\n"
 "      --metrics FILE       JSONL: one object per log interval and epoch\n"
@@ -160,7 +163,7 @@ enum {
     OPT_METRICS, OPT_LOG_EVERY, OPT_SAVE, OPT_SAVE_EVERY, OPT_RESUME, OPT_PLAN,
     OPT_MAX_STEPS, OPT_MODEL, OPT_WIDTHS, OPT_NORMALIZE, OPT_SMOOTHING,
     OPT_TTA, OPT_INIT, OPT_IMAGE_SIZE, OPT_TRAIN_TF, OPT_EVAL_TF, OPT_BUCKET_MB,
-    OPT_DIST_TIMEOUT,
+    OPT_DIST_TIMEOUT, OPT_TF32,
 };
 
 static const struct option LONG_OPTS[] = {
@@ -185,6 +188,7 @@ static const struct option LONG_OPTS[] = {
     {"device-mem", required_argument, 0, OPT_DEVICE_MEM},
     {"threads", required_argument, 0, OPT_THREADS},
     {"blas-threads", required_argument, 0, OPT_BLAS},
+    {"tf32", no_argument, 0, OPT_TF32},
     {"prefetch", required_argument, 0, OPT_PREFETCH},
     {"metrics", required_argument, 0, OPT_METRICS},
     {"log-every", required_argument, 0, OPT_LOG_EVERY},
@@ -447,6 +451,7 @@ static int parse_run_opt(int o, const char *a, run_config *c, pending *p)
         return 0;
     case OPT_RESUME: c->resume = a; return 0;
     case OPT_PLAN: c->plan_only = 1; return 0;
+    case OPT_TF32: c->device.tf32 = 1; return 0;
     case OPT_MAX_STEPS:
         if (units_parse_int(a, 1, 1L << 40, &v)) return -1;
         c->max_steps = (uint64_t)v;

@@ -199,6 +199,9 @@ static int open_device(run *r, st_error *err)
     if (gpu_device_kind(r->dev) == GPU_KIND_CUDA && r->cfg->device.cpu_threads)
         fprintf(r->out, "note: --blas-threads is for the CPU backend; CUDA "
                 "ignores it\n");
+    if (gpu_device_kind(r->dev) == GPU_KIND_CPU && r->cfg->device.tf32)
+        fprintf(r->out, "note: --tf32 is for the CUDA backend; the CPU "
+                "computes in fp32\n");
     r->alloc = (ring_allocator){gpu_host_alloc, gpu_host_free_sized, r->dev};
     return 0;
 }

@@ -3,6 +3,7 @@
  *
  * defines: cublasHandle_t, cublasStatus_t, cublasCreate/Destroy,
  *          cublasSetStream, cublasSetPointerMode, cublasSetMathMode,
+ *          cublasGetMathMode,
  *          cublasSetWorkspace, cublasSgemm, cublasGetStatusString
  *
  * cublasSgemm keeps cuBLAS's column-major contract and argument checks;
@@ -39,6 +40,7 @@ cublasStatus_t cublasDestroy(cublasHandle_t h);
 cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s);
 cublasStatus_t cublasSetPointerMode(cublasHandle_t h, cublasPointerMode_t m);
 cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m);
+cublasStatus_t cublasGetMathMode(cublasHandle_t h, cublasMath_t *m);
 cublasStatus_t cublasSetWorkspace(cublasHandle_t h, void *p, size_t bytes);
 cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta,
                            cublasOperation_t tb, int m, int n, int k,

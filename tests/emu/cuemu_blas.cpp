@@ -15,6 +15,7 @@
 
 struct cuemu_blas {
     cudaStream_t stream;
+    cublasMath_t math; // kept for cublasGetMathMode; FP32 either way here
     void *workspace;
     size_t workspace_bytes;
 };
@@ -72,7 +73,17 @@ cublasStatus_t cublasSetPointerMode(cublasHandle_t h, cublasPointerMode_t m)
 cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m)
 {
     if (h == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
-    (void)m; // FP32 either way on the CPU
+    if (m != CUBLAS_DEFAULT_MATH && m != CUBLAS_TF32_TENSOR_OP_MATH)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    h->math = m; // FP32 either way on the CPU
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasGetMathMode(cublasHandle_t h, cublasMath_t *m)
+{
+    if (h == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (m == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
+    *m = h->math;
     return CUBLAS_STATUS_SUCCESS;
 }
 

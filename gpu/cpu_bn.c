@@ -54,45 +54,56 @@ CPU_VEC static void col_moments(const float *restrict x, size_t rows,
         }
 }
 
+/* The affine map of one value: forward writes it, the fused ReLU's
+ * backward recomputes it for its mask; one expression, so the same bits. */
+static inline __attribute__((always_inline)) float
+bn_pre(float x, float mean, float scale, float shift)
+{
+    return (x - mean) * scale + shift;
+}
+
 /* y = (x - mean)*scale + shift per column (y may equal x), then the
  * fused ReLU when relu. */
-CPU_VEC_SELECT static void col_affine(const float *x, size_t rows, size_t ld, int m,
-                               const float *restrict mean,
-                               const float *restrict scale,
-                               const float *restrict shift, int relu,
-                               float *y)
+CPU_VEC_SELECT static void col_affine(const float *x, size_t rows,
+                                      size_t ld, int m,
+                                      const float *restrict mean,
+                                      const float *restrict scale,
+                                      const float *restrict shift, int relu,
+                                      float *y)
 {
     if (relu)
         for (size_t r = 0; r < rows; r++)
             for (int k = 0; k < m; k++) {
-                float v = (x[r * ld + k] - mean[k]) * scale[k] + shift[k];
+                float v = bn_pre(x[r * ld + k], mean[k], scale[k], shift[k]);
                 y[r * ld + k] = v > 0.0f ? v : 0.0f;
             }
     else
         for (size_t r = 0; r < rows; r++)
             for (int k = 0; k < m; k++)
-                y[r * ld + k] = (x[r * ld + k] - mean[k]) * scale[k] + shift[k];
+                y[r * ld + k] = bn_pre(x[r * ld + k], mean[k], scale[k],
+                                       shift[k]);
 }
 
 /* dy masked by the fused ReLU: 0 where the forward's pre-activation,
- * recomputed from x by col_affine's expression and coefficients (so bit
+ * recomputed from x by bn_pre with the forward's coefficients (so bit
  * for bit the one the forward clipped), is not positive. A select, so
  * the loops around it stay vectorized; they take relu as a constant. */
 static inline __attribute__((always_inline)) float
 relu_masked(float x, float dy, float mean, float scale, float shift)
 {
-    float v = (x - mean) * scale + shift;
-    return v > 0.0f ? dy : 0.0f;
+    return bn_pre(x, mean, scale, shift) > 0.0f ? dy : 0.0f;
 }
 
 /* sdy[k] = sum dy, sdx[k] = sum dy * (x - mean[k]), in double, dy
  * masked by the fused ReLU when relu. */
 CPU_VEC_SELECT static void bn_grad_sums(const float *restrict x,
-                                 const float *restrict dy, size_t rows,
-                                 size_t ld, int m, const float *restrict mean,
-                                 const float *restrict scale,
-                                 const float *restrict shift, int relu,
-                                 double *restrict sdy, double *restrict sdx)
+                                        const float *restrict dy, size_t rows,
+                                        size_t ld, int m,
+                                        const float *restrict mean,
+                                        const float *restrict scale,
+                                        const float *restrict shift, int relu,
+                                        double *restrict sdy,
+                                        double *restrict sdx)
 {
     for (int k = 0; k < m; k++) sdy[k] = sdx[k] = 0.0;
     if (relu)
@@ -115,12 +126,13 @@ CPU_VEC_SELECT static void bn_grad_sums(const float *restrict x,
 /* dx = a*dy + b*(x - mean) + cc per column (dx may equal dy), dy masked
  * by the fused ReLU when relu. */
 CPU_VEC_SELECT static void bn_dx(const float *restrict x, const float *dy,
-                          size_t rows, size_t ld, int m,
-                          const float *restrict mean,
-                          const float *restrict scale,
-                          const float *restrict shift, int relu,
-                          const float *restrict a, const float *restrict b,
-                          const float *restrict cc, float *dx)
+                                 size_t rows, size_t ld, int m,
+                                 const float *restrict mean,
+                                 const float *restrict scale,
+                                 const float *restrict shift, int relu,
+                                 const float *restrict a,
+                                 const float *restrict b,
+                                 const float *restrict cc, float *dx)
 {
     if (relu)
         for (size_t r = 0; r < rows; r++)
@@ -218,8 +230,8 @@ int gpu__cpu_bn_fwd_train(void *impl, const float *x, int rows, int c,
     const double unbias = (double)rows / (double)(rows - 1);
     double *part = ((gpu__cpu_impl *)impl)->bn_part;
     bn_job j = {.rows = (size_t)rows, .ld = (size_t)c,
-                  .parts = bn_parts((size_t)rows), .s1 = part,
-                  .s2 = part + BN_PARTS * BN_CHUNK, .relu = relu};
+                .parts = bn_parts((size_t)rows), .s1 = part,
+                .s2 = part + BN_PARTS * BN_CHUNK, .relu = relu};
     for (int k0 = 0; k0 < c; k0 += BN_CHUNK) {
         j.m = c - k0 < BN_CHUNK ? c - k0 : BN_CHUNK;
         j.x = x + k0;
@@ -259,7 +271,7 @@ int gpu__cpu_bn_fwd_eval(void *impl, const float *x, int rows, int c,
 {
     float scale[BN_CHUNK];
     bn_job j = {.rows = (size_t)rows, .ld = (size_t)c, .scale = scale,
-                  .relu = relu};
+                .relu = relu};
     for (int k0 = 0; k0 < c; k0 += BN_CHUNK) {
         j.m = c - k0 < BN_CHUNK ? c - k0 : BN_CHUNK;
         for (int k = 0; k < j.m; k++) {
@@ -290,9 +302,9 @@ int gpu__cpu_bn_bwd(void *impl, const float *x, const float *dy, int rows,
     double *part = ((gpu__cpu_impl *)impl)->bn_part;
     /* the fused ReLU's mask comes from x, not relu_y: one stream fewer */
     bn_job j = {.rows = (size_t)rows, .ld = (size_t)c,
-                  .parts = bn_parts((size_t)rows), .s1 = part,
-                  .s2 = part + BN_PARTS * BN_CHUNK, .a = a, .b = b, .cc = cc,
-                  .scale = scale, .relu = relu_y != NULL};
+                .parts = bn_parts((size_t)rows), .s1 = part,
+                .s2 = part + BN_PARTS * BN_CHUNK, .a = a, .b = b, .cc = cc,
+                .scale = scale, .relu = relu_y != NULL};
     for (int k0 = 0; k0 < c; k0 += BN_CHUNK) {
         j.m = c - k0 < BN_CHUNK ? c - k0 : BN_CHUNK;
         j.x = x + k0, j.dy = dy + k0, j.mean = save_mean + k0;

@@ -127,6 +127,15 @@ static void tn_parts(void *ctx, size_t p0, size_t p1)
                  j->part + p * (size_t)(j->M * j->N));
 }
 
+/* The row chunks of a reduction over rows: as many as rows allow, at most
+ * GPU__CPU_THIN_PARTS, a function of rows alone (the sums do not depend on
+ * the thread count). */
+static int thin_parts(size_t rows)
+{
+    size_t p = rows / 2048;
+    return p < 1 ? 1 : p > GPU__CPU_THIN_PARTS ? GPU__CPU_THIN_PARTS : (int)p;
+}
+
 CPU_VEC static void tn_finish(const thin_job *j)
 {
     const int M = j->M, N = j->N, mn = M * N;
@@ -156,8 +165,7 @@ static int gemm_thin(void *impl, int tA, int tB, int M, int N, int K,
         return 1;
     }
     if (tA && M <= THIN_MAX && K >= THIN_MIN_ROWS) {
-        j.parts = K / 2048 < GPU__CPU_THIN_PARTS ? K / 2048
-                                                 : GPU__CPU_THIN_PARTS;
+        j.parts = thin_parts((size_t)K);
         ST_TRY(cpu_pool_for(c->pool, (size_t)j.parts, 1, tn_parts, &j, err));
         tn_finish(&j);
         return 1;
@@ -174,13 +182,12 @@ static int gemm_thin(void *impl, int tA, int tB, int M, int N, int K,
  * GEMMs' bit for bit (up to a zero's sign); the filter gradient's row
  * chunks are gemm_thin's. */
 
-typedef struct conv_job {
+typedef struct thin_conv_job {
     gpu_conv_geom g;
     int oc, parts;
-    float beta;
     const float *x, *w, *dy;
-    float *y, *gw, *part;  /* part: (parts, K*oc) partial sums */
-} conv_job;
+    float *y, *part;  /* part: (parts, K*oc) partial sums */
+} thin_conv_job;
 
 /* Outputs [lo, hi] of a line whose tap kx lands inside the input row. */
 static inline __attribute__((always_inline)) void
@@ -196,8 +203,8 @@ tap_span(const gpu_conv_geom *g, int kx, int *lo, int *hi)
  * K's order adds its product to every output it reaches, so each output
  * sums its taps in the order a lowered row would give them. */
 static inline __attribute__((always_inline)) void
-conv_line(const conv_job *j, const float *restrict xi, int oy, const int N,
-          float *restrict y)
+conv_line(const thin_conv_job *j, const float *restrict xi, int oy,
+          const int N, float *restrict y)
 {
     const gpu_conv_geom *g = &j->g;
     for (int i = 0; i < g->ow * N; i++) y[i] = 0.0f;
@@ -223,7 +230,7 @@ conv_line(const conv_job *j, const float *restrict xi, int oy, const int N,
 
 /* Output lines [l0, l1): line l is image l / oh, output row l % oh. */
 #define CONV_LINES(NAME, NCONST)                                           \
-    CPU_VEC static void NAME(const conv_job *j, size_t l0, size_t l1)      \
+    CPU_VEC static void NAME(const thin_conv_job *j, size_t l0, size_t l1) \
     {                                                                      \
         const gpu_conv_geom *g = &j->g;                                    \
         const size_t img_in = (size_t)g->h * g->w * g->c;                  \
@@ -239,7 +246,7 @@ CONV_LINES(conv_lines_any, j->oc)
 
 static void conv_fwd_range(void *ctx, size_t l0, size_t l1)
 {
-    const conv_job *j = ctx;
+    const thin_conv_job *j = ctx;
     BY_WIDTH(j->oc, conv_lines, j, l0, l1);
 }
 
@@ -248,7 +255,7 @@ int gpu__cpu_conv_thin_fwd(void *impl, const gpu_conv_geom *g,
                            st_error *err)
 {
     gpu__cpu_impl *c = impl;
-    conv_job j = {.g = *g, .oc = oc, .x = x, .w = w, .y = y};
+    thin_conv_job j = {.g = *g, .oc = oc, .x = x, .w = w, .y = y};
     size_t lines = (size_t)g->n * g->oh;
     size_t grain = 8192 / ((size_t)g->ow + 1) + 1; /* ~8k pixels a task */
     return cpu_pool_for(c->pool, lines, grain, conv_fwd_range, &j, err);
@@ -257,7 +264,7 @@ int gpu__cpu_conv_thin_fwd(void *impl, const gpu_conv_geom *g,
 /* part (K, N) += the outputs [ox0, ox1) of line (image xi, row oy):
  * each part entry adds its rows in ascending order, as gemm_thin's. */
 static inline __attribute__((always_inline)) void
-wgrad_line(const conv_job *j, const float *restrict xi, int oy, int ox0,
+wgrad_line(const thin_conv_job *j, const float *restrict xi, int oy, int ox0,
            int ox1, const float *restrict dy, const int N,
            float *restrict part)
 {
@@ -288,7 +295,7 @@ wgrad_line(const conv_job *j, const float *restrict xi, int oy, int ox0,
 
 /* part (K, oc) = sum over output pixels [r0, r1) of col_r^T dy_r. */
 #define WGRAD_CHUNK(NAME, NCONST)                                          \
-    CPU_VEC static void NAME(const conv_job *j, size_t r0, size_t r1,      \
+    CPU_VEC static void NAME(const thin_conv_job *j, size_t r0, size_t r1, \
                              float *restrict part)                         \
     {                                                                      \
         const gpu_conv_geom *g = &j->g;                                    \
@@ -310,14 +317,15 @@ WGRAD_CHUNK(wgrad_chunk32, 32)
 WGRAD_CHUNK(wgrad_chunk64, 64)
 WGRAD_CHUNK(wgrad_chunk_any, j->oc)
 
-static void wgrad_chunk(const conv_job *j, size_t r0, size_t r1, float *part)
+static void wgrad_chunk(const thin_conv_job *j, size_t r0, size_t r1,
+                        float *part)
 {
     BY_WIDTH(j->oc, wgrad_chunk, j, r0, r1, part);
 }
 
 static void wgrad_parts(void *ctx, size_t p0, size_t p1)
 {
-    const conv_job *j = ctx;
+    const thin_conv_job *j = ctx;
     const size_t rows = (size_t)j->g.n * j->g.oh * j->g.ow;
     const size_t kn = (size_t)j->g.kh * j->g.kw * j->g.c * j->oc;
     for (size_t p = p0; p < p1; p++)
@@ -325,29 +333,20 @@ static void wgrad_parts(void *ctx, size_t p0, size_t p1)
                     rows * (p + 1) / (size_t)j->parts, j->part + p * kn);
 }
 
-CPU_VEC static void wgrad_finish(const conv_job *j)
-{
-    const size_t kn = (size_t)j->g.kh * j->g.kw * j->g.c * j->oc;
-    for (size_t i = 0; i < kn; i++) {
-        float s = j->part[i];
-        for (int p = 1; p < j->parts; p++) s += j->part[(size_t)p * kn + i];
-        j->gw[i] = j->beta == 0.0f ? s : s + j->beta * j->gw[i];
-    }
-}
-
 int gpu__cpu_conv_thin_wgrad(void *impl, const gpu_conv_geom *g,
                              const float *x, const float *dy, int oc,
                              float beta, float *gw, st_error *err)
 {
     gpu__cpu_impl *c = impl;
-    size_t rows = (size_t)g->n * g->oh * g->ow;
-    size_t parts = rows / 2048 < GPU__CPU_THIN_PARTS ? rows / 2048
-                                                     : GPU__CPU_THIN_PARTS;
-    conv_job j = {.g = *g, .oc = oc, .beta = beta, .x = x, .dy = dy,
-                  .gw = gw, .part = c->thin_part,
-                  .parts = parts < 1 ? 1 : (int)parts};
+    thin_conv_job j = {.g = *g, .oc = oc, .x = x, .dy = dy,
+                       .part = c->thin_part,
+                       .parts = thin_parts((size_t)g->n * g->oh * g->ow)};
     ST_TRY(cpu_pool_for(c->pool, (size_t)j.parts, 1, wgrad_parts, &j, err));
-    wgrad_finish(&j);
+    /* the partial sums' order and alpha/beta as the thin GEMM's own */
+    thin_job f = {.M = g->kh * g->kw * g->c, .N = oc, .ldc = oc,
+                  .parts = j.parts, .alpha = 1.0f, .beta = beta, .C = gw,
+                  .part = c->thin_part};
+    tn_finish(&f);
     return 0;
 }
 

@@ -597,7 +597,7 @@ scale_run() {
 }
 
 scaleout_section() {
-    local t r m args a b c d
+    local t r m args batch a b c d
     t=$(date +%s)
     if ! command -v mpirun >/dev/null || [[ "$(ldd "$BUILD/streamtrain")" != *libmpi* ]]; then
         say "scaleout: no mpirun, or streamtrain built with MPI=0: skipped"
@@ -610,8 +610,9 @@ scaleout_section() {
     # but a container without ptrace rights refuses it: probe, and fall
     # back to copy-in/copy-out only where it fails
     local mech=${OMPI_MCA_btl_vader_single_copy_mechanism:-cma}
-    if [ -z "${OMPI_MCA_btl_vader_single_copy_mechanism:-}" ] && ! timeout 120 $SCALE_MPI -np 2 "$BUILD/streamtrain" --device cpu --data data/bench/fm-zstd \
-        --model mlp --max-steps 3 --eval-split none -q >"$RAW/so-cma-probe.log" 2>&1; then
+    if [ -z "${OMPI_MCA_btl_vader_single_copy_mechanism:-}" ] &&
+        ! timeout 120 $SCALE_MPI -np 2 "$BUILD/streamtrain" --device cpu --data data/bench/fm-zstd \
+            --model mlp --max-steps 3 --eval-split none -q >"$RAW/so-cma-probe.log" 2>&1; then
         mech=none
         export OMPI_MCA_btl_vader_single_copy_mechanism=none
     fi
@@ -619,13 +620,15 @@ scaleout_section() {
     echo -e "model\trep\tconfig\tsamples_per_s\tallreduce_ms" >"$RAW/scaleout.tsv"
     for r in $(seq $RUNS); do
         for m in mlp mlp-b1024 conv; do
+            batch=128
             case $m in
             mlp) args="--device cpu --data data/bench/fm-zstd --model mlp --epochs 1 --seed $r" ;;
             # the same MLP at batch 1024 (lr scaled by 8, as a user would):
             # a step long enough that the fixed all-reduce is a small share
-            mlp-b1024) args="--device cpu --data data/bench/fm-zstd --model mlp --batch 1024 --lr 0.4 --epochs 1 --seed $r" ;;
-            *) args="--device cpu --data data/bench/fm-zstd --model $CONV_SPEC --batch 128 $CONV_RECIPE --epochs 1 --max-steps $SCALE_CONV_STEPS --seed $r" ;;
+            mlp-b1024) batch=1024 args="--device cpu --data data/bench/fm-zstd --model mlp --lr 0.4 --epochs 1 --seed $r" ;;
+            *) args="--device cpu --data data/bench/fm-zstd --model $CONV_SPEC $CONV_RECIPE --epochs 1 --max-steps $SCALE_CONV_STEPS --seed $r" ;;
             esac
+            args="$args --batch $batch"
             say "scaleout: $m, repetition $r/$RUNS (1x1, 2 ranks x 1, 1x2)"
             # shellcheck disable=SC2086
             a=$(scale_run "$RAW/so-$m-$r-1x1.log" "$BUILD/streamtrain" $args --blas-threads 1 --threads 1)
@@ -635,10 +638,11 @@ scaleout_section() {
             c=$(scale_run "$RAW/so-$m-$r-1x2.log" "$BUILD/streamtrain" $args --blas-threads 2 --threads 1)
             # the ceiling without any sum: 2 independent processes at
             # once, each on half the batch (both cores busy, no MPI)
-            local hb=$(($(sed -n 's/.*--batch \([0-9]*\).*/\1/p' <<<"$args" | grep . || echo 128) / 2))
             # shellcheck disable=SC2086
-            d=$( (scale_run "$RAW/so-$m-$r-pair0.log" "$BUILD/streamtrain" $args --batch $hb --blas-threads 1 --threads 1 &
-                scale_run "$RAW/so-$m-$r-pair1.log" "$BUILD/streamtrain" $args --batch $hb --blas-threads 1 --threads 1
+            d=$( (for k in 0 1; do
+                scale_run "$RAW/so-$m-$r-pair$k.log" "$BUILD/streamtrain" $args --batch $((batch / 2)) \
+                    --blas-threads 1 --threads 1 &
+            done
                 wait) | awk '{s += $1} END {print s + 0, 0}')
             printf '%s\t%s\t1x1\t%s\t%s\n%s\t%s\t2x1\t%s\t%s\n%s\t%s\t1x2\t%s\t%s\n%s\t%s\tpair\t%s\t%s\n' \
                 $m $r ${a% *} ${a#* } $m $r ${b% *} ${b#* } $m $r ${c% *} ${c#* } $m $r ${d% *} ${d#* } >>"$RAW/scaleout.tsv"

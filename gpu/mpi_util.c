@@ -32,8 +32,12 @@ int st_mpi_poll(MPI_Request *req, int n, double timeout_s, st_error *err)
         int done = 0;
         MPI_TRY(MPI_Testall(n, req, &done, MPI_STATUSES_IGNORE), err);
         if (done) return 1;
-        if (deadline > 0 && mono_s() > deadline) return 0;
-        if ((++spin & 63) == 0) sched_yield();
+        /* every 64th spin: the clock read costs as much as a Testall
+         * (3 % of a 2-rank MLP step when read on every spin) */
+        if ((++spin & 63) == 0) {
+            if (deadline > 0 && mono_s() > deadline) return 0;
+            sched_yield();
+        }
     }
 }
 #else

@@ -71,8 +71,9 @@ int dist_init(dist_job *job, int *argc, char ***argv, st_error *err)
      * reduce-then-broadcast for every in-place sum, a third the speed of
      * the blocking one on a 2.1 MB gradient; Rabenseifner's reduce-scatter
      * + all-gather matches it (0.25 against 0.55 ms on the Zen 4 VM), and
-     * falls back to binomial where it does not apply. A user's own
-     * choice (mpirun --mca ..., or the variable) wins */
+     * Open MPI 4.1 takes its ring instead where it does not apply (fewer
+     * values than ranks: the stop flag). A user's own choice (mpirun
+     * --mca ..., or the variable) wins */
     if (setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "3", 0) != 0)
         return st_seterr(err, ST_EIO, "setenv: %s", strerror(errno));
     MPI_TRY(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), err);

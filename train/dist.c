@@ -68,7 +68,7 @@ int dist_init(dist_job *job, int *argc, char ***argv, st_error *err)
 #ifdef ST_HAVE_MPI
     int provided = 0;
     /* Open MPI's nonblocking all-reduce (libnbc) picks a binomial
-     * reduce-then-broadcast for every in-place sum, a third the speed of
+     * reduce-then-broadcast for every in-place sum, half the speed of
      * the blocking one on a 2.1 MB gradient; Rabenseifner's reduce-scatter
      * + all-gather matches it (0.25 against 0.55 ms on the Zen 4 VM), and
      * Open MPI 4.1 takes its ring instead where it does not apply (fewer

@@ -276,6 +276,7 @@ static int make_trainer(run *r, const model_spec *spec, st_error *err)
     size_t fr = 0, margin = 0;
     tc.budget = c->device_mem_auto ? gpu_device_auto_budget(r->dev, &fr, &margin)
                                    : c->device_mem;
+    ST_TRY(run__agree_budget(r, &tc.budget, err));
     int rc = trainer_create(&r->t, r->dev, &tc, err);
     if (rc == ST_ENOMEM) return budget_note(r, fr, margin, err);
     if (rc < 0) return rc;

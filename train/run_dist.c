@@ -4,6 +4,7 @@
  * With one rank every function is a no-op.
  */
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -34,6 +35,30 @@ static int job_fields(run *r, const model_spec *spec, dist_field *f)
           trainer_init_hash(r->t));
 #undef FIELD
     return n;
+}
+
+int run__agree_budget(run *r, size_t *budget, st_error *err)
+{
+    const dist_job *j = r->job;
+    if (j->world == 1) return 0;
+    size_t own = *budget ? *budget : SIZE_MAX; /* 0: no budget */
+    int shared = r->cfg->device_mem_auto && j->local_world > 1 &&
+                 gpu_device_kind(r->dev) == GPU_KIND_CPU;
+    uint64_t v = shared ? own / (size_t)j->local_world : own;
+    ST_TRY(dist_allreduce(j, &v, 1, DIST_U64, DIST_MIN, "--device-mem", err));
+    if (v == SIZE_MAX) return 0; /* no rank has a budget */
+    *budget = v > 0 ? (size_t)v : 1;
+    if (!shared && v == own) return 0; /* nothing changed here */
+    char a[32], b[32];
+    fprintf(r->out, "memory plan: a budget of %s a rank, the least any of the "
+            "%d ranks can hold (rank %d's own: %s", plan_fmt_bytes(*budget, a,
+            sizeof a), j->world, j->rank, own == SIZE_MAX ? "none"
+            : plan_fmt_bytes(own, b, sizeof b));
+    if (shared)
+        fprintf(r->out, ", shared by the %d ranks on this host",
+                j->local_world);
+    fprintf(r->out, ")\n");
+    return 0;
 }
 
 int run__check_job(run *r, const model_spec *spec, st_error *err)

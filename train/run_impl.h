@@ -5,7 +5,7 @@
  *
  * defines: run, held, tally, run__now_s, run__drain, run__save,
  *          run__epoch, run__eval_pass, run__check_job, run__sum_tally,
- *          run__stop_agreed
+ *          run__stop_agreed, run__agree_budget
  */
 #ifndef ST_TRAIN_RUN_IMPL_H
 #define ST_TRAIN_RUN_IMPL_H
@@ -78,6 +78,12 @@ int run__eval_pass(run *r, double *loss, double *acc, st_error *err);
 /* run_dist.c */
 /* Averages the BN running statistics over the ranks, once per step. */
 int run__sync_state(run *r, st_error *err);
+/* On several ranks: *budget (this rank's --device-mem, or its auto
+ * budget) becomes one budget every rank can hold, so that all plan the
+ * same micro-batch: under auto on the CPU backend each rank's share of
+ * its host (its ranks allocate from one memory), then the least over the
+ * ranks. */
+int run__agree_budget(run *r, size_t *budget, st_error *err);
 /* Refuses ranks that disagree on the configuration or the weights. */
 int run__check_job(run *r, const model_spec *spec, st_error *err);
 /* t = the sum over ranks (in rank order). */

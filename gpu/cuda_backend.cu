@@ -35,7 +35,15 @@ int cu_init(cuda_impl *c, const gpu_device_config *cfg, char *name,
             size_t name_len, st_error *err)
 {
     cudaDeviceProp prop;
+    int count = 0;
     c->dev = cfg->cuda_device;
+    CUDA_TRY(err, cudaGetDeviceCount(&count));
+    if (c->dev >= count) // under mpirun, more ranks on a host than GPUs
+        return st_seterr(err, ST_EINVAL, "CUDA device %d asked for, but %d "
+                         "%s visible: streamtrain runs one process per GPU "
+                         "(under mpirun, GPU local_rank: at most %d ranks on "
+                         "a host), or use --device cpu", c->dev, count,
+                         count == 1 ? "is" : "are", count);
     CUDA_TRY(err, cudaSetDevice(c->dev));
     CUDA_TRY(err, cudaFree(0)); // create the context now, not in step 1
     CUDA_TRY(err, cudaGetDeviceProperties(&prop, c->dev));

@@ -103,6 +103,30 @@ static void test_tf32_mode(void **state)
     gpu_device_destroy(t);
 }
 
+/* A CUDA ordinal past the visible devices (more ranks on a host than
+ * GPUs) is refused with the count, not cudaSetDevice's bare message. */
+static void test_ordinal_past_count(void **state)
+{
+    (void)state;
+    if (GPU_UNDER_TEST != GPU_KIND_CUDA) {
+        print_message("skipped: this build's \"GPU\" is a CPU device, "
+                      "with no CUDA ordinals\n");
+        skip();
+        return;
+    }
+    if (!need_gpu()) { skip(); return; }
+    gpu_device_config cfg;
+    gpu_device_config_init(&cfg);
+    cfg.kind = GPU_KIND_CUDA;
+    cfg.cuda_device = 64;
+    gpu_device *d = NULL;
+    st_error err = {0};
+    assert_int_equal(gpu_device_create(&d, &cfg, NULL, 0, &err), ST_EINVAL);
+    assert_null(d);
+    assert_non_null(strstr(err.msg, "CUDA device 64 asked for, but "));
+    assert_non_null(strstr(err.msg, "one process per GPU"));
+}
+
 static void test_elementwise_agrees(void **state)
 {
     (void)state;
@@ -447,6 +471,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_agrees),
         cmocka_unit_test(test_tf32_mode),
+        cmocka_unit_test(test_ordinal_past_count),
         cmocka_unit_test(test_elementwise_agrees),
         cmocka_unit_test(test_loss_and_updates_agree),
         cmocka_unit_test(test_trainer_agrees),

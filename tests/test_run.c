@@ -390,6 +390,7 @@ static void test_stops_keep_evaluations(void **state)
     c.max_steps = 5;
     if (run_train(&c, out, &res, &err) != 0) fail_msg("%s", err.msg);
     assert_int_equal(res.steps, NTRAIN / B);
+    assert_true(res.has_test && res.test_acc == acc1); /* the same weights */
     /* resumed with fewer --epochs than done: evaluates, trains nothing */
     c.max_steps = 0;
     c.epochs = 1;
@@ -398,6 +399,35 @@ static void test_stops_keep_evaluations(void **state)
     assert_int_equal(res.steps, NTRAIN / B);
     assert_true(res.has_test);
     assert_true(res.test_acc == acc1);
+    fclose(out);
+}
+
+/* --max-steps in the middle of an epoch evaluates the final weights: the
+ * final result is theirs (not nothing, nor an older epoch's), and the
+ * checkpoint saved there evaluates to the same numbers when resumed. */
+static void test_stop_evaluates_final_weights(void **state)
+{
+    (void)state;
+    char ck[320];
+    snprintf(ck, sizeof ck, "%s/midstop.ckpt", g_dir);
+    run_config c;
+    config(&c);
+    c.save = ck;
+    c.max_steps = NTRAIN / B + NTRAIN / B / 2; /* half-way through epoch 2 */
+    run_result res;
+    st_error err = {0};
+    FILE *out = sink();
+    if (run_train(&c, out, &res, &err) != 0) fail_msg("%s", err.msg);
+    assert_true(res.stopped);
+    assert_int_equal(res.epochs, 1);
+    assert_true(res.has_test && res.test_acc > 0.5 && isfinite(res.test_loss));
+    double acc = res.test_acc, loss = res.test_loss;
+    c.resume = ck;
+    c.save = NULL;
+    if (run_train(&c, out, &res, &err) != 0) fail_msg("%s", err.msg);
+    assert_int_equal(res.steps, NTRAIN / B + NTRAIN / B / 2);
+    assert_true(res.has_test);
+    assert_true(res.test_acc == acc && res.test_loss == loss);
     fclose(out);
 }
 
@@ -721,6 +751,7 @@ int main(void)
         cmocka_unit_test(test_resume_bitwise),
         cmocka_unit_test(test_staged_bitwise),
         cmocka_unit_test(test_stops_keep_evaluations),
+        cmocka_unit_test(test_stop_evaluates_final_weights),
         cmocka_unit_test(test_cuda_run),
         cmocka_unit_test(test_cuda_too_big),
         cmocka_unit_test(test_bad_input),

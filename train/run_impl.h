@@ -61,6 +61,8 @@ typedef struct run {
     double iv_comm0;                /* all-reduce seconds then */
     uint64_t synced_step;           /* step of the last BN state average
                                        (UINT64_MAX: none) */
+    uint64_t eval_step;             /* step of the last evaluation
+                                       (UINT64_MAX: none) */
 } run;
 
 static inline double run__now_s(void)

@@ -293,6 +293,7 @@ int run__epoch(run *r, uint64_t epoch, run_result *res, st_error *err)
     ST_TRY(run__sync_state(r, err));
     if (r->eval) {
         ST_TRY(run__eval_pass(r, &row.test_loss, &row.test_acc, err));
+        r->eval_step = trainer_step(r->t);
         row.has_test = 1;
         res->has_test = 1;
         res->test_loss = row.test_loss;

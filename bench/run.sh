@@ -27,8 +27,11 @@
 #                 (NCHW) and PyPI's newest (bench/venv; NCHW and
 #                 channels_last); OpenBLAS's SGEMM peak (bench/conv/
 #                 sgemm_peak.c) and each conv layer's GFLOP/s (bench/conv/
-#                 layers.c); the full run also trains the default conv recipe
-#                 (5 epochs) and the best one, seeds 1..RUNS, for accuracy
+#                 layers.c); the one-epoch accuracy of streamtrain and of
+#                 the best peer over seeds 1..BENCH_CONV_SEEDS (the timed
+#                 repetitions, then untimed epochs); the full run also
+#                 trains the default conv recipe (5 epochs) and the best
+#                 one, seeds 1..RUNS, for accuracy
 #   6. python     streamtrain's Python iterator (NumPy and torch) against
 #                 loadbench, PyTorch DataLoaders over the PNG folder (2
 #                 workers) and a TensorDataset, and the same PyTorch MLP loop
@@ -95,6 +98,8 @@ fi
 # peers on those transforms (torchvision from Debian, FFCV);
 # BENCH_PHOTO_PEERS=0 leaves the photos peers out (streamtrain's rows only);
 # BENCH_PHOTO_N=N sets the photos corpus's size (RssAnon against N/10);
+# BENCH_CONV_SEEDS=N sets the seeds of the one-epoch accuracy comparison
+# (9: the 3 timed repetitions, then 6 untimed epochs a side; 3 with --quick);
 # BENCH_CONV_ACC=0 leaves out the conv accuracy runs (the long part: three
 # 5-epoch runs and three of the best recipe), BENCH_CONV_BEST="FLAGS" sets
 # the best recipe's streamtrain flags, BENCH_CONV_PEER_ACC=1 also trains
@@ -416,10 +421,13 @@ CONV_BEST=(--model conv32k3,bn,relu,maxpool2,conv64k3,bn,relu,conv64k3,bn,relu,m
            --epochs 20 --label-smoothing 0.1 --train-transform "pad-crop 2 flip" --tta flip)
 [ -z "${BENCH_CONV_BEST:-}" ] || eval "CONV_BEST=($BENCH_CONV_BEST)"
 CONV_ACC=${BENCH_CONV_ACC:-1}
+# seeds of the one-epoch accuracy comparison: the timed repetitions' RUNS,
+# then untimed ones up to CONV_SEEDS (none with --quick)
+CONV_SEEDS=${BENCH_CONV_SEEDS:-9}
 CONV_PEER_ACC=${BENCH_CONV_PEER_ACC:-0}
 [ $QUICK = 0 ] || CONV_ACC=0
 if [ $QUICK = 1 ]; then
-    CONV_TRAIN=6000 CONV_TEST=2000 CONV_SGEMM="2 3 100" CONV_LREPS=5
+    CONV_TRAIN=6000 CONV_TEST=2000 CONV_SGEMM="2 3 100" CONV_LREPS=5 CONV_SEEDS=${BENCH_CONV_SEEDS:-$RUNS}
 else
     CONV_TRAIN=60000 CONV_TEST=10000 CONV_SGEMM="2 5 200" CONV_LREPS=11
 fi
@@ -466,24 +474,25 @@ conv_run() {
     echo "$(cat "$RAW/conv.time") load=$load" | tag "rep=$r sys=$name" >>"$RAW/$log"
 }
 
-# conv_epoch REP SYSTEM: one timed epoch of the reference net; streamtrain
-# with --init torch, PyTorch's default weight bound, so that both sides
-# start from the same distribution (He-uniform, streamtrain's default,
-# trails by ~1.5 points after one epoch and is level after five).
+# conv_epoch REP SYSTEM [LOG]: one timed epoch of the reference net, into
+# LOG (conv-time.log); streamtrain with --init torch, PyTorch's default
+# weight bound, so that both sides start from the same distribution
+# (He-uniform, streamtrain's default, trails by ~1.5 points after one epoch
+# and is level after five).
 # shellcheck disable=SC2086
 conv_epoch() {
-    local r=$1 idx=$CONV_IDX pk=data/bench/$CONV_PACK
+    local r=$1 idx=$CONV_IDX pk=data/bench/$CONV_PACK log=${3:-conv-time.log}
     case $2 in
     streamtrain)
-        conv_run $r streamtrain conv-time.log "$BUILD/streamtrain" --data $pk \
+        conv_run $r streamtrain $log "$BUILD/streamtrain" --data $pk \
             --model $CONV_SPEC $CONV_RECIPE --init torch --schedule cosine --epochs 1 \
             --batch 128 --blas-threads 2 --seed $r -q ;;
     torch-debian)
-        conv_run $r torch-debian conv-time.log $PY bench/torch_peer.py conv $idx \
+        conv_run $r torch-debian $log $PY bench/torch_peer.py conv $idx \
             --spec $CONV_SPEC $CONV_RECIPE --schedule cosine --layout nchw --epochs 1 \
             --batch 128 --threads 2 --seed $r ;;
     torch-pypi-*)
-        conv_run $r "$2" conv-time.log "$VPY" bench/torch_peer.py conv $idx \
+        conv_run $r "$2" $log "$VPY" bench/torch_peer.py conv $idx \
             --spec $CONV_SPEC $CONV_RECIPE --schedule cosine --layout "${2#torch-pypi-}" \
             --epochs 1 --batch 128 --threads 2 --seed $r ;;
     esac
@@ -526,6 +535,17 @@ conv_section() {
         conv_run $r sgemm conv-gemm.log "$BUILD/bench/sgemm_peak" $CONV_SGEMM
         conv_run $r sgemm1 conv-gemm.log "$BUILD/bench/sgemm_peak" 1 ${CONV_SGEMM#* }
         conv_run $r layers conv-gemm.log "$BUILD/bench/conv_layers" 2 $CONV_LREPS 128
+    done
+    # more seeds for the one-epoch accuracy comparison, untimed: streamtrain
+    # and the peer it is held to (channels_last torch, or Debian's without
+    # the venv). Two trainings differ by ~0.3 points from seed to seed, so
+    # three seeds a side cannot tell a real difference from chance.
+    local peer=torch-debian
+    [ $VENV_OK = 0 ] || peer=torch-pypi-channels_last
+    for r in $(seq $((RUNS + 1)) "$CONV_SEEDS"); do
+        say "conv: one-epoch accuracy, seed $r/$CONV_SEEDS (streamtrain, $peer; untimed)"
+        conv_epoch $r streamtrain conv-seeds.log
+        conv_epoch $r $peer conv-seeds.log
     done
     mark conv "$t"
     [ "$CONV_ACC" = 1 ] || return 0

@@ -624,7 +624,16 @@ static int fail(const dist_job *job, const run_config *c, int rc,
         if (job->rank == 0) fprintf(stderr, "streamtrain: %s\n", msg);
         return code;
     }
-    fprintf(stderr, "streamtrain: rank %d: %s\n", job->rank, msg);
+    /* a timeout says only that some rank did not come: ask who is there */
+    char who[256];
+    if (rc == ST_ETIMEDOUT && dist_roll_call(job, 2.0, who, sizeof who))
+        fprintf(stderr, "streamtrain: rank 0: %s; %s\n", msg, who);
+    else if (rc == ST_ETIMEDOUT && job->rank != 0)
+        fprintf(stderr, "streamtrain: rank %d: %s; rank 0 did not end the "
+                "job after a roll call: rank 0 may be the one that hangs\n",
+                job->rank, msg);
+    else
+        fprintf(stderr, "streamtrain: rank %d: %s\n", job->rank, msg);
     dist_abort(job, code);
     return code;
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <xxhash.h>
 
@@ -208,6 +209,99 @@ int dist_check_fields(const dist_job *job, const dist_field *f, int n,
     return bad < 0 ? 0 : name_mismatch(job, &f[bad], err);
 #else
     (void)f, (void)n, (void)err;
+    return 0;
+#endif
+}
+
+#ifdef ST_HAVE_MPI
+static double roll_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void roll_nap(void)
+{
+    struct timespec ts = {0, 1000000}; /* 1 ms */
+    nanosleep(&ts, NULL);
+}
+
+/* A rank but 0: report, then keep the send moving until rank 0 ends the
+ * job (or does not). */
+static void roll_report(const dist_job *job, double wait_s)
+{
+    int me = job->rank, done = 0;
+    MPI_Request req;
+    if (MPI_Isend(&me, 1, MPI_INT, 0, DIST_ROLL_TAG, MPI_COMM_WORLD, &req) !=
+        MPI_SUCCESS)
+        return;
+    for (double end = roll_now_s() + wait_s; roll_now_s() < end;) {
+        if (!done && MPI_Test(&req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+            return;
+        roll_nap();
+    }
+}
+
+/* Rank 0: who reports within grace_s; heard[r] = 1 for each. */
+static void roll_collect(const dist_job *job, double grace_s, char *heard)
+{
+    int left = job->world - 1;
+    heard[0] = 1;
+    for (double end = roll_now_s() + grace_s; left > 0 && roll_now_s() < end;) {
+        int flag = 0, who;
+        MPI_Status st;
+        if (MPI_Iprobe(MPI_ANY_SOURCE, DIST_ROLL_TAG, MPI_COMM_WORLD, &flag,
+                       &st) != MPI_SUCCESS)
+            return;
+        if (!flag) {
+            roll_nap();
+            continue;
+        }
+        if (MPI_Recv(&who, 1, MPI_INT, st.MPI_SOURCE, DIST_ROLL_TAG,
+                     MPI_COMM_WORLD, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+            return;
+        if (!heard[st.MPI_SOURCE]) heard[st.MPI_SOURCE] = 1, left--;
+    }
+}
+#endif
+
+int dist_roll_call(const dist_job *job, double grace_s, char *out,
+                   size_t len)
+{
+    if (out && len) out[0] = '\0';
+#ifdef ST_HAVE_MPI
+    if (!job->mpi || job->world == 1) return 0;
+    if (job->rank != 0) {
+        roll_report(job, grace_s + 2.0);
+        return 0;
+    }
+    char *heard = calloc((size_t)job->world, 1);
+    if (heard == NULL) return 0;
+    roll_collect(job, grace_s, heard);
+    char list[96] = "";
+    size_t n = 0;
+    int silent = 0, shown = 0;
+    for (int r = 1; r < job->world; r++) {
+        if (heard[r]) continue;
+        silent++;
+        if (shown == 8 || n >= sizeof list) continue;
+        n += (size_t)snprintf(list + n, sizeof list - n, "%s%d",
+                              shown++ ? ", " : "", r);
+    }
+    free(heard);
+    if (silent == 0)
+        snprintf(out, len, "every other rank answered a roll call within "
+                 "%g s, so none of them hangs: they wait in another "
+                 "collective, or this rank was stopped itself", grace_s);
+    else
+        snprintf(out, len, "no word from rank%s %s%s within %g s: %s stopped, "
+                 "stuck or gone", silent == 1 ? "" : "s", list,
+                 silent > shown ? ", ..." : "", grace_s,
+                 silent == 1 ? "it is" : "they are");
+    return 1;
+#else
+    (void)job, (void)grace_s;
     return 0;
 #endif
 }

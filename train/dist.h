@@ -4,7 +4,7 @@
  *
  * defines: dist_job, dist_op, dist_type, dist_field, dist_init,
  *          dist_finalize, dist_abort, dist_allreduce, dist_check_fields,
- *          dist_hash, DIST_FIELD_TEXT
+ *          dist_roll_call, dist_hash, DIST_FIELD_TEXT, DIST_ROLL_TAG
  *
  * Launch: under mpirun (the environment holds OMPI_COMM_WORLD_SIZE,
  * PMIX_RANK or PMI_SIZE) dist_init calls MPI_Init_thread (FUNNELED: only
@@ -82,6 +82,20 @@ int dist_allreduce(const dist_job *job, void *buf, int n, dist_type type,
  * result. @return 0, ST_EINVAL (mismatch), or a collective's error. */
 int dist_check_fields(const dist_job *job, const dist_field *f, int n,
                       st_error *err);
+
+/* After a collective timed out on this rank, before the job is aborted:
+ * a roll call, so that one line can name the rank that hangs (a timeout
+ * alone only says that some rank did not come). Every rank but 0 reports
+ * to rank 0 (one int, tag DIST_ROLL_TAG) and then waits grace_s + 2 s for
+ * rank 0 to end the job; rank 0 collects the reports for up to grace_s
+ * and writes what it found into out: "no word from rank 1: it is stopped,
+ * stuck or gone", or, when every rank reported, that none of them hangs
+ * (they wait in another collective, or rank 0 was stopped itself). @return 1 on rank 0 (out filled), 0 elsewhere
+ * (on a rank but 0, when rank 0 did not end the job in time: rank 0 may
+ * be the rank that hangs), and 0 with one rank or without MPI. */
+int dist_roll_call(const dist_job *job, double grace_s, char *out,
+                   size_t len);
+#define DIST_ROLL_TAG 0x5354
 
 /* A 64-bit hash of n bytes (for fields too large to send as text, e.g.
  * the initial weights). */

@@ -168,18 +168,21 @@ rc=$?
 expect_job_fail missing_pack 30 "rank 1: $T/nope"
 
 echo "[ RUN      ] stopped_rank_times_out"
+# 3 ranks, rank 2 stopped (SIGSTOP): rank 0 times out, and the roll call
+# that follows hears rank 1 and names rank 2 alone
 rm -f "$T"/pid.*
 t0=$(date +%s)
-$MPI -np 2 "$T/wrap.sh" "$ST" $LONG --dist-timeout 3 >"$T/f.out" 2>&1 &
+$MPI -np 3 "$T/wrap.sh" "$ST" $LONG --batch 48 --dist-timeout 3 >"$T/f.out" 2>&1 &
 job=$!
-sleep 2
-[ -f "$T/pid.1" ] && kill -STOP "$(cat "$T/pid.1")"
+for _ in $(seq 100); do [ -f "$T/pid.2" ] && grep -q '^job: ' "$T/f.out" 2>/dev/null && break; sleep 0.1; done
+sleep 1
+[ -f "$T/pid.2" ] && kill -STOP "$(cat "$T/pid.2")"
 wait $job; rc=$?
-[ -f "$T/pid.1" ] && kill -9 "$(cat "$T/pid.1")" 2>/dev/null
+[ -f "$T/pid.2" ] && kill -9 "$(cat "$T/pid.2")" 2>/dev/null
 # rank 0 waits in the gradient sum or on the stop flag, whichever comes
 grep -q "rank 0: .*did not finish within 3 s (--dist-timeout)" "$T/f.out" ||
     rc=0 # (expect_job_fail then reports it)
-expect_job_fail stopped_rank_times_out 30 "did not finish within 3 s"
+expect_job_fail stopped_rank_times_out 30 "no word from rank 2 within 2 s: it is stopped, stuck or gone"
 
 echo "[ RUN      ] mismatch_batch"
 t0=$(date +%s)

@@ -605,8 +605,10 @@ static int job_config(run_config *c, const dist_job *job)
     return 1;
 }
 
-/* A failed rank: one line naming it, and the whole job goes down (a
- * collective failure is the same line on every rank that saw it). */
+/* A failed rank: one line naming it, and the whole job goes down. A
+ * timeout is followed by a roll call that names the rank that hangs; an
+ * error several ranks hit is printed once, by rank 0, with the ranks that
+ * share it (train/dist.h). */
 static int fail(const dist_job *job, const run_config *c, int rc,
                 const st_error *err)
 {
@@ -632,6 +634,9 @@ static int fail(const dist_job *job, const run_config *c, int rc,
         fprintf(stderr, "streamtrain: rank %d: %s; rank 0 did not end the "
                 "job after a roll call: rank 0 may be the one that hangs\n",
                 job->rank, msg);
+    else if (rc != ST_ETIMEDOUT && dist_fail_together(job, msg, 1.0, stderr,
+                                                      who, sizeof who))
+        fprintf(stderr, "streamtrain: rank 0: %s%s\n", msg, who);
     else
         fprintf(stderr, "streamtrain: rank %d: %s\n", job->rank, msg);
     dist_abort(job, code);

@@ -227,13 +227,13 @@ static void roll_nap(void)
     nanosleep(&ts, NULL);
 }
 
-/* A rank but 0: report, then keep the send moving until rank 0 ends the
- * job (or does not). */
-static void roll_report(const dist_job *job, double wait_s)
+/* A rank but 0: sends n bytes to rank 0 with tag, then keeps the send
+ * moving until rank 0 ends the job (or does not, within wait_s). */
+static void send_and_wait(const void *buf, int n, int tag, double wait_s)
 {
-    int me = job->rank, done = 0;
+    int done = 0;
     MPI_Request req;
-    if (MPI_Isend(&me, 1, MPI_INT, 0, DIST_ROLL_TAG, MPI_COMM_WORLD, &req) !=
+    if (MPI_Isend(buf, n, MPI_BYTE, 0, tag, MPI_COMM_WORLD, &req) !=
         MPI_SUCCESS)
         return;
     for (double end = roll_now_s() + wait_s; roll_now_s() < end;) {
@@ -243,26 +243,51 @@ static void roll_report(const dist_job *job, double wait_s)
     }
 }
 
-/* Rank 0: who reports within grace_s; heard[r] = 1 for each. */
-static void roll_collect(const dist_job *job, double grace_s, char *heard)
+/* Rank 0: the next message with tag before end into buf (room cap; as a
+ * string); @return its source, or -1 when none came. */
+static int recv_until(int tag, double end, char *buf, int cap)
 {
-    int left = job->world - 1;
-    heard[0] = 1;
-    for (double end = roll_now_s() + grace_s; left > 0 && roll_now_s() < end;) {
-        int flag = 0, who;
+    while (roll_now_s() < end) {
+        int flag = 0, n = 0;
         MPI_Status st;
-        if (MPI_Iprobe(MPI_ANY_SOURCE, DIST_ROLL_TAG, MPI_COMM_WORLD, &flag,
-                       &st) != MPI_SUCCESS)
-            return;
+        if (MPI_Iprobe(MPI_ANY_SOURCE, tag, MPI_COMM_WORLD, &flag, &st) !=
+            MPI_SUCCESS)
+            return -1;
         if (!flag) {
             roll_nap();
             continue;
         }
-        if (MPI_Recv(&who, 1, MPI_INT, st.MPI_SOURCE, DIST_ROLL_TAG,
-                     MPI_COMM_WORLD, MPI_STATUS_IGNORE) != MPI_SUCCESS)
-            return;
-        if (!heard[st.MPI_SOURCE]) heard[st.MPI_SOURCE] = 1, left--;
+        if (MPI_Get_count(&st, MPI_BYTE, &n) != MPI_SUCCESS || n > cap ||
+            MPI_Recv(buf, n, MPI_BYTE, st.MPI_SOURCE, tag, MPI_COMM_WORLD,
+                     MPI_STATUS_IGNORE) != MPI_SUCCESS)
+            return -1;
+        buf[n > 0 ? n - 1 : 0] = '\0';
+        return st.MPI_SOURCE;
     }
+    return -1;
+}
+
+/* Rank 0: who reports within grace_s; heard[r] = 1 for each. */
+static void roll_collect(const dist_job *job, double grace_s, char *heard)
+{
+    int left = job->world - 1;
+    char buf[16];
+    heard[0] = 1;
+    for (double end = roll_now_s() + grace_s; left > 0;) {
+        int src = recv_until(DIST_ROLL_TAG, end, buf, (int)sizeof buf);
+        if (src < 0) return;
+        if (!heard[src]) heard[src] = 1, left--;
+    }
+}
+
+/* ", 3" appended to list (room cap) for the shown-th rank r; "..." past 8 */
+static void list_rank(char *list, size_t cap, int *shown, int r)
+{
+    size_t n = strlen(list);
+    if (*shown == 8 && n + 6 < cap) strcat(list, ", ...");
+    if (*shown < 8 && n < cap)
+        snprintf(list + n, cap - n, "%s%d", *shown ? ", " : "", r);
+    (*shown)++;
 }
 #endif
 
@@ -273,35 +298,69 @@ int dist_roll_call(const dist_job *job, double grace_s, char *out,
 #ifdef ST_HAVE_MPI
     if (!job->mpi || job->world == 1) return 0;
     if (job->rank != 0) {
-        roll_report(job, grace_s + 2.0);
+        char me[16]; /* the rank, as text */
+        int n = snprintf(me, sizeof me, "%d", job->rank);
+        send_and_wait(me, n + 1, DIST_ROLL_TAG, grace_s + 2.0);
         return 0;
     }
     char *heard = calloc((size_t)job->world, 1);
     if (heard == NULL) return 0;
     roll_collect(job, grace_s, heard);
     char list[96] = "";
-    size_t n = 0;
-    int silent = 0, shown = 0;
-    for (int r = 1; r < job->world; r++) {
-        if (heard[r]) continue;
-        silent++;
-        if (shown == 8 || n >= sizeof list) continue;
-        n += (size_t)snprintf(list + n, sizeof list - n, "%s%d",
-                              shown++ ? ", " : "", r);
-    }
+    int silent = 0;
+    for (int r = 1; r < job->world; r++)
+        if (!heard[r]) list_rank(list, sizeof list, &silent, r);
     free(heard);
     if (silent == 0)
         snprintf(out, len, "every other rank answered a roll call within "
                  "%g s, so none of them hangs: they wait in another "
                  "collective, or this rank was stopped itself", grace_s);
     else
-        snprintf(out, len, "no word from rank%s %s%s within %g s: %s stopped, "
-                 "stuck or gone", silent == 1 ? "" : "s", list,
-                 silent > shown ? ", ..." : "", grace_s,
+        snprintf(out, len, "no word from rank%s %s within %g s: %s stopped, "
+                 "stuck or gone", silent == 1 ? "" : "s", list, grace_s,
                  silent == 1 ? "it is" : "they are");
     return 1;
 #else
     (void)job, (void)grace_s;
+    return 0;
+#endif
+}
+
+int dist_fail_together(const dist_job *job, const char *msg, double wait_s,
+                       FILE *f, char *same, size_t len)
+{
+    if (same && len) same[0] = '\0';
+#ifdef ST_HAVE_MPI
+    if (!job->mpi || job->world == 1) return 0;
+    size_t n = strlen(msg) + 1;
+    if (n > 512) n = 512;
+    if (job->rank != 0) {
+        char buf[512];
+        memcpy(buf, msg, n);
+        buf[n - 1] = '\0';
+        /* past rank 0's wait and Open MPI's SIGTERM-then-SIGKILL (1 s) */
+        send_and_wait(buf, (int)n, DIST_FAIL_TAG, wait_s + 2.0);
+        return 0;
+    }
+    char list[96] = "", buf[512];
+    int left = job->world - 1, alike = 0, src;
+    for (double end = roll_now_s() + wait_s;
+         left > 0 && (src = recv_until(DIST_FAIL_TAG, end, buf,
+                                       (int)sizeof buf)) >= 0;
+         left--) {
+        if (strncmp(buf, msg, sizeof buf - 1) == 0)
+            list_rank(list, sizeof list, &alike, src);
+        else
+            fprintf(f, "streamtrain: rank %d: %s\n", src, buf);
+    }
+    if (alike == job->world - 1)
+        snprintf(same, len, " (the same on every rank)");
+    else if (alike)
+        snprintf(same, len, " (the same on rank%s %s)", alike == 1 ? "" : "s",
+                 list);
+    return 1;
+#else
+    (void)job, (void)msg, (void)wait_s, (void)f;
     return 0;
 #endif
 }

@@ -4,7 +4,8 @@
  *
  * defines: dist_job, dist_op, dist_type, dist_field, dist_init,
  *          dist_finalize, dist_abort, dist_allreduce, dist_check_fields,
- *          dist_roll_call, dist_hash, DIST_FIELD_TEXT, DIST_ROLL_TAG
+ *          dist_roll_call, dist_fail_together, dist_hash, DIST_FIELD_TEXT,
+ *          DIST_ROLL_TAG, DIST_FAIL_TAG
  *
  * Launch: under mpirun (the environment holds OMPI_COMM_WORLD_SIZE,
  * PMIX_RANK or PMI_SIZE) dist_init calls MPI_Init_thread (FUNNELED: only
@@ -25,6 +26,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "datasets/error.h"
 
@@ -96,6 +98,20 @@ int dist_check_fields(const dist_job *job, const dist_field *f, int n,
 int dist_roll_call(const dist_job *job, double grace_s, char *out,
                    size_t len);
 #define DIST_ROLL_TAG 0x5354
+
+/* A rank failed with msg (anything but a timeout), before the job is
+ * aborted: so that an error every rank hits (a bad flag, a pack missing
+ * on every host) prints once. A rank but 0 sends msg to rank 0 (tag
+ * DIST_FAIL_TAG) and waits wait_s + 2 s for rank 0 to end the job; rank 0
+ * collects the others' messages for up to wait_s (less once every rank
+ * has sent one), writes each that differs from its own to f as its own
+ * line ("streamtrain: rank 2: ..."), and writes into same the ranks whose
+ * message is its own: " (the same on every rank)", " (the same on ranks
+ * 1, 3)" or "". @return 1 on rank 0 (same filled), else 0: a rank but 0
+ * prints its own line (rank 0 did not fail, or not in time). */
+int dist_fail_together(const dist_job *job, const char *msg, double wait_s,
+                       FILE *f, char *same, size_t len);
+#define DIST_FAIL_TAG 0x5355
 
 /* A 64-bit hash of n bytes (for fields too large to send as text, e.g.
  * the initial weights). */

@@ -298,7 +298,8 @@ int dist_roll_call(const dist_job *job, double grace_s, char *out,
 #ifdef ST_HAVE_MPI
     if (!job->mpi || job->world == 1) return 0;
     if (job->rank != 0) {
-        char me[16]; /* the rank, as text */
+        static char me[16]; /* the rank, as text; static: the send may
+                               outlive this call, until the job ends */
         int n = snprintf(me, sizeof me, "%d", job->rank);
         send_and_wait(me, n + 1, DIST_ROLL_TAG, grace_s + 2.0);
         return 0;
@@ -335,7 +336,7 @@ int dist_fail_together(const dist_job *job, const char *msg, double wait_s,
     size_t n = strlen(msg) + 1;
     if (n > 512) n = 512;
     if (job->rank != 0) {
-        char buf[512];
+        static char buf[512]; /* static: the send may outlive this call */
         memcpy(buf, msg, n);
         buf[n - 1] = '\0';
         /* past rank 0's wait and Open MPI's SIGTERM-then-SIGKILL (1 s) */

@@ -650,7 +650,8 @@ scaleout_section() {
             # the same MLP at batch 1024 (lr scaled by 8, as a user would):
             # a step long enough that the fixed all-reduce is a small share
             mlp-b1024) batch=1024 args="--device cpu --data data/bench/fm-zstd --model mlp --lr 0.4 --epochs 1 --seed $r" ;;
-            *) args="--device cpu --data data/bench/fm-zstd --model $CONV_SPEC $CONV_RECIPE --epochs 1 --max-steps $SCALE_CONV_STEPS --seed $r" ;;
+            # (no evaluation: --max-steps would evaluate the weights it stops at)
+            *) args="--device cpu --data data/bench/fm-zstd --model $CONV_SPEC $CONV_RECIPE --epochs 1 --max-steps $SCALE_CONV_STEPS --eval-split none --seed $r" ;;
             esac
             args="$args --batch $batch"
             say "scaleout: $m, repetition $r/$RUNS (1x1, 2 ranks x 1, 1x2)"

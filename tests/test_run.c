@@ -408,11 +408,13 @@ static void test_stops_keep_evaluations(void **state)
 static void test_stop_evaluates_final_weights(void **state)
 {
     (void)state;
-    char ck[320];
+    char ck[320], mx[320];
     snprintf(ck, sizeof ck, "%s/midstop.ckpt", g_dir);
+    snprintf(mx, sizeof mx, "%s/midstop.jsonl", g_dir);
     run_config c;
     config(&c);
     c.save = ck;
+    c.metrics = mx;
     c.max_steps = NTRAIN / B + NTRAIN / B / 2; /* half-way through epoch 2 */
     run_result res;
     st_error err = {0};
@@ -422,6 +424,18 @@ static void test_stop_evaluates_final_weights(void **state)
     assert_int_equal(res.epochs, 1);
     assert_true(res.has_test && res.test_acc > 0.5 && isfinite(res.test_loss));
     double acc = res.test_acc, loss = res.test_loss;
+    /* and the metrics log ends with it, an "eval" row of epoch 2 */
+    void *text;
+    size_t len;
+    assert_int_equal(fs_read_file(mx, 1 << 20, &text, &len, &err), 0);
+    text = realloc(text, len + 1);
+    ((char *)text)[len] = '\0';
+    const char *ev = strstr(text, "{\"kind\":\"eval\",\"epoch\":2,");
+    assert_non_null(ev);
+    assert_non_null(strstr(ev, "\"test_acc\":"));
+    assert_null(strchr(ev, '\n') ? strstr(strchr(ev, '\n'), "\"kind\"") : NULL);
+    free(text);
+    c.metrics = NULL;
     c.resume = ck;
     c.save = NULL;
     if (run_train(&c, out, &res, &err) != 0) fail_msg("%s", err.msg);

@@ -4,10 +4,12 @@
  * defines: metrics, metrics_row, metrics_open, metrics_close,
  *          metrics_write, metrics_host_rss
  *
- * Every object has: kind ("log" | "epoch"), epoch, step, elapsed_s, lr,
- * loss, acc, samples_per_s, loader_wait_pct, h2d_gbps, dev_mem_used,
- * dev_mem_peak, host_rss; epoch rows add test_loss and test_acc when an
- * evaluation ran; a job of several ranks adds world, allreduce_ms (host
+ * Every object has: kind ("log" | "epoch" | "eval"), epoch, step,
+ * elapsed_s, lr, loss, acc, samples_per_s, loader_wait_pct, h2d_gbps,
+ * dev_mem_used, dev_mem_peak, host_rss; epoch rows add test_loss and
+ * test_acc when an evaluation ran; an "eval" row (the weights --max-steps
+ * stopped at, mid-epoch: epoch is the one in progress) has them, and its
+ * train fields are 0; a job of several ranks adds world, allreduce_ms (host
  * milliseconds per step in the gradient all-reduce calls and waits, the
  * part backward did not hide; the max over ranks) and allreduce_pct (its
  * share of the step). loss, acc and samples_per_s are global (all ranks);
@@ -25,7 +27,7 @@
 typedef struct metrics metrics;
 
 typedef struct metrics_row {
-    const char *kind;          /* "log" | "epoch" */
+    const char *kind;          /* "log" | "epoch" | "eval" */
     uint64_t epoch;            /* 1-based */
     uint64_t step;             /* optimizer steps so far */
     double elapsed_s;

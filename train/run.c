@@ -453,22 +453,6 @@ static int eval_only(run *r, run_result *res, st_error *err)
     return 0;
 }
 
-/* --max-steps reached after the last evaluation: evaluates the final
- * weights (the ranks' mean BN statistics), so that the final line reports
- * the model the run ends with rather than an older epoch's, or nothing. */
-static int eval_at_stop(run *r, run_result *res, st_error *err)
-{
-    uint64_t step = trainer_step(r->t);
-    if (r->eval == NULL || r->eval_step == step) return 0;
-    ST_TRY(run__sync_state(r, err));
-    ST_TRY(run__eval_pass(r, &res->test_loss, &res->test_acc, err));
-    r->eval_step = step;
-    res->has_test = 1;
-    fprintf(r->out, "eval: test_loss %.4f test_acc %.4f (the weights at step "
-            "%llu)\n", res->test_loss, res->test_acc, (unsigned long long)step);
-    return 0;
-}
-
 /* After a stop (signal or max_steps): hand every batch back, save; after
  * max_steps, evaluate. */
 static int stop_early(run *r, run_result *res, int rc, st_error *err)
@@ -482,7 +466,7 @@ static int stop_early(run *r, run_result *res, int rc, st_error *err)
     fprintf(r->out, "stopped after %llu steps (--max-steps)\n",
             (unsigned long long)trainer_step(r->t));
     res->stopped = 1;
-    if (sr == 0) sr = eval_at_stop(r, res, &e2);
+    if (sr == 0) sr = run__eval_at_stop(r, res, &e2);
     if (sr < 0) return st_seterr(err, e2.code, "%s", e2.msg);
     return 0;
 }

@@ -5,7 +5,7 @@
  *
  * defines: run, held, tally, run__now_s, run__drain, run__save,
  *          run__epoch, run__eval_pass, run__check_job, run__sum_tally,
- *          run__stop_agreed, run__agree_budget
+ *          run__stop_agreed, run__agree_budget, run__eval_at_stop
  */
 #ifndef ST_TRAIN_RUN_IMPL_H
 #define ST_TRAIN_RUN_IMPL_H
@@ -76,6 +76,11 @@ int run__drain(run *r, st_error *err);
 int run__save(run *r, st_error *err);
 int run__epoch(run *r, uint64_t epoch, run_result *res, st_error *err);
 int run__eval_pass(run *r, double *loss, double *acc, st_error *err);
+/* --max-steps reached after the last evaluation: evaluates the final
+ * weights (the ranks' mean BN statistics), prints them and logs an "eval"
+ * metrics row, so that the run reports the model it ends with rather than
+ * an older epoch's, or nothing. */
+int run__eval_at_stop(run *r, run_result *res, st_error *err);
 
 /* run_dist.c */
 /* Averages the BN running statistics over the ranks, once per step. */

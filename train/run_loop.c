@@ -234,6 +234,23 @@ int run__eval_pass(run *r, double *loss, double *acc, st_error *err)
     return 0;
 }
 
+int run__eval_at_stop(run *r, run_result *res, st_error *err)
+{
+    uint64_t step = trainer_step(r->t);
+    if (r->eval == NULL || r->eval_step == step) return 0;
+    ST_TRY(run__sync_state(r, err));
+    metrics_row row;
+    fill_row(r, &row, "eval", (uint64_t)res->epochs + 1);
+    ST_TRY(run__eval_pass(r, &row.test_loss, &row.test_acc, err));
+    r->eval_step = step;
+    row.has_test = res->has_test = 1;
+    res->test_loss = row.test_loss;
+    res->test_acc = row.test_acc;
+    fprintf(r->out, "eval: test_loss %.4f test_acc %.4f (the weights at step "
+            "%llu)\n", row.test_loss, row.test_acc, (unsigned long long)step);
+    return metrics_write(r->mx, &row, err);
+}
+
 static void print_epoch(run *r, const metrics_row *row, double secs)
 {
     char mem[32], peak[32];

@@ -95,18 +95,20 @@ echo "[ RUN      ] conv_equivalence"
 # batch norm normalizes each rank's 16 with their own statistics: the same
 # as one process with micro-batches of 16. Two checks: after 20 steps the
 # weights agree to float rounding (1e-5; measured 2e-7), and after the 195
-# steps of 3 epochs within 1e-2. Over the long run the two trajectories
+# steps of 3 epochs within 5e-2. Over the long run the two trajectories
 # drift apart by chance, not by a rule: this net fits random labels, and a
 # max-pool window whose two largest inputs differ by a rounding error
 # picks the other one and sends its gradient elsewhere; measured 1e-6 to
-# 4e-3 after 195 steps, at lr 0.01-0.05, on several builds. A wrong split
-# or scaling of the global batch differs at the first step by far more.
+# 4e-3 after 195 steps, at lr 0.01-0.05, on several builds, and 1.6e-2 at
+# micro-batch 8 (see accumulation). A wrong split or scaling of the global
+# batch differs at the first step by far more, and after 195 steps too:
+# the 2-rank run at lr 0.06 instead of 0.05 (a 20 % error) differs by 0.19.
 "$ST" $CNN $ONE --micro-batch 16 --max-steps 20 --save "$T/c1s.ckpt" >"$T/c1s.out" 2>&1 &&
     $MPI -np 2 "$ST" $CNN --max-steps 20 --save "$T/c2s.ckpt" >"$T/c2s.out" 2>&1 &&
     "$CMP" --compare "$T/c1s.ckpt" "$T/c2s.ckpt" 1e-5 >"$T/cs.cmp" 2>&1 &&
     "$ST" $CNN $ONE --micro-batch 16 --save "$T/c1.ckpt" >"$T/c1.out" 2>&1 &&
     $MPI -np 2 "$ST" $CNN --save "$T/c2.ckpt" >"$T/c2.out" 2>&1 &&
-    { echo "    after 20 steps: $(cat "$T/cs.cmp")"; compare conv_equivalence "$T/c1.ckpt" "$T/c2.ckpt" 1e-2; } ||
+    { echo "    after 20 steps: $(cat "$T/cs.cmp")"; compare conv_equivalence "$T/c1.ckpt" "$T/c2.ckpt" 5e-2; } ||
     bad conv_equivalence "$(cat "$T/cs.cmp" 2>/dev/null) $(tail -3 "$T/c1.out" "$T/c2.out" 2>/dev/null)"
 
 echo "[ RUN      ] eval_identical"

@@ -285,7 +285,6 @@ demo: deps
 	tools/demo.sh $(BUILD)
 
 bench: deps
-	@tools/deps.sh bench
 	@$(MAKE) --no-print-directory -j$(JOBS) tools
 	bench/run.sh $(if $(QUICK),--quick) $(BUILD)
 

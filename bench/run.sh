@@ -67,7 +67,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # the peers' Debian packages (python3-torch, libopencv-dev for FFCV's
 # build, ...): installed as root, else the apt-get line and exit 1, rather
-# than every peer failing one by one (make bench has run this already)
+# than every peer failing one by one (make bench comes here too)
 tools/deps.sh bench >&2 || exit 1
 
 QUICK=0

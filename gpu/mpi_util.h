@@ -2,7 +2,7 @@
  * by gpu/comm.c (the gradient all-reduce) and train/dist.c (the job's
  * host collectives). ST_HAVE_MPI builds only.
  *
- * defines: st_mpi_fail, MPI_TRY, st_mpi_poll
+ * defines: st_mpi_fail, MPI_TRY, st_mpi_poll, st_mpi_now_s
  *
  * Contract:
  * - st_mpi_fail records "file:line: call: MPI's own message" in err and
@@ -33,6 +33,8 @@ int st_mpi_fail(st_error *err, int rc, const char *what, const char *file,
     } while (0)
 
 int st_mpi_poll(MPI_Request *req, int n, double timeout_s, st_error *err);
+/* Seconds on CLOCK_MONOTONIC: the clock st_mpi_poll's deadlines use. */
+double st_mpi_now_s(void);
 #endif
 
 #endif

@@ -160,6 +160,19 @@ static FILE *sink(void)
     return f;
 }
 
+/* A small text file (a metrics log), NUL-terminated; the caller frees. */
+static char *read_text(const char *path)
+{
+    void *text;
+    size_t len;
+    st_error err = {0};
+    assert_int_equal(fs_read_file(path, 1 << 20, &text, &len, &err), 0);
+    char *t = realloc(text, len + 1);
+    assert_non_null(t);
+    t[len] = '\0';
+    return t;
+}
+
 static void test_learns(void **state)
 {
     (void)state;
@@ -181,11 +194,7 @@ static void test_learns(void **state)
     assert_true(res.has_test);
     assert_true(res.test_acc > 0.9);
     /* metrics: log rows and one epoch row per epoch */
-    void *text;
-    size_t len;
-    assert_int_equal(fs_read_file(metrics, 1 << 20, &text, &len, &err), 0);
-    text = realloc(text, len + 1);
-    ((char *)text)[len] = '\0';
+    char *text = read_text(metrics);
     int epochs = 0;
     for (const char *p = text; (p = strstr(p, "\"kind\":\"epoch\"")); p++)
         epochs++;
@@ -425,11 +434,7 @@ static void test_stop_evaluates_final_weights(void **state)
     assert_true(res.has_test && res.test_acc > 0.5 && isfinite(res.test_loss));
     double acc = res.test_acc, loss = res.test_loss;
     /* and the metrics log ends with it, an "eval" row of epoch 2 */
-    void *text;
-    size_t len;
-    assert_int_equal(fs_read_file(mx, 1 << 20, &text, &len, &err), 0);
-    text = realloc(text, len + 1);
-    ((char *)text)[len] = '\0';
+    char *text = read_text(mx);
     const char *ev = strstr(text, "{\"kind\":\"eval\",\"epoch\":2,");
     assert_non_null(ev);
     assert_non_null(strstr(ev, "\"test_acc\":"));

@@ -214,13 +214,6 @@ int dist_check_fields(const dist_job *job, const dist_field *f, int n,
 }
 
 #ifdef ST_HAVE_MPI
-static double roll_now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void roll_nap(void)
 {
     struct timespec ts = {0, 1000000}; /* 1 ms */
@@ -236,7 +229,7 @@ static void send_and_wait(const void *buf, int n, int tag, double wait_s)
     if (MPI_Isend(buf, n, MPI_BYTE, 0, tag, MPI_COMM_WORLD, &req) !=
         MPI_SUCCESS)
         return;
-    for (double end = roll_now_s() + wait_s; roll_now_s() < end;) {
+    for (double end = st_mpi_now_s() + wait_s; st_mpi_now_s() < end;) {
         if (!done && MPI_Test(&req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
             return;
         roll_nap();
@@ -247,7 +240,7 @@ static void send_and_wait(const void *buf, int n, int tag, double wait_s)
  * string); @return its source, or -1 when none came. */
 static int recv_until(int tag, double end, char *buf, int cap)
 {
-    while (roll_now_s() < end) {
+    while (st_mpi_now_s() < end) {
         int flag = 0, n = 0;
         MPI_Status st;
         if (MPI_Iprobe(MPI_ANY_SOURCE, tag, MPI_COMM_WORLD, &flag, &st) !=
@@ -273,7 +266,7 @@ static void roll_collect(const dist_job *job, double grace_s, char *heard)
     int left = job->world - 1;
     char buf[16];
     heard[0] = 1;
-    for (double end = roll_now_s() + grace_s; left > 0;) {
+    for (double end = st_mpi_now_s() + grace_s; left > 0;) {
         int src = recv_until(DIST_ROLL_TAG, end, buf, (int)sizeof buf);
         if (src < 0) return;
         if (!heard[src]) heard[src] = 1, left--;
@@ -333,19 +326,20 @@ int dist_fail_together(const dist_job *job, const char *msg, double wait_s,
     if (same && len) same[0] = '\0';
 #ifdef ST_HAVE_MPI
     if (!job->mpi || job->world == 1) return 0;
+    enum { CAP = sizeof ((st_error *)0)->msg }; /* one error message */
     size_t n = strlen(msg) + 1;
-    if (n > 512) n = 512;
+    if (n > CAP) n = CAP;
     if (job->rank != 0) {
-        static char buf[512]; /* static: the send may outlive this call */
+        static char buf[CAP]; /* static: the send may outlive this call */
         memcpy(buf, msg, n);
         buf[n - 1] = '\0';
         /* past rank 0's wait and Open MPI's SIGTERM-then-SIGKILL (1 s) */
         send_and_wait(buf, (int)n, DIST_FAIL_TAG, wait_s + 2.0);
         return 0;
     }
-    char list[96] = "", buf[512];
+    char list[96] = "", buf[CAP];
     int left = job->world - 1, alike = 0, src;
-    for (double end = roll_now_s() + wait_s;
+    for (double end = st_mpi_now_s() + wait_s;
          left > 0 && (src = recv_until(DIST_FAIL_TAG, end, buf,
                                        (int)sizeof buf)) >= 0;
          left--) {

@@ -234,6 +234,17 @@ int run__eval_pass(run *r, double *loss, double *acc, st_error *err)
     return 0;
 }
 
+/* One evaluation of the current weights, into row and res. */
+static int evaluate(run *r, metrics_row *row, run_result *res, st_error *err)
+{
+    ST_TRY(run__eval_pass(r, &row->test_loss, &row->test_acc, err));
+    r->eval_step = trainer_step(r->t);
+    row->has_test = res->has_test = 1;
+    res->test_loss = row->test_loss;
+    res->test_acc = row->test_acc;
+    return 0;
+}
+
 int run__eval_at_stop(run *r, run_result *res, st_error *err)
 {
     uint64_t step = trainer_step(r->t);
@@ -241,11 +252,7 @@ int run__eval_at_stop(run *r, run_result *res, st_error *err)
     ST_TRY(run__sync_state(r, err));
     metrics_row row;
     fill_row(r, &row, "eval", (uint64_t)res->epochs + 1);
-    ST_TRY(run__eval_pass(r, &row.test_loss, &row.test_acc, err));
-    r->eval_step = step;
-    row.has_test = res->has_test = 1;
-    res->test_loss = row.test_loss;
-    res->test_acc = row.test_acc;
+    ST_TRY(evaluate(r, &row, res, err));
     fprintf(r->out, "eval: test_loss %.4f test_acc %.4f (the weights at step "
             "%llu)\n", row.test_loss, row.test_acc, (unsigned long long)step);
     return metrics_write(r->mx, &row, err);
@@ -309,12 +316,7 @@ int run__epoch(run *r, uint64_t epoch, run_result *res, st_error *err)
     /* every rank saw its own micro-batches: evaluate and save the mean */
     ST_TRY(run__sync_state(r, err));
     if (r->eval) {
-        ST_TRY(run__eval_pass(r, &row.test_loss, &row.test_acc, err));
-        r->eval_step = trainer_step(r->t);
-        row.has_test = 1;
-        res->has_test = 1;
-        res->test_loss = row.test_loss;
-        res->test_acc = row.test_acc;
+        ST_TRY(evaluate(r, &row, res, err));
         /* read again after eval: CUDA loads kernels lazily, and the eval
          * pass may load some (its last, short batch) on first use; read
          * before it, epoch 1 would look smaller than epoch 2 */
